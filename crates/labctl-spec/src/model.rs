@@ -1,0 +1,252 @@
+//! The validated lab: what every other crate consumes.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// Which hypervisor runs the lab.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    Qemu,
+    Virtualbox,
+}
+
+impl Provider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Qemu => "qemu",
+            Provider::Virtualbox => "virtualbox",
+        }
+    }
+}
+
+/// Hardware acceleration choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    /// KVM if a real probe proves it works, otherwise TCG.
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+impl Accel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Accel::Auto => "auto",
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        }
+    }
+}
+
+/// How a lab network is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkKind {
+    /// The host has an address on it (VirtualBox host-only); QEMU: the lab switch.
+    Hostonly,
+    /// Only the VMs are on it (VirtualBox intnet); QEMU: the lab switch.
+    Internal,
+}
+
+/// A private L2 network shared by the lab's VMs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Network {
+    pub name: String,
+    pub address: Ipv4Addr,
+    pub prefix: u8,
+    pub kind: NetworkKind,
+    /// The host's address on a host-only network (VirtualBox).
+    pub host_ip: Ipv4Addr,
+    /// Inclusive address ranges reserved for something else (MetalLB, VIPs).
+    pub reserved: Vec<(Ipv4Addr, Ipv4Addr)>,
+}
+
+impl Network {
+    pub fn netmask(&self) -> Ipv4Addr {
+        Ipv4Addr::from(mask(self.prefix))
+    }
+    pub fn cidr(&self) -> String {
+        format!("{}/{}", self.address, self.prefix)
+    }
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        u32::from(ip) & mask(self.prefix) == u32::from(self.address)
+    }
+    pub fn broadcast(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.address) | !mask(self.prefix))
+    }
+}
+
+pub(crate) fn mask(prefix: u8) -> u32 {
+    if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(prefix))
+    }
+}
+
+/// When a step runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunPolicy {
+    /// On the first successful `up`; again only when its rendered content changes or on request.
+    Once,
+    /// On every `up`.
+    Always,
+    /// Only when asked for by name (`labctl provision --step`).
+    Never,
+}
+
+impl RunPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunPolicy::Once => "once",
+            RunPolicy::Always => "always",
+            RunPolicy::Never => "never",
+        }
+    }
+}
+
+/// Where a step's script comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepSource {
+    /// A Handlebars template, path relative to the lab's templates directory.
+    Template(PathBuf),
+    /// A script uploaded as is, path relative to lab.toml.
+    Script(PathBuf),
+}
+
+/// A dependency on a step of every node of a role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StepRef {
+    pub role: String,
+    pub step: String,
+}
+
+impl std::fmt::Display for StepRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.role, self.step)
+    }
+}
+
+/// One provisioning step of a role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Step {
+    pub name: String,
+    pub source: StepSource,
+    /// Arguments, themselves small templates (`{{lab.workers}}`).
+    pub args: Vec<String>,
+    pub run: RunPolicy,
+    /// Needs the guest's internet (package downloads).
+    pub needs_egress: bool,
+    pub after: Vec<StepRef>,
+    pub publish: Vec<String>,
+    #[serde(with = "secs")]
+    pub timeout: Duration,
+}
+
+/// A forwarded host port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Forward {
+    pub guest: u16,
+    pub host: u16,
+}
+
+/// A role: a node definition repeated `count` times.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Role {
+    pub name: String,
+    /// Hostname pattern; `{i}` is the node index.
+    pub hostname: String,
+    pub count: u32,
+    pub start: u32,
+    /// Whether `count` comes from `lab.workers` / `--workers`.
+    pub scale: bool,
+    pub steps: Vec<Step>,
+}
+
+/// An address of a node on a network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NicAddr {
+    pub network: String,
+    pub ip: Ipv4Addr,
+    pub prefix: u8,
+}
+
+/// One VM of the lab, with computed addresses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Node {
+    pub name: String,
+    pub role: String,
+    pub index: u32,
+    /// Position in the lab (0 = first node), stable for a given lab and worker count.
+    pub ordinal: usize,
+    pub cpus: u32,
+    pub memory_mb: u32,
+    pub ssh_port: u16,
+    pub nics: Vec<NicAddr>,
+    pub forwards: Vec<Forward>,
+    pub nested_virt: bool,
+}
+
+impl Node {
+    /// The node's address on the lab's first network.
+    pub fn ip(&self) -> Option<std::net::Ipv4Addr> {
+        self.nics.first().map(|n| n.ip)
+    }
+}
+
+/// A validated lab.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Lab {
+    /// Absolute path of lab.toml.
+    pub file: PathBuf,
+    /// Directory holding lab.toml.
+    pub dir: PathBuf,
+    pub name: String,
+    pub provider: Provider,
+    #[serde(rename = "box")]
+    pub box_name: String,
+    pub group: Option<String>,
+    pub accel: Accel,
+    pub egress: bool,
+    pub os: String,
+    pub workers: u32,
+    pub linked_clone: bool,
+    pub golden_snapshot: bool,
+    #[serde(with = "secs")]
+    pub boot_timeout: Duration,
+    pub templates_dir: PathBuf,
+    pub vars: BTreeMap<String, String>,
+    pub networks: Vec<Network>,
+    pub roles: Vec<Role>,
+    pub nodes: Vec<Node>,
+}
+
+impl Lab {
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+    pub fn role(&self, name: &str) -> Option<&Role> {
+        self.roles.iter().find(|r| r.name == name)
+    }
+    /// The steps of a node, in order.
+    pub fn steps_of(&self, node: &Node) -> &[Step] {
+        self.role(&node.role).map_or(&[], |r| r.steps.as_slice())
+    }
+}
+
+mod secs {
+    pub(super) fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+}

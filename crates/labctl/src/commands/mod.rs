@@ -1,0 +1,49 @@
+//! One module per command; each turns settings into calls on the library crates.
+
+pub(crate) mod init;
+pub(crate) mod plan;
+pub(crate) mod render;
+pub(crate) mod validate;
+
+use std::path::PathBuf;
+
+use labctl_spec::{Lab, Overrides};
+
+use crate::Result;
+use crate::cli::LabArgs;
+use crate::errors::ExpectedError;
+
+/// The lab.toml a command works on: `--lab PATH` (file or directory) or ./lab.toml.
+pub(crate) fn lab_path(args: &LabArgs) -> Result<PathBuf> {
+    let given = args.lab.clone().unwrap_or_else(|| PathBuf::from("."));
+    let path = if given.is_dir() {
+        given.join("lab.toml")
+    } else {
+        given.clone()
+    };
+    if !path.exists() {
+        let dir = if given.is_dir() {
+            given
+        } else {
+            given.parent().map(PathBuf::from).unwrap_or_default()
+        };
+        return Err(ExpectedError::NoLab {
+            dir: if dir.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                dir
+            },
+        });
+    }
+    Ok(path)
+}
+
+/// Load and validate the lab.
+pub(crate) fn load_lab(args: &LabArgs) -> Result<Lab> {
+    let path = lab_path(args)?;
+    let ov = Overrides {
+        workers: args.workers,
+        no_egress: args.no_egress,
+    };
+    Ok(labctl_spec::load(&path, ov)?)
+}

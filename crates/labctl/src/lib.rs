@@ -1,0 +1,68 @@
+//! The labctl binary: command line, terminal output and exit codes.
+//!
+//! This is the only crate that prints or chooses exit codes; the library crates speak in
+//! typed errors and events.
+
+mod bundled;
+mod cli;
+mod commands;
+mod errors;
+mod output;
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+use crate::errors::{ExpectedError, code};
+use crate::output::Printer;
+
+/// Parse the command line, run the command, render any error, and return the exit code.
+pub fn main_impl(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                code::USAGE
+            } else {
+                code::OK
+            });
+        }
+    };
+    init_logging(cli.verbose);
+    let printer = Printer::new(cli.quiet, cli.no_color);
+    let result = match cli.command {
+        Command::Init(a) => commands::init::run(&a, &printer),
+        Command::Validate(a) => commands::validate::run(&a, &printer),
+        Command::Plan(a) => commands::plan::run(&a, &printer),
+        Command::Render(a) => commands::render::run(&a, &printer),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            printer.error(&e);
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => {
+            "labctl=debug,labctl_spec=debug,labctl_driver=debug,labctl_ssh=debug,labctl_runner=debug"
+        }
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+pub(crate) type Result<T> = std::result::Result<T, ExpectedError>;
