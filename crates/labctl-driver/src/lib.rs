@@ -1,1 +1,10 @@
+//! VM drivers behind the [`Driver`] trait, the box store, and [`exec`], the one module that
+//! runs external programs.
 
+pub mod boxes;
+mod driver;
+pub mod exec;
+pub mod proc;
+pub mod qemu;
+
+pub use driver::*;

@@ -1,0 +1,614 @@
+//! The box store: base images labctl boots machines from.
+//!
+//! `box add` accepts a qcow2 or raw disk, a Vagrant libvirt box (box.img + metadata.json), a
+//! Vagrant VirtualBox box (OVF + VMDK, converted with `qemu-img convert`) and the boxes
+//! `scripts/build-box.sh` makes (a libvirt box plus `labctl.json`: kernel, login, guest OS).
+//! Each box lives in `<data dir>/boxes/<name>/` with a `box.json`.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::exec::{Cmd, ToolError, find_program};
+
+/// Write a file atomically: temp file in the same directory, fsync, rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+/// What labctl knows about a box.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BoxMeta {
+    pub name: String,
+    /// Where it came from (path or URL).
+    pub source: String,
+    /// sha256 of the file that was added.
+    pub sha256: String,
+    /// Size in bytes of the file that was added.
+    pub size: u64,
+    /// Seconds since the epoch.
+    pub added_at: u64,
+    /// The qcow2 disk machines get overlays of (file in the box directory).
+    pub disk: String,
+    pub kernel: Option<String>,
+    pub initrd: Option<String>,
+    pub cmdline: Option<String>,
+    /// Login for first contact.
+    pub user: String,
+    /// Private key file for first contact (in the box directory).
+    pub private_key: Option<String>,
+    /// debian, ubuntu, rocky, centos (guest configuration method).
+    pub os: String,
+    /// OVF descriptor, for VirtualBox imports.
+    pub ovf: Option<String>,
+}
+
+/// labctl's extension file inside a box.
+#[derive(Debug, Clone, Deserialize)]
+struct LabctlJson {
+    os: Option<String>,
+    user: Option<String>,
+    private_key: Option<String>,
+    disk: Option<String>,
+    kernel: Option<String>,
+    initrd: Option<String>,
+    cmdline: Option<String>,
+}
+
+/// Box store errors.
+#[derive(Debug, thiserror::Error)]
+pub enum BoxError {
+    #[error("no box named `{name}`")]
+    NotFound { name: String, known: Vec<String> },
+    #[error("box `{name}` already exists")]
+    Exists { name: String },
+    #[error("`{name}` is not a valid box name (letters, digits, `.`, `-`, `_`, one `/`)")]
+    BadName { name: String },
+    #[error("{}: {message}", path.display())]
+    Format { path: PathBuf, message: String },
+    #[error("cannot {what} {}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Tool(#[from] ToolError),
+}
+
+fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> BoxError + 'a {
+    move |source| BoxError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Download progress: bytes so far and the total when known.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    pub done: u64,
+    pub total: Option<u64>,
+}
+
+/// Options for `add`.
+#[derive(Debug, Clone, Default)]
+pub struct AddOptions {
+    pub force: bool,
+    /// Login user when the box does not say (default `vagrant`, or `root` for plain disks).
+    pub user: Option<String>,
+    /// Private key when the box ships none.
+    pub private_key: Option<PathBuf>,
+    /// Guest OS family when the box does not say.
+    pub os: Option<String>,
+}
+
+/// Boxes under one directory.
+#[derive(Debug, Clone)]
+pub struct BoxStore {
+    pub root: PathBuf,
+    pub download_dir: PathBuf,
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 100
+        && name.matches('/').count() <= 1
+        && !name.starts_with(['/', '.'])
+        && !name.ends_with('/')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c))
+}
+
+/// sha256 (hex) and size of a file.
+pub fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        h.update(&buf[..n]);
+    }
+    Ok((
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect(),
+        size,
+    ))
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Kind {
+    Qcow2,
+    Tar,
+    Gzip,
+    Raw,
+}
+
+fn sniff(path: &Path) -> std::io::Result<Kind> {
+    let mut f = std::fs::File::open(path)?;
+    let mut head = vec![0u8; 512];
+    let n = f.read(&mut head)?;
+    head.truncate(n);
+    Ok(if head.starts_with(b"QFI\xfb") {
+        Kind::Qcow2
+    } else if head.starts_with(&[0x1f, 0x8b]) {
+        Kind::Gzip
+    } else if head.len() >= 262 && &head[257..262] == b"ustar" {
+        Kind::Tar
+    } else {
+        Kind::Raw
+    })
+}
+
+impl BoxStore {
+    pub fn new(root: PathBuf, download_dir: PathBuf) -> BoxStore {
+        BoxStore { root, download_dir }
+    }
+
+    /// Directory of a box (`/` in names becomes `--`).
+    pub fn dir(&self, name: &str) -> PathBuf {
+        self.root.join(name.replace('/', "--"))
+    }
+
+    pub fn get(&self, name: &str) -> Result<BoxMeta, BoxError> {
+        let path = self.dir(name).join("box.json");
+        let text = std::fs::read_to_string(&path).map_err(|_| BoxError::NotFound {
+            name: name.to_string(),
+            known: self.list().into_iter().map(|b| b.name).collect(),
+        })?;
+        serde_json::from_str(&text).map_err(|e| BoxError::Format {
+            path,
+            message: e.to_string(),
+        })
+    }
+
+    pub fn list(&self) -> Vec<BoxMeta> {
+        let mut out: Vec<BoxMeta> = std::fs::read_dir(&self.root)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .filter_map(|e| std::fs::read_to_string(e.path().join("box.json")).ok())
+                    .filter_map(|t| serde_json::from_str(&t).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    pub fn remove(&self, name: &str) -> Result<(), BoxError> {
+        self.get(name)?;
+        let dir = self.dir(name);
+        std::fs::remove_dir_all(&dir).map_err(io("remove", &dir))
+    }
+
+    /// Add a box from a file or an http(s) URL.
+    pub fn add(
+        &self,
+        name: &str,
+        source: &str,
+        opts: &AddOptions,
+        progress: &dyn Fn(Progress),
+    ) -> Result<BoxMeta, BoxError> {
+        if !valid_name(name) {
+            return Err(BoxError::BadName {
+                name: name.to_string(),
+            });
+        }
+        if self.dir(name).join("box.json").exists() && !opts.force {
+            return Err(BoxError::Exists {
+                name: name.to_string(),
+            });
+        }
+        let file = if source.starts_with("http://") || source.starts_with("https://") {
+            self.download(source, progress)?
+        } else {
+            PathBuf::from(source.strip_prefix("file://").unwrap_or(source))
+        };
+        let (sha256, size) = sha256_file(&file).map_err(io("read", &file))?;
+        std::fs::create_dir_all(&self.root).map_err(io("create", &self.root))?;
+        let tmp = self.root.join(format!(
+            ".add-{}-{}",
+            name.replace('/', "--"),
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).map_err(io("create", &tmp))?;
+        let result = self.unpack(&file, &tmp, opts);
+        let mut meta = match result {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&tmp);
+                return Err(e);
+            }
+        };
+        meta.name = name.to_string();
+        meta.source = source.to_string();
+        meta.sha256 = sha256;
+        meta.size = size;
+        meta.added_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let json = serde_json::to_string_pretty(&meta).unwrap_or_default();
+        write_atomic(&tmp.join("box.json"), json.as_bytes()).map_err(io("write", &tmp))?;
+        let dest = self.dir(name);
+        if dest.exists() {
+            std::fs::remove_dir_all(&dest).map_err(io("replace", &dest))?;
+        }
+        std::fs::rename(&tmp, &dest).map_err(io("rename", &tmp))?;
+        Ok(meta)
+    }
+
+    fn qemu_img() -> Result<PathBuf, BoxError> {
+        Ok(find_program(
+            "qemu-img",
+            "LABCTL_QEMU_IMG",
+            "install QEMU's tools: `apt-get install qemu-utils`",
+        )?)
+    }
+
+    fn convert(src: &Path, format: &str, dest: &Path) -> Result<(), BoxError> {
+        Cmd::new(Self::qemu_img()?)
+            .args(["convert", "-q", "-f", format, "-O", "qcow2"])
+            .arg(src)
+            .arg(dest)
+            .timeout(Duration::from_secs(3600))
+            .run()?;
+        Ok(())
+    }
+
+    fn unpack(&self, file: &Path, dir: &Path, opts: &AddOptions) -> Result<BoxMeta, BoxError> {
+        let mut meta = BoxMeta {
+            name: String::new(),
+            source: String::new(),
+            sha256: String::new(),
+            size: 0,
+            added_at: 0,
+            disk: "disk.qcow2".into(),
+            kernel: None,
+            initrd: None,
+            cmdline: None,
+            user: opts.user.clone().unwrap_or_else(|| "vagrant".into()),
+            private_key: None,
+            os: opts.os.clone().unwrap_or_else(|| "debian".into()),
+            ovf: None,
+        };
+        match sniff(file).map_err(io("read", file))? {
+            Kind::Qcow2 => {
+                std::fs::copy(file, dir.join("disk.qcow2")).map_err(io("copy", file))?;
+                meta.user = opts.user.clone().unwrap_or_else(|| "root".into());
+            }
+            Kind::Raw => {
+                Self::convert(file, "raw", &dir.join("disk.qcow2"))?;
+                meta.user = opts.user.clone().unwrap_or_else(|| "root".into());
+            }
+            Kind::Tar | Kind::Gzip => {
+                Cmd::new(find_program("tar", "LABCTL_TAR", "install tar")?)
+                    .arg("-xf")
+                    .arg(file)
+                    .arg("-C")
+                    .arg(dir)
+                    .timeout(Duration::from_secs(3600))
+                    .run()?;
+                self.adopt_vagrant_box(file, dir, &mut meta, opts)?;
+            }
+        }
+        if let Some(key) = &opts.private_key {
+            std::fs::copy(key, dir.join("private_key")).map_err(io("copy", key))?;
+            meta.private_key = Some("private_key".into());
+        }
+        if let Some(k) = &meta.private_key {
+            use std::os::unix::fs::PermissionsExt;
+            let p = dir.join(k);
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))
+                .map_err(io("chmod", &p))?;
+        }
+        Ok(meta)
+    }
+
+    fn adopt_vagrant_box(
+        &self,
+        file: &Path,
+        dir: &Path,
+        meta: &mut BoxMeta,
+        opts: &AddOptions,
+    ) -> Result<(), BoxError> {
+        let bad = |message: String| BoxError::Format {
+            path: file.to_path_buf(),
+            message,
+        };
+        let metadata: serde_json::Value = std::fs::read_to_string(dir.join("metadata.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .ok_or_else(|| bad("not a Vagrant box: no readable metadata.json".into()))?;
+        let provider = metadata
+            .get("provider")
+            .and_then(|p| p.as_str())
+            .unwrap_or_default();
+        match provider {
+            "libvirt" => {
+                let img = dir.join("box.img");
+                if !img.exists() {
+                    return Err(bad("libvirt box without box.img".into()));
+                }
+                if sniff(&img).map_err(io("read", &img))? == Kind::Qcow2 {
+                    std::fs::rename(&img, dir.join("disk.qcow2")).map_err(io("rename", &img))?;
+                } else {
+                    Self::convert(&img, "raw", &dir.join("disk.qcow2"))?;
+                    let _ = std::fs::remove_file(&img);
+                }
+            }
+            "virtualbox" => {
+                let files: Vec<PathBuf> = std::fs::read_dir(dir)
+                    .map_err(io("read", dir))?
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .collect();
+                let vmdk = files
+                    .iter()
+                    .find(|p| {
+                        p.extension()
+                            .is_some_and(|e| e.eq_ignore_ascii_case("vmdk"))
+                    })
+                    .ok_or_else(|| bad("VirtualBox box without a .vmdk disk".into()))?;
+                meta.ovf = files
+                    .iter()
+                    .find(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("ovf")))
+                    .and_then(|p| p.file_name())
+                    .map(|f| f.to_string_lossy().to_string());
+                Self::convert(vmdk, "vmdk", &dir.join("disk.qcow2"))?;
+            }
+            other => {
+                return Err(bad(format!(
+                    "box provider `{other}` is not supported (libvirt and virtualbox boxes are)"
+                )));
+            }
+        }
+        if let Ok(text) = std::fs::read_to_string(dir.join("labctl.json")) {
+            let l: LabctlJson =
+                serde_json::from_str(&text).map_err(|e| bad(format!("labctl.json: {e}")))?;
+            if let Some(d) = l.disk.filter(|d| d != "box.img") {
+                meta.disk = d;
+            }
+            meta.kernel = l.kernel;
+            meta.initrd = l.initrd;
+            meta.cmdline = l.cmdline;
+            meta.user = opts
+                .user
+                .clone()
+                .or(l.user)
+                .unwrap_or_else(|| "root".into());
+            meta.private_key = l.private_key;
+            meta.os = opts.os.clone().or(l.os).unwrap_or_else(|| "debian".into());
+        }
+        Ok(())
+    }
+
+    fn download(&self, url: &str, progress: &dyn Fn(Progress)) -> Result<PathBuf, BoxError> {
+        let curl = find_program(
+            "curl",
+            "LABCTL_CURL",
+            "install curl: `apt-get install curl`",
+        )?;
+        std::fs::create_dir_all(&self.download_dir).map_err(io("create", &self.download_dir))?;
+        let mut h = Sha256::new();
+        h.update(url.as_bytes());
+        let key: String = h
+            .finalize()
+            .iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let done = self.download_dir.join(format!("{key}.box"));
+        if done.exists() {
+            return Ok(done);
+        }
+        let part = self.download_dir.join(format!("{key}.part"));
+        let total = Cmd::new(&curl)
+            .args(["-sfLI", url])
+            .timeout(Duration::from_secs(60))
+            .run()
+            .ok()
+            .and_then(|o| {
+                o.stdout
+                    .lines()
+                    .filter_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().to_string())
+                    })
+                    .last()
+                    .and_then(|v| v.parse::<u64>().ok())
+            });
+        // curl resumes a partial file (-C -); progress comes from the growing file.
+        let cmd = Cmd::new(&curl)
+            .args(["-sfL", "-C", "-", "-o"])
+            .arg(&part)
+            .arg(url);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (tx, rx) = std::sync::mpsc::channel::<Result<crate::exec::Output, ToolError>>();
+        let c = cmd.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(c.run());
+        });
+        let result = loop {
+            if let Ok(r) = rx.recv_timeout(Duration::from_millis(250)) {
+                break r;
+            }
+            let size = std::fs::metadata(&part).map_or(0, |m| m.len());
+            progress(Progress { done: size, total });
+        };
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        result?;
+        let size = std::fs::metadata(&part).map_or(0, |m| m.len());
+        progress(Progress {
+            done: size,
+            total: Some(size),
+        });
+        std::fs::rename(&part, &done).map_err(io("rename", &part))?;
+        Ok(done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(valid_name("labctl/debian-12"));
+        assert!(valid_name("sysnet4admin/CentOS-k8s"));
+        assert!(!valid_name("../etc"));
+        assert!(!valid_name("a/b/c"));
+        assert!(!valid_name("a b"));
+    }
+
+    #[test]
+    fn atomic_write_replaces() {
+        let d = tempfile::tempdir().expect("tmp");
+        let p = d.path().join("x.json");
+        write_atomic(&p, b"1").expect("write");
+        write_atomic(&p, b"2").expect("write");
+        assert_eq!(std::fs::read_to_string(&p).expect("read"), "2");
+        assert_eq!(std::fs::read_dir(d.path()).expect("ls").count(), 1);
+    }
+
+    #[test]
+    fn adds_a_qcow2_and_a_libvirt_box_and_rejects_junk() {
+        if BoxStore::qemu_img().is_err() {
+            return;
+        }
+        let d = tempfile::tempdir().expect("tmp");
+        let store = BoxStore::new(d.path().join("boxes"), d.path().join("dl"));
+        let disk = d.path().join("a.qcow2");
+        Cmd::new(BoxStore::qemu_img().expect("qemu-img"))
+            .args(["create", "-q", "-f", "qcow2"])
+            .arg(&disk)
+            .arg("16M")
+            .run()
+            .expect("create");
+        let m = store
+            .add(
+                "t/plain",
+                disk.to_str().expect("utf8"),
+                &AddOptions::default(),
+                &|_| {},
+            )
+            .expect("add qcow2");
+        assert_eq!(m.user, "root");
+        assert_eq!(m.size, std::fs::metadata(&disk).expect("meta").len());
+        assert!(store.dir("t/plain").join("disk.qcow2").exists());
+        assert!(matches!(
+            store.add(
+                "t/plain",
+                disk.to_str().expect("utf8"),
+                &AddOptions::default(),
+                &|_| {}
+            ),
+            Err(BoxError::Exists { .. })
+        ));
+
+        // A libvirt box with labctl.json.
+        let boxdir = d.path().join("boxsrc");
+        std::fs::create_dir_all(&boxdir).expect("mkdir");
+        std::fs::copy(&disk, boxdir.join("box.img")).expect("copy");
+        std::fs::write(
+            boxdir.join("metadata.json"),
+            r#"{"provider":"libvirt","format":"qcow2","virtual_size":1}"#,
+        )
+        .expect("w");
+        std::fs::write(boxdir.join("insecure_key"), "KEY").expect("w");
+        std::fs::write(
+            boxdir.join("labctl.json"),
+            r#"{"os":"debian","user":"root","private_key":"insecure_key","kernel":"vmlinuz","cmdline":"root=/dev/vda"}"#,
+        )
+        .expect("w");
+        let tarball = d.path().join("x.box");
+        Cmd::new("tar")
+            .arg("-cf")
+            .arg(&tarball)
+            .arg("-C")
+            .arg(&boxdir)
+            .arg(".")
+            .run()
+            .expect("tar");
+        let m = store
+            .add(
+                "t/libvirt",
+                tarball.to_str().expect("utf8"),
+                &AddOptions::default(),
+                &|_| {},
+            )
+            .expect("add box");
+        assert_eq!(m.private_key.as_deref(), Some("insecure_key"));
+        assert_eq!(m.kernel.as_deref(), Some("vmlinuz"));
+        assert!(store.dir("t/libvirt").join("disk.qcow2").exists());
+        assert_eq!(store.list().len(), 2);
+
+        // A tar without metadata.json is refused and leaves nothing behind.
+        let junk = d.path().join("junk.box");
+        Cmd::new("tar")
+            .arg("-cf")
+            .arg(&junk)
+            .arg("-C")
+            .arg(&boxdir)
+            .arg("insecure_key")
+            .run()
+            .expect("tar");
+        let err = store
+            .add(
+                "t/junk",
+                junk.to_str().expect("utf8"),
+                &AddOptions::default(),
+                &|_| {},
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("metadata.json"), "{err}");
+        assert_eq!(store.list().len(), 2);
+        store.remove("t/plain").expect("remove");
+        assert!(matches!(
+            store.get("t/plain"),
+            Err(BoxError::NotFound { .. })
+        ));
+    }
+}

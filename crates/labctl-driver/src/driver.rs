@@ -1,0 +1,184 @@
+//! The driver interface. Drivers know machines, disks and networks; nothing of labs, roles,
+//! SSH keys or templates.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::exec::ToolError;
+
+/// Resolved acceleration for one machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    Kvm,
+    Tcg,
+}
+
+/// What a machine boots from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootImage {
+    /// The box disk; machines get a copy-on-write overlay on top of it.
+    pub disk: PathBuf,
+    /// Direct kernel boot (boxes built by labctl); `None` boots the disk's own bootloader.
+    pub kernel: Option<PathBuf>,
+    pub initrd: Option<PathBuf>,
+    pub cmdline: Option<String>,
+    /// OVF descriptor of a VirtualBox box, if any.
+    pub ovf: Option<PathBuf>,
+}
+
+/// A NIC on a lab-private L2 network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrivateNic {
+    pub network: String,
+    pub mac: String,
+}
+
+/// A host port forwarded to a guest port (always bound to 127.0.0.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortForward {
+    pub host: u16,
+    pub guest: u16,
+}
+
+/// A lab network as the driver sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkConfig {
+    pub name: String,
+    /// Host-side address and prefix for host-only networks (VirtualBox).
+    pub host_ip: Option<(std::net::Ipv4Addr, u8)>,
+}
+
+/// Everything a driver needs to create and run one machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MachineConfig {
+    /// Unique on this host (lab id + node name).
+    pub id: String,
+    /// The guest's hostname (for kernel arguments and display).
+    pub hostname: String,
+    /// Per-machine state directory (disk overlay, pidfile, serial log).
+    pub dir: PathBuf,
+    /// Short directory for unix sockets (QMP, network ports).
+    pub run_dir: PathBuf,
+    pub cpus: u32,
+    pub memory_mb: u32,
+    pub boot: BootImage,
+    /// NIC 1 (NAT) MAC.
+    pub nat_mac: String,
+    pub private_nics: Vec<PrivateNic>,
+    pub ssh: PortForward,
+    pub forwards: Vec<PortForward>,
+    /// Guest internet through NIC 1; false adds `restrict=on` (QEMU).
+    pub egress: bool,
+    pub accel: Accel,
+    pub nested_virt: bool,
+    /// 32 hex digits, unique per machine.
+    pub machine_id: String,
+    /// VirtualBox group.
+    pub group: Option<String>,
+}
+
+/// How to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopMode {
+    /// ACPI power button, then force after the timeout.
+    Graceful(Duration),
+    Force,
+}
+
+/// How a stop went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopOutcome {
+    AlreadyStopped,
+    Graceful(Duration),
+    /// Forced, and why.
+    Forced(String),
+}
+
+/// A machine's state, from a cheap local check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum MachineStatus {
+    NotCreated,
+    Stopped,
+    Running { pid: u32 },
+}
+
+/// A snapshot operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotOp {
+    Save(String),
+    Restore(String),
+    Delete(String),
+    List,
+}
+
+/// What a driver is and can do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DriverInfo {
+    pub name: &'static str,
+    pub version: String,
+    pub live_snapshots: bool,
+}
+
+/// Driver errors.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error(transparent)]
+    Tool(#[from] ToolError),
+    #[error("{what} {}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("machine `{id}` is not created")]
+    NotCreated { id: String },
+    #[error("machine `{id}` exited while starting{}", tail_text(serial_tail))]
+    DiedOnStart { id: String, serial_tail: String },
+    #[error("host port 127.0.0.1:{port} is already in use")]
+    PortInUse { port: u16 },
+    #[error("QMP on {}: {message}", socket.display())]
+    Qmp { socket: PathBuf, message: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+fn tail_text(t: &str) -> String {
+    if t.trim().is_empty() {
+        String::new()
+    } else {
+        format!("; last console lines:\n{t}")
+    }
+}
+
+/// A hypervisor backend.
+pub trait Driver: Send + Sync {
+    fn info(&self) -> DriverInfo;
+    /// Bring up the lab's private networks (idempotent).
+    fn networks_up(
+        &self,
+        run_dir: &std::path::Path,
+        nets: &[NetworkConfig],
+    ) -> Result<(), DriverError>;
+    /// Tear the lab's private networks down (idempotent).
+    fn networks_down(
+        &self,
+        run_dir: &std::path::Path,
+        nets: &[NetworkConfig],
+    ) -> Result<(), DriverError>;
+    /// Create the machine's disk and registration. Returns Ok for an existing machine.
+    fn create(&self, m: &MachineConfig) -> Result<(), DriverError>;
+    /// Boot a created machine, detached: it outlives this process.
+    fn start(&self, m: &MachineConfig) -> Result<(), DriverError>;
+    fn stop(&self, m: &MachineConfig, mode: StopMode) -> Result<StopOutcome, DriverError>;
+    /// Remove the machine and its disk (stopping it first if needed).
+    fn destroy(&self, m: &MachineConfig) -> Result<(), DriverError>;
+    fn status(&self, m: &MachineConfig) -> MachineStatus;
+    /// The last lines the guest printed on its console.
+    fn console_tail(&self, m: &MachineConfig, lines: usize) -> String;
+    fn snapshot(&self, m: &MachineConfig, op: &SnapshotOp) -> Result<Vec<String>, DriverError>;
+}

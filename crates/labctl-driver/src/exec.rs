@@ -1,0 +1,348 @@
+//! The one place that runs external programs.
+//!
+//! Every call records its argv, exit status and stderr, reads stdout and stderr concurrently
+//! (so a chatty child can never deadlock on a full pipe), and can be bounded by a timeout.
+
+use std::ffi::{OsStr, OsString};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// An external program failed or could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    #[error("`{program}` is not installed or not on PATH")]
+    NotFound {
+        program: String,
+        hint: Option<String>,
+    },
+    #[error("cannot start `{command}`")]
+    Spawn {
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{command}` failed ({status}){}", stderr_tail(stderr))]
+    Failed {
+        command: String,
+        status: String,
+        stderr: String,
+    },
+    #[error("`{command}` did not finish within {}s", timeout.as_secs())]
+    Timeout { command: String, timeout: Duration },
+}
+
+fn stderr_tail(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    if lines.is_empty() {
+        return String::new();
+    }
+    let tail = &lines[lines.len().saturating_sub(8)..];
+    format!(":\n    {}", tail.join("\n    "))
+}
+
+/// What a finished program produced.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// A program invocation.
+#[derive(Debug, Clone)]
+pub struct Cmd {
+    program: PathBuf,
+    args: Vec<OsString>,
+    env: Vec<(OsString, OsString)>,
+    timeout: Option<Duration>,
+    current_dir: Option<PathBuf>,
+}
+
+impl Cmd {
+    pub fn new(program: impl Into<PathBuf>) -> Cmd {
+        Cmd {
+            program: program.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            timeout: None,
+            current_dir: None,
+        }
+    }
+    #[must_use]
+    pub fn arg(mut self, a: impl AsRef<OsStr>) -> Cmd {
+        self.args.push(a.as_ref().to_os_string());
+        self
+    }
+    #[must_use]
+    pub fn args<I: IntoIterator<Item = S>, S: AsRef<OsStr>>(mut self, args: I) -> Cmd {
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_os_string()));
+        self
+    }
+    #[must_use]
+    pub fn env(mut self, k: impl AsRef<OsStr>, v: impl AsRef<OsStr>) -> Cmd {
+        self.env
+            .push((k.as_ref().to_os_string(), v.as_ref().to_os_string()));
+        self
+    }
+    #[must_use]
+    pub fn timeout(mut self, t: Duration) -> Cmd {
+        self.timeout = Some(t);
+        self
+    }
+    #[must_use]
+    pub fn current_dir(mut self, d: impl Into<PathBuf>) -> Cmd {
+        self.current_dir = Some(d.into());
+        self
+    }
+    pub fn program(&self) -> &Path {
+        &self.program
+    }
+    pub fn argv(&self) -> &[OsString] {
+        &self.args
+    }
+
+    /// The command line, for messages and logs.
+    pub fn display(&self) -> String {
+        let mut s = self
+            .program
+            .file_name()
+            .unwrap_or(self.program.as_os_str())
+            .to_string_lossy()
+            .to_string();
+        for a in &self.args {
+            s.push(' ');
+            let a = a.to_string_lossy();
+            if a.contains(' ') || a.is_empty() {
+                s.push_str(&format!("'{a}'"));
+            } else {
+                s.push_str(&a);
+            }
+        }
+        s
+    }
+
+    fn command(&self) -> Command {
+        let mut c = Command::new(&self.program);
+        c.args(&self.args);
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        if let Some(d) = &self.current_dir {
+            c.current_dir(d);
+        }
+        c
+    }
+
+    fn spawn_err(&self, source: std::io::Error) -> ToolError {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            ToolError::NotFound {
+                program: self.program.display().to_string(),
+                hint: None,
+            }
+        } else {
+            ToolError::Spawn {
+                command: self.display(),
+                source,
+            }
+        }
+    }
+
+    /// Run to completion, capturing output. A non-zero exit is an error.
+    pub fn run(&self) -> Result<Output, ToolError> {
+        let out = self.run_unchecked()?;
+        if out.status.success() {
+            Ok(out)
+        } else {
+            Err(ToolError::Failed {
+                command: self.display(),
+                status: describe_status(out.status),
+                stderr: if out.stderr.trim().is_empty() {
+                    out.stdout
+                } else {
+                    out.stderr
+                },
+            })
+        }
+    }
+
+    /// Run to completion, capturing output, whatever the exit status.
+    pub fn run_unchecked(&self) -> Result<Output, ToolError> {
+        tracing::debug!(command = %self.display(), "run");
+        let started = Instant::now();
+        let mut child = self
+            .command()
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| self.spawn_err(e))?;
+        let out_reader = reader(child.stdout.take());
+        let err_reader = reader(child.stderr.take());
+        let status = self.wait(&mut child)?;
+        let stdout = out_reader.join().unwrap_or_default();
+        let stderr = err_reader.join().unwrap_or_default();
+        tracing::debug!(command = %self.display(), status = %describe_status(status), elapsed_ms = started.elapsed().as_millis() as u64, "done");
+        if !stderr.trim().is_empty() {
+            tracing::trace!(command = %self.display(), %stderr, "stderr");
+        }
+        Ok(Output {
+            status,
+            stdout,
+            stderr,
+        })
+    }
+
+    fn wait(&self, child: &mut Child) -> Result<ExitStatus, ToolError> {
+        let Some(timeout) = self.timeout else {
+            return child.wait().map_err(|e| self.spawn_err(e));
+        };
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = child.try_wait().map_err(|e| self.spawn_err(e))? {
+                return Ok(st);
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(ToolError::Timeout {
+                    command: self.display(),
+                    timeout,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Run with the terminal attached (for `labctl ssh`); returns the exit code.
+    pub fn run_interactive(&self) -> Result<i32, ToolError> {
+        tracing::debug!(command = %self.display(), "run interactive");
+        let status = self.command().status().map_err(|e| self.spawn_err(e))?;
+        Ok(status.code().unwrap_or(128 + 1))
+    }
+
+    /// Start a long-lived helper in its own process group (so Ctrl-C at the terminal does not
+    /// reach it), output appended to `log`. Returns its PID; the caller records it.
+    pub fn spawn_detached(&self, log: &Path) -> Result<u32, ToolError> {
+        use std::os::unix::process::CommandExt;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|e| self.spawn_err(e))?;
+        let file2 = file.try_clone().map_err(|e| self.spawn_err(e))?;
+        let child = self
+            .command()
+            .stdin(Stdio::null())
+            .stdout(file)
+            .stderr(file2)
+            .process_group(0)
+            .spawn()
+            .map_err(|e| self.spawn_err(e))?;
+        tracing::debug!(command = %self.display(), pid = child.id(), "spawned detached");
+        Ok(child.id())
+    }
+
+    /// Start a child whose lifetime the caller manages (kill + wait).
+    pub fn spawn_child(&self) -> Result<Child, ToolError> {
+        tracing::debug!(command = %self.display(), "spawn child");
+        self.command()
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| self.spawn_err(e))
+    }
+}
+
+fn reader<R: Read + Send + 'static>(r: Option<R>) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(mut r) = r {
+            let _ = r.read_to_end(&mut buf);
+        }
+        String::from_utf8_lossy(&buf).into_owned()
+    })
+}
+
+/// "exit status 3" or "killed by signal 9".
+pub fn describe_status(st: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (st.code(), st.signal()) {
+        (Some(c), _) => format!("exit status {c}"),
+        (None, Some(s)) => format!("killed by signal {s}"),
+        _ => "unknown status".into(),
+    }
+}
+
+/// Find a program: an environment override (e.g. `LABCTL_QEMU_IMG`), else PATH.
+pub fn find_program(name: &str, env_override: &str, hint: &str) -> Result<PathBuf, ToolError> {
+    if let Some(p) = std::env::var_os(env_override).filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        let candidate = dir.join(name);
+        if is_executable(&candidate) {
+            return Ok(candidate);
+        }
+    }
+    Err(ToolError::NotFound {
+        program: name.to_string(),
+        hint: Some(hint.to_string()),
+    })
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn captures_both_streams_without_deadlock() {
+        // 1 MiB on stderr before anything on stdout would block a naive reader.
+        let out = Cmd::new("sh")
+            .args(["-c", "head -c 1048576 /dev/zero >&2; echo done"])
+            .timeout(Duration::from_secs(20))
+            .run()
+            .expect("sh runs");
+        assert_eq!(out.stdout, "done\n");
+        assert_eq!(out.stderr.len(), 1_048_576);
+    }
+
+    #[test]
+    fn failure_names_command_status_and_stderr() {
+        let err = Cmd::new("sh")
+            .args(["-c", "echo boom >&2; exit 3"])
+            .run()
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("`sh -c"), "{msg}");
+        assert!(msg.contains("exit status 3"), "{msg}");
+        assert!(msg.contains("boom"), "{msg}");
+    }
+
+    #[test]
+    fn missing_program_is_not_found() {
+        let err = Cmd::new("/nonexistent/labctl-nope").run().unwrap_err();
+        assert!(matches!(err, ToolError::NotFound { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn timeout_kills_the_child() {
+        let started = Instant::now();
+        let err = Cmd::new("sleep")
+            .arg("30")
+            .timeout(Duration::from_millis(200))
+            .run()
+            .unwrap_err();
+        assert!(matches!(err, ToolError::Timeout { .. }), "{err:?}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+}

@@ -1,0 +1,437 @@
+//! The QEMU driver: `qemu-img` overlays, detached `qemu-system-x86_64`, QMP, the lab switch.
+
+pub mod accel;
+pub mod args;
+mod qmp;
+pub mod switch;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::exec::{Cmd, find_program};
+use crate::proc;
+use crate::{
+    Driver, DriverError, DriverInfo, MachineConfig, MachineStatus, NetworkConfig, SnapshotOp,
+    StopMode, StopOutcome,
+};
+pub use args::MachinePaths;
+
+/// Programs and places the QEMU driver uses.
+#[derive(Debug, Clone)]
+pub struct QemuConfig {
+    pub qemu_system: PathBuf,
+    pub qemu_img: PathBuf,
+    /// Program and leading arguments that run the lab switch (`labctl __switch`).
+    pub switch_command: Vec<OsString>,
+}
+
+impl QemuConfig {
+    /// Find the programs on PATH (or `LABCTL_QEMU_SYSTEM` / `LABCTL_QEMU_IMG`).
+    pub fn discover(switch_command: Vec<OsString>) -> Result<QemuConfig, DriverError> {
+        Ok(QemuConfig {
+            qemu_system: find_program(
+                "qemu-system-x86_64",
+                "LABCTL_QEMU_SYSTEM",
+                "install QEMU: `apt-get install qemu-system-x86` (Debian/Ubuntu), `brew install qemu` (macOS)",
+            )?,
+            qemu_img: find_program(
+                "qemu-img",
+                "LABCTL_QEMU_IMG",
+                "install QEMU's tools: `apt-get install qemu-utils`",
+            )?,
+            switch_command,
+        })
+    }
+}
+
+#[derive(Debug)]
+pub struct QemuDriver {
+    cfg: QemuConfig,
+    version: OnceLock<String>,
+}
+
+fn io_err<'a>(
+    what: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> DriverError + 'a {
+    move |source| DriverError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl QemuDriver {
+    pub fn new(cfg: QemuConfig) -> QemuDriver {
+        QemuDriver {
+            cfg,
+            version: OnceLock::new(),
+        }
+    }
+
+    pub fn config(&self) -> &QemuConfig {
+        &self.cfg
+    }
+
+    fn running_pid(&self, m: &MachineConfig) -> Option<u32> {
+        let p = MachinePaths::of(m);
+        let pid = proc::read_pidfile(&p.pidfile)?;
+        (proc::alive(pid) && proc::cmdline_contains(pid, "qemu")).then_some(pid)
+    }
+
+    fn cleanup_runtime(m: &MachineConfig) {
+        let p = MachinePaths::of(m);
+        let _ = std::fs::remove_file(&p.pidfile);
+        let _ = std::fs::remove_file(&p.qmp);
+        for nic in &m.private_nics {
+            let _ = std::fs::remove_file(args::port_socket(&m.run_dir, &nic.network, &m.hostname));
+        }
+    }
+
+    fn switch_pidfile(run_dir: &Path) -> PathBuf {
+        run_dir.join("switch.pid")
+    }
+
+    /// PID of the lab switch, if it runs.
+    pub fn switch_pid(run_dir: &Path) -> Option<u32> {
+        let pid = proc::read_pidfile(&Self::switch_pidfile(run_dir))?;
+        proc::alive(pid).then_some(pid)
+    }
+}
+
+/// The last `lines` lines of a console log, control characters removed.
+pub fn tail_file(path: &Path, lines: usize) -> String {
+    let Ok(bytes) = std::fs::read(path) else {
+        return String::new();
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let clean: Vec<String> = text
+        .lines()
+        .map(|l| {
+            strip_ansi(l)
+                .chars()
+                .filter(|c| !c.is_control() || *c == '\t')
+                .collect::<String>()
+        })
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    clean[clean.len().saturating_sub(lines)..].join("\n")
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for n in chars.by_ref() {
+                    if n.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The port QEMU could not forward, from its error text.
+fn port_from_hostfwd_error(stderr: &str) -> Option<u16> {
+    let i = stderr.find("host forwarding rule")?;
+    let rest = &stderr[i..];
+    let j = rest.find("127.0.0.1:")? + "127.0.0.1:".len();
+    rest[j..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .ok()
+}
+
+impl Driver for QemuDriver {
+    fn info(&self) -> DriverInfo {
+        let version = self
+            .version
+            .get_or_init(|| {
+                Cmd::new(&self.cfg.qemu_system)
+                    .arg("--version")
+                    .timeout(Duration::from_secs(10))
+                    .run()
+                    .map(|o| o.stdout.lines().next().unwrap_or_default().to_string())
+                    .unwrap_or_default()
+            })
+            .clone();
+        DriverInfo {
+            name: "qemu",
+            version,
+            live_snapshots: true,
+        }
+    }
+
+    fn networks_up(&self, run_dir: &Path, nets: &[NetworkConfig]) -> Result<(), DriverError> {
+        if nets.is_empty() {
+            return Ok(());
+        }
+        let hubs: Vec<PathBuf> = nets
+            .iter()
+            .map(|n| args::hub_socket(run_dir, &n.name))
+            .collect();
+        if Self::switch_pid(run_dir).is_some() && hubs.iter().all(|h| h.exists()) {
+            return Ok(());
+        }
+        if let Some(pid) = Self::switch_pid(run_dir) {
+            proc::signal(pid, false);
+            proc::wait_gone(pid, Duration::from_secs(3));
+        }
+        std::fs::create_dir_all(run_dir).map_err(io_err("cannot create", run_dir))?;
+        let Some((program, lead)) = self.cfg.switch_command.split_first() else {
+            return Err(DriverError::Other("no switch command configured".into()));
+        };
+        let mut cmd = Cmd::new(PathBuf::from(program))
+            .args(lead)
+            .arg("--run-dir")
+            .arg(run_dir);
+        for n in nets {
+            cmd = cmd.arg("--network").arg(&n.name);
+        }
+        for h in &hubs {
+            let _ = std::fs::remove_file(h);
+        }
+        let pid = cmd.spawn_detached(&run_dir.join("switch.log"))?;
+        let pidfile = Self::switch_pidfile(run_dir);
+        crate::boxes::write_atomic(&pidfile, format!("{pid}\n").as_bytes())
+            .map_err(io_err("cannot write", &pidfile))?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !hubs.iter().all(|h| h.exists()) {
+            if Instant::now() > deadline || !proc::alive(pid) {
+                return Err(DriverError::Other(format!(
+                    "the lab switch did not start; see {}",
+                    run_dir.join("switch.log").display()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    fn networks_down(&self, run_dir: &Path, nets: &[NetworkConfig]) -> Result<(), DriverError> {
+        for n in nets {
+            let _ = std::fs::remove_dir_all(args::net_dir(run_dir, &n.name));
+        }
+        if let Some(pid) = Self::switch_pid(run_dir)
+            && proc::cmdline_contains(pid, "switch")
+        {
+            proc::signal(pid, false);
+            if !proc::wait_gone(pid, Duration::from_secs(3)) {
+                proc::signal(pid, true);
+            }
+        }
+        let _ = std::fs::remove_file(Self::switch_pidfile(run_dir));
+        Ok(())
+    }
+
+    fn create(&self, m: &MachineConfig) -> Result<(), DriverError> {
+        let p = MachinePaths::of(m);
+        if p.disk.exists() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(&m.dir).map_err(io_err("cannot create", &m.dir))?;
+        let tmp = m.dir.join("disk.qcow2.tmp");
+        Cmd::new(&self.cfg.qemu_img)
+            .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
+            .arg(&m.boot.disk)
+            .arg(&tmp)
+            .timeout(Duration::from_secs(60))
+            .run()?;
+        std::fs::rename(&tmp, &p.disk).map_err(io_err("cannot rename", &tmp))?;
+        Ok(())
+    }
+
+    fn start(&self, m: &MachineConfig) -> Result<(), DriverError> {
+        if self.running_pid(m).is_some() {
+            return Ok(());
+        }
+        let p = MachinePaths::of(m);
+        if !p.disk.exists() {
+            return Err(DriverError::NotCreated { id: m.id.clone() });
+        }
+        Self::cleanup_runtime(m);
+        std::fs::create_dir_all(&m.run_dir).map_err(io_err("cannot create", &m.run_dir))?;
+        for nic in &m.private_nics {
+            let d = args::net_dir(&m.run_dir, &nic.network);
+            std::fs::create_dir_all(&d).map_err(io_err("cannot create", &d))?;
+        }
+        if p.serial.exists() {
+            let _ = std::fs::rename(&p.serial, m.dir.join("serial.log.1"));
+        }
+        let argv = args::qemu_args(m, &[]);
+        let _ = std::fs::write(m.dir.join("qemu.args"), argv.join("\n") + "\n");
+        let out = Cmd::new(&self.cfg.qemu_system)
+            .args(&argv)
+            .timeout(Duration::from_secs(120))
+            .run_unchecked()?;
+        if !out.status.success() {
+            if let Some(port) = port_from_hostfwd_error(&out.stderr) {
+                return Err(DriverError::PortInUse { port });
+            }
+            return Err(DriverError::Tool(crate::exec::ToolError::Failed {
+                command: format!("qemu-system-x86_64 ({})", m.hostname),
+                status: crate::exec::describe_status(out.status),
+                stderr: out.stderr,
+            }));
+        }
+        if self.running_pid(m).is_none() {
+            return Err(DriverError::DiedOnStart {
+                id: m.id.clone(),
+                serial_tail: tail_file(&p.serial, 20),
+            });
+        }
+        Ok(())
+    }
+
+    fn stop(&self, m: &MachineConfig, mode: StopMode) -> Result<StopOutcome, DriverError> {
+        let Some(pid) = self.running_pid(m) else {
+            Self::cleanup_runtime(m);
+            return Ok(StopOutcome::AlreadyStopped);
+        };
+        let p = MachinePaths::of(m);
+        let started = Instant::now();
+        let outcome = match mode {
+            StopMode::Graceful(timeout) => {
+                match qmp::Qmp::connect(&p.qmp, Duration::from_secs(5))
+                    .and_then(|mut q| q.execute("system_powerdown", None))
+                {
+                    Ok(_) if proc::wait_gone(pid, timeout) => {
+                        StopOutcome::Graceful(started.elapsed())
+                    }
+                    Ok(_) => {
+                        force(pid, &p.qmp);
+                        StopOutcome::Forced(format!(
+                            "the guest did not power off within {} s",
+                            timeout.as_secs()
+                        ))
+                    }
+                    Err(e) => {
+                        force(pid, &p.qmp);
+                        StopOutcome::Forced(format!("QMP unreachable ({e})"))
+                    }
+                }
+            }
+            StopMode::Force => {
+                force(pid, &p.qmp);
+                StopOutcome::Forced("forced stop requested".into())
+            }
+        };
+        Self::cleanup_runtime(m);
+        Ok(outcome)
+    }
+
+    fn destroy(&self, m: &MachineConfig) -> Result<(), DriverError> {
+        self.stop(m, StopMode::Force)?;
+        if m.dir.exists() {
+            std::fs::remove_dir_all(&m.dir).map_err(io_err("cannot remove", &m.dir))?;
+        }
+        Ok(())
+    }
+
+    fn status(&self, m: &MachineConfig) -> MachineStatus {
+        if let Some(pid) = self.running_pid(m) {
+            return MachineStatus::Running { pid };
+        }
+        if MachinePaths::of(m).disk.exists() {
+            MachineStatus::Stopped
+        } else {
+            MachineStatus::NotCreated
+        }
+    }
+
+    fn console_tail(&self, m: &MachineConfig, lines: usize) -> String {
+        tail_file(&MachinePaths::of(m).serial, lines)
+    }
+
+    fn snapshot(&self, m: &MachineConfig, op: &SnapshotOp) -> Result<Vec<String>, DriverError> {
+        let p = MachinePaths::of(m);
+        if !p.disk.exists() {
+            return Err(DriverError::NotCreated { id: m.id.clone() });
+        }
+        if self.running_pid(m).is_some() {
+            let mut q = qmp::Qmp::connect(&p.qmp, Duration::from_secs(120))?;
+            let text = match op {
+                SnapshotOp::Save(n) => q.hmp(&format!("savevm {n}"))?,
+                SnapshotOp::Restore(n) => q.hmp(&format!("loadvm {n}"))?,
+                SnapshotOp::Delete(n) => q.hmp(&format!("delvm {n}"))?,
+                SnapshotOp::List => q.hmp("info snapshots")?,
+            };
+            return Ok(parse_snapshot_list(&text));
+        }
+        let mut cmd = Cmd::new(&self.cfg.qemu_img)
+            .arg("snapshot")
+            .timeout(Duration::from_secs(300));
+        cmd = match op {
+            SnapshotOp::Save(n) => cmd.arg("-c").arg(n),
+            SnapshotOp::Restore(n) => cmd.arg("-a").arg(n),
+            SnapshotOp::Delete(n) => cmd.arg("-d").arg(n),
+            SnapshotOp::List => cmd.arg("-l"),
+        };
+        let out = cmd.arg(&p.disk).run()?;
+        Ok(parse_snapshot_list(&out.stdout))
+    }
+}
+
+fn force(pid: u32, qmp_path: &Path) {
+    if let Ok(mut q) = qmp::Qmp::connect(qmp_path, Duration::from_secs(3)) {
+        let _ = q.execute("quit", None);
+        if proc::wait_gone(pid, Duration::from_secs(5)) {
+            return;
+        }
+    }
+    proc::signal(pid, true);
+    proc::wait_gone(pid, Duration::from_secs(5));
+}
+
+/// Snapshot names from `qemu-img snapshot -l` or HMP `info snapshots` output.
+pub fn parse_snapshot_list(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            // "ID  TAG  VM SIZE  DATE  VM CLOCK ..." rows start with a numeric ID or "--".
+            let first = cols.first()?;
+            (first.chars().all(|c| c.is_ascii_digit()) || *first == "--")
+                .then(|| cols.get(1).map(|s| (*s).to_string()))?
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_hostfwd_error_port() {
+        let e = "qemu-system-x86_64: -netdev user,id=nat,hostfwd=tcp:127.0.0.1:60010-:22: Could not set up host forwarding rule 'tcp:127.0.0.1:60010-:22'";
+        assert_eq!(port_from_hostfwd_error(e), Some(60010));
+        assert_eq!(port_from_hostfwd_error("other error"), None);
+    }
+
+    #[test]
+    fn parses_snapshot_lists() {
+        let img = "Snapshot list:\nID        TAG               VM SIZE                DATE     VM CLOCK     ICOUNT\n1         provisioned        137 MiB 2026-11-23 10:00:00 00:00:41.123\n2         s2                   0 B 2026-11-23 10:01:00 00:00:00.000\n";
+        assert_eq!(parse_snapshot_list(img), vec!["provisioned", "s2"]);
+        let hmp = "List of snapshots present on all disks:\nID        TAG               VM SIZE                DATE     VM CLOCK     ICOUNT\n--        golden            137 MiB 2026-11-23 10:00:00 00:00:41.123\n";
+        assert_eq!(parse_snapshot_list(hmp), vec!["golden"]);
+        assert!(parse_snapshot_list("There is no snapshot available.").is_empty());
+    }
+
+    #[test]
+    fn tail_strips_control_and_ansi() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let f = dir.path().join("serial.log");
+        std::fs::write(&f, "a\n\x1b[0;32mOK\x1b[0m b\r\n\nc\n").expect("write");
+        assert_eq!(tail_file(&f, 2), "OK b\nc");
+    }
+}
