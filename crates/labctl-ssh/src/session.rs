@@ -1,0 +1,339 @@
+//! Sessions, readiness, exec and upload.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Where and as whom to log in.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Node name, for messages.
+    pub node: String,
+    pub addr: SocketAddr,
+    pub user: String,
+    /// Keys to try, in order (the lab key first, then the box's key).
+    pub keys: Vec<PathBuf>,
+}
+
+/// SSH failures; each names the node and address.
+#[derive(Debug, thiserror::Error)]
+pub enum SshError {
+    #[error("{node}: cannot connect to {addr}")]
+    Connect {
+        node: String,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{node}: SSH handshake with {addr} failed: {message}")]
+    Handshake {
+        node: String,
+        addr: SocketAddr,
+        message: String,
+    },
+    #[error("{node}: login as `{user}` at {addr} refused with every key ({keys})")]
+    Auth {
+        node: String,
+        addr: SocketAddr,
+        user: String,
+        keys: String,
+    },
+    #[error("{node}: {what} failed: {message}")]
+    Channel {
+        node: String,
+        what: String,
+        message: String,
+    },
+    #[error("{node}: no SSH at {addr} after {}s; last error: {last}", waited.as_secs())]
+    NotReady {
+        node: String,
+        addr: SocketAddr,
+        waited: Duration,
+        last: String,
+    },
+    #[error("{node}: the VM stopped while waiting for SSH{}", tail(serial_tail))]
+    VmDied { node: String, serial_tail: String },
+    #[error("{node}: `{what}` timed out after {}s", after.as_secs())]
+    Timeout {
+        node: String,
+        what: String,
+        after: Duration,
+    },
+    #[error("{node}: interrupted")]
+    Cancelled { node: String },
+}
+
+fn tail(t: &str) -> String {
+    if t.trim().is_empty() {
+        String::new()
+    } else {
+        let indented: Vec<String> = t.lines().map(|l| format!("    {l}")).collect();
+        format!("; last console lines:\n{}", indented.join("\n"))
+    }
+}
+
+/// A logged-in session to one node.
+pub struct Session {
+    sess: ssh2::Session,
+    target: Target,
+    /// Which key worked.
+    pub key: PathBuf,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("target", &self.target)
+            .finish()
+    }
+}
+
+/// Result of a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    pub status: i32,
+    /// Everything the command printed (stdout and stderr merged), `\r` removed.
+    pub output: String,
+}
+
+impl Session {
+    /// Connect, handshake and log in once. `handshake` bounds the banner exchange: under TCG
+    /// with several guests booting, sshd can take seconds to fork, so keep it generous.
+    pub fn connect(target: &Target, handshake: Duration) -> Result<Session, SshError> {
+        let tcp =
+            TcpStream::connect_timeout(&target.addr, Duration::from_secs(5)).map_err(|source| {
+                SshError::Connect {
+                    node: target.node.clone(),
+                    addr: target.addr,
+                    source,
+                }
+            })?;
+        let _ = tcp.set_nodelay(true);
+        let mut sess = ssh2::Session::new().map_err(|e| SshError::Handshake {
+            node: target.node.clone(),
+            addr: target.addr,
+            message: e.to_string(),
+        })?;
+        sess.set_tcp_stream(tcp);
+        sess.set_timeout(u32::try_from(handshake.as_millis()).unwrap_or(u32::MAX));
+        sess.handshake().map_err(|e| SshError::Handshake {
+            node: target.node.clone(),
+            addr: target.addr,
+            message: e.message().to_string(),
+        })?;
+        for key in &target.keys {
+            if !key.exists() {
+                continue;
+            }
+            if sess
+                .userauth_pubkey_file(&target.user, None, key, None)
+                .is_ok()
+                && sess.authenticated()
+            {
+                sess.set_timeout(60_000);
+                sess.set_keepalive(true, 15);
+                return Ok(Session {
+                    sess,
+                    target: target.clone(),
+                    key: key.clone(),
+                });
+            }
+        }
+        Err(SshError::Auth {
+            node: target.node.clone(),
+            addr: target.addr,
+            user: target.user.clone(),
+            keys: target
+                .keys
+                .iter()
+                .map(|k| k.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+    }
+
+    /// Retry `connect` until it works, the deadline passes, the VM dies (`vm_alive` returns the
+    /// console tail as Err) or `cancel` is set.
+    pub fn wait_ready(
+        target: &Target,
+        deadline: Duration,
+        cancel: &AtomicBool,
+        vm_alive: &dyn Fn() -> Result<(), String>,
+    ) -> Result<Session, SshError> {
+        let started = Instant::now();
+        let mut last;
+        loop {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(SshError::Cancelled {
+                    node: target.node.clone(),
+                });
+            }
+            if let Err(serial_tail) = vm_alive() {
+                return Err(SshError::VmDied {
+                    node: target.node.clone(),
+                    serial_tail,
+                });
+            }
+            let attempt = Instant::now();
+            match Session::connect(target, Duration::from_secs(20)) {
+                Ok(s) => return Ok(s),
+                // Wrong key is final: retrying will not help.
+                Err(e @ SshError::Auth { .. }) => return Err(e),
+                Err(e) => last = e.to_string(),
+            }
+            if started.elapsed() >= deadline {
+                return Err(SshError::NotReady {
+                    node: target.node.clone(),
+                    addr: target.addr,
+                    waited: started.elapsed(),
+                    last,
+                });
+            }
+            // slirp accepts and drops at once while the guest's sshd is not up: poll briskly,
+            // but never more than 4 attempts a second.
+            let spent = attempt.elapsed();
+            if spent < Duration::from_millis(250) {
+                std::thread::sleep(Duration::from_millis(250) - spent);
+            }
+        }
+    }
+
+    fn chan_err(&self, what: &str, e: &ssh2::Error) -> SshError {
+        SshError::Channel {
+            node: self.target.node.clone(),
+            what: what.to_string(),
+            message: e.message().to_string(),
+        }
+    }
+
+    /// Run a command; stdout and stderr merged, each complete line passed to `on_line` as it
+    /// arrives. With `pty`, closing the channel (timeout, cancel) hangs up the remote command.
+    pub fn exec(
+        &self,
+        command: &str,
+        timeout: Duration,
+        cancel: &AtomicBool,
+        pty: bool,
+        on_line: &mut dyn FnMut(&str),
+    ) -> Result<ExecOutput, SshError> {
+        let node = self.target.node.clone();
+        self.sess.set_blocking(true);
+        let mut ch = self
+            .sess
+            .channel_session()
+            .map_err(|e| self.chan_err("opening a channel", &e))?;
+        if pty {
+            ch.request_pty("dumb", None, Some((200, 50, 0, 0)))
+                .map_err(|e| self.chan_err("requesting a terminal", &e))?;
+        }
+        ch.handle_extended_data(ssh2::ExtendedData::Merge)
+            .map_err(|e| self.chan_err("merging stderr", &e))?;
+        ch.exec(command)
+            .map_err(|e| self.chan_err(&format!("running `{command}`"), &e))?;
+        self.sess.set_blocking(false);
+        let started = Instant::now();
+        let mut all = Vec::new();
+        let mut pending = Vec::new();
+        let mut buf = [0u8; 16_384];
+        let result = loop {
+            if cancel.load(Ordering::Relaxed) {
+                break Err(SshError::Cancelled { node: node.clone() });
+            }
+            if started.elapsed() > timeout {
+                break Err(SshError::Timeout {
+                    node: node.clone(),
+                    what: command.to_string(),
+                    after: timeout,
+                });
+            }
+            match ch.read(&mut buf) {
+                Ok(0) => {
+                    if ch.eof() {
+                        break Ok(());
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Ok(n) => {
+                    all.extend_from_slice(&buf[..n]);
+                    pending.extend_from_slice(&buf[..n]);
+                    while let Some(pos) = pending.iter().position(|b| *b == b'\n') {
+                        let line: Vec<u8> = pending.drain(..=pos).collect();
+                        let text = String::from_utf8_lossy(&line);
+                        on_line(text.trim_end_matches(['\n', '\r']));
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(15));
+                }
+                Err(e) => {
+                    break Err(SshError::Channel {
+                        node: node.clone(),
+                        what: format!("reading output of `{command}`"),
+                        message: e.to_string(),
+                    });
+                }
+            }
+        };
+        if !pending.is_empty() {
+            on_line(String::from_utf8_lossy(&pending).trim_end_matches(['\n', '\r']));
+        }
+        self.sess.set_blocking(true);
+        if let Err(e) = result {
+            let _ = ch.close();
+            return Err(e);
+        }
+        let _ = ch.wait_close();
+        let status = ch
+            .exit_status()
+            .map_err(|e| self.chan_err("reading the exit status", &e))?;
+        Ok(ExecOutput {
+            status,
+            output: String::from_utf8_lossy(&all).replace('\r', ""),
+        })
+    }
+
+    /// Run a short command and return its output; non-zero exit is an error.
+    pub fn run(&self, command: &str, timeout: Duration) -> Result<String, SshError> {
+        let never = AtomicBool::new(false);
+        let out = self.exec(command, timeout, &never, false, &mut |_| {})?;
+        if out.status != 0 {
+            return Err(SshError::Channel {
+                node: self.target.node.clone(),
+                what: format!("`{command}` (exit status {})", out.status),
+                message: last_lines(&out.output, 20),
+            });
+        }
+        Ok(out.output)
+    }
+
+    /// Upload `content` to `path` with `mode` (SCP).
+    pub fn upload(&self, path: &str, content: &[u8], mode: i32) -> Result<(), SshError> {
+        self.sess.set_blocking(true);
+        let mut ch = self
+            .sess
+            .scp_send(std::path::Path::new(path), mode, content.len() as u64, None)
+            .map_err(|e| self.chan_err(&format!("uploading {path}"), &e))?;
+        ch.write_all(content).map_err(|e| SshError::Channel {
+            node: self.target.node.clone(),
+            what: format!("uploading {path}"),
+            message: e.to_string(),
+        })?;
+        let _ = ch.send_eof();
+        let _ = ch.wait_eof();
+        let _ = ch.close();
+        let _ = ch.wait_close();
+        Ok(())
+    }
+
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+}
+
+/// The last `n` non-empty lines of a text.
+pub fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
