@@ -1,0 +1,133 @@
+//! What the runner tells the reporter. The runner never prints.
+
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+/// A node's bring-up phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Creating,
+    Booting,
+    WaitingSsh,
+    Configuring,
+    Ready,
+    Stopping,
+    Stopped,
+    Destroyed,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Creating => "creating",
+            Phase::Booting => "booting",
+            Phase::WaitingSsh => "waiting for SSH",
+            Phase::Configuring => "configuring",
+            Phase::Ready => "ready",
+            Phase::Stopping => "stopping",
+            Phase::Stopped => "stopped",
+            Phase::Destroyed => "destroyed",
+        }
+    }
+}
+
+/// How a step ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "outcome")]
+pub enum StepOutcome {
+    Done,
+    /// Done before with the same rendered content.
+    UpToDate,
+    Failed {
+        status: Option<i32>,
+        reason: String,
+        tail: String,
+    },
+    Skipped {
+        reason: String,
+    },
+}
+
+/// One thing that happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "event")]
+pub enum EventKind {
+    Phase {
+        phase: Phase,
+    },
+    StepStarted {
+        step: String,
+        index: usize,
+        total: usize,
+    },
+    StepOutput {
+        step: String,
+        line: String,
+    },
+    StepFinished {
+        step: String,
+        #[serde(flatten)]
+        outcome: StepOutcome,
+        duration_ms: u64,
+    },
+    NodeFailed {
+        error: String,
+    },
+    Notice {
+        message: String,
+    },
+}
+
+/// An event about a node (or the lab, when `node` is empty), with its time.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    pub node: String,
+    #[serde(flatten)]
+    pub kind: EventKind,
+    #[serde(with = "unix_ms")]
+    pub time: SystemTime,
+}
+
+mod unix_ms {
+    pub(super) fn serialize<S: serde::Serializer>(
+        t: &std::time::SystemTime,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let ms = t
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        s.serialize_u64(u64::try_from(ms).unwrap_or(u64::MAX))
+    }
+}
+
+/// Where events go.
+pub trait Reporter: Send + Sync {
+    fn event(&self, e: Event);
+}
+
+/// Emit helper.
+pub(crate) fn emit(r: &dyn Reporter, node: &str, kind: EventKind) {
+    r.event(Event {
+        node: node.to_string(),
+        kind,
+        time: SystemTime::now(),
+    });
+}
+
+pub(crate) fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A reporter that keeps events (tests, summaries).
+#[derive(Debug, Default)]
+pub struct Collect(pub std::sync::Mutex<Vec<Event>>);
+
+impl Reporter for Collect {
+    fn event(&self, e: Event) {
+        if let Ok(mut v) = self.0.lock() {
+            v.push(e);
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! From spec nodes to driver machines: directories, MACs, ports, boxes, acceleration.
+
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use labctl_driver::boxes::{BoxMeta, BoxStore};
+use labctl_driver::qemu::{QemuConfig, QemuDriver, accel};
+use labctl_driver::{
+    Accel, BootImage, Driver, MachineConfig, NetworkConfig, PortForward, PrivateNic,
+};
+use labctl_spec::{Lab, NetworkKind, Node, Provider};
+use sha2::{Digest, Sha256};
+
+use crate::RunnerError;
+use crate::state::{LabPaths, LabState, NodeState};
+
+/// Host-level settings: where boxes and caches live, how to start the switch.
+#[derive(Debug, Clone)]
+pub struct Env {
+    pub data_dir: PathBuf,
+    pub cache_dir: PathBuf,
+    pub switch_command: Vec<OsString>,
+}
+
+impl Env {
+    /// `LABCTL_HOME` (data: boxes, lab registry) and `LABCTL_CACHE` override the user's dirs.
+    pub fn from_env(switch_command: Vec<OsString>) -> Env {
+        let dirs = directories::ProjectDirs::from("", "", "labctl");
+        let data_dir = std::env::var_os("LABCTL_HOME")
+            .filter(|v| !v.is_empty())
+            .map_or_else(
+                || {
+                    dirs.as_ref().map_or_else(
+                        || PathBuf::from(".labctl-home"),
+                        |d| d.data_dir().to_path_buf(),
+                    )
+                },
+                PathBuf::from,
+            );
+        let cache_dir = std::env::var_os("LABCTL_CACHE")
+            .filter(|v| !v.is_empty())
+            .map_or_else(
+                || {
+                    std::env::var_os("HOME")
+                        .map(|h| PathBuf::from(h).join(".cache").join("labctl"))
+                        .unwrap_or_else(|| std::env::temp_dir().join("labctl-cache"))
+                },
+                PathBuf::from,
+            );
+        Env {
+            data_dir,
+            cache_dir,
+            switch_command,
+        }
+    }
+
+    pub fn boxes(&self) -> BoxStore {
+        BoxStore::new(
+            self.data_dir.join("boxes"),
+            self.cache_dir.join("downloads"),
+        )
+    }
+}
+
+/// The driver for a provider.
+pub fn driver_for(provider: &str, env: &Env) -> Result<Arc<dyn Driver>, RunnerError> {
+    match provider {
+        "qemu" => Ok(Arc::new(QemuDriver::new(QemuConfig::discover(
+            env.switch_command.clone(),
+        )?))),
+        other => Err(RunnerError::Provider {
+            provider: other.to_string(),
+            reason: "this build has no driver for it".into(),
+        }),
+    }
+}
+
+/// The box a lab uses; the locally built default box is added automatically when its file is in the cache.
+pub(crate) fn resolve_box(lab: &Lab, env: &Env) -> Result<BoxMeta, RunnerError> {
+    let store = env.boxes();
+    if let Ok(m) = store.get(&lab.box_name) {
+        return Ok(m);
+    }
+    let built = env.cache_dir.join("boxes").join("labctl-debian-12.box");
+    if lab.box_name == labctl_spec::DEFAULT_BOX && built.exists() {
+        return Ok(store.add(
+            &lab.box_name,
+            &built.to_string_lossy(),
+            &labctl_driver::boxes::AddOptions::default(),
+            &|_| {},
+        )?);
+    }
+    let hint = if lab.box_name == labctl_spec::DEFAULT_BOX {
+        "build it once with `sudo scripts/build-box.sh` (Debian/Ubuntu host; needs only Debian's package mirror); labctl adds it automatically".to_string()
+    } else {
+        format!("`labctl box add {} FILE|URL`", lab.box_name)
+    };
+    Err(RunnerError::BoxMissing {
+        name: lab.box_name.clone(),
+        hint,
+    })
+}
+
+/// Resolve `accel = auto` with the real probe (cached).
+pub(crate) fn resolve_accel(lab: &Lab, env: &Env) -> (Accel, Option<String>) {
+    match lab.accel {
+        labctl_spec::Accel::Kvm => (Accel::Kvm, None),
+        labctl_spec::Accel::Tcg => (Accel::Tcg, None),
+        labctl_spec::Accel::Auto => {
+            let Ok(cfg) = QemuConfig::discover(env.switch_command.clone()) else {
+                return (Accel::Tcg, None);
+            };
+            let v = accel::detect(&cfg.qemu_system, &env.cache_dir, Duration::from_secs(4));
+            (v.accel, Some(v.reason))
+        }
+    }
+}
+
+fn hash_bytes(parts: &[&str]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0]);
+    }
+    h.finalize().into()
+}
+
+fn mac(id: &str, ordinal: usize, nic: usize) -> String {
+    let h = hash_bytes(&[id]);
+    format!(
+        "52:54:{:02x}:{:02x}:{:02x}:{:02x}",
+        h[0] & 0xfe,
+        h[1],
+        ordinal & 0xff,
+        nic & 0xff
+    )
+}
+
+/// Whether a TCP port on 127.0.0.1 is free right now.
+pub(crate) fn port_free(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+/// A free port from 2200 up, not in `taken`.
+pub(crate) fn next_free_port(taken: &BTreeSet<u16>) -> Option<u16> {
+    (2200..=65000).find(|p| !taken.contains(p) && port_free(*p))
+}
+
+/// Build (or refresh) the machine config of a node. Ports already recorded for the node are kept.
+pub(crate) fn machine_for(
+    lab: &Lab,
+    node: &Node,
+    paths: &LabPaths,
+    boxm: &BoxMeta,
+    box_dir: &std::path::Path,
+    accel: Accel,
+    previous: Option<&NodeState>,
+) -> MachineConfig {
+    let file = |f: &Option<String>| f.as_ref().map(|f| box_dir.join(f));
+    let private_nics = node
+        .nics
+        .iter()
+        .enumerate()
+        .map(|(i, nic)| PrivateNic {
+            network: nic.network.clone(),
+            mac: mac(&paths.id, node.ordinal, i + 1),
+        })
+        .collect();
+    let prev = previous.map(|p| &p.machine);
+    let ssh_port = prev.map_or(node.ssh_port, |m| m.ssh.host);
+    let forwards = node
+        .forwards
+        .iter()
+        .enumerate()
+        .map(|(i, f)| PortForward {
+            host: prev
+                .and_then(|m| m.forwards.get(i))
+                .filter(|p| p.guest == f.guest)
+                .map_or(f.host, |p| p.host),
+            guest: f.guest,
+        })
+        .collect();
+    let mid: String = hash_bytes(&[&paths.id, &node.name])
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    MachineConfig {
+        id: format!("{}-{}", paths.id, node.name),
+        hostname: node.name.clone(),
+        dir: paths.machine_dir(&node.name),
+        run_dir: paths.run_dir.clone(),
+        cpus: node.cpus,
+        memory_mb: node.memory_mb,
+        boot: BootImage {
+            disk: box_dir.join(&boxm.disk),
+            kernel: file(&boxm.kernel),
+            initrd: file(&boxm.initrd),
+            cmdline: boxm.cmdline.clone(),
+            ovf: file(&boxm.ovf),
+        },
+        nat_mac: mac(&paths.id, node.ordinal, 0),
+        private_nics,
+        ssh: PortForward {
+            host: ssh_port,
+            guest: 22,
+        },
+        forwards,
+        egress: lab.egress,
+        accel,
+        nested_virt: node.nested_virt,
+        machine_id: mid,
+        group: lab.group.clone(),
+    }
+}
+
+/// The lab's networks as drivers see them.
+pub(crate) fn networks(lab: &Lab) -> Vec<NetworkConfig> {
+    lab.networks
+        .iter()
+        .map(|n| NetworkConfig {
+            name: n.name.clone(),
+            host_ip: (n.kind == NetworkKind::Hostonly).then_some((n.host_ip, n.prefix)),
+        })
+        .collect()
+}
+
+/// Make sure every node's host ports are free or already ours; move the ones that are taken.
+/// Returns notices for moved ports.
+pub(crate) fn correct_ports(
+    st: &mut LabState,
+    running: &BTreeSet<String>,
+) -> Vec<(String, String)> {
+    let mut notices = Vec::new();
+    let mut taken: BTreeSet<u16> = BTreeSet::new();
+    for n in st.nodes.values() {
+        taken.insert(n.machine.ssh.host);
+        taken.extend(n.machine.forwards.iter().map(|f| f.host));
+    }
+    let names: Vec<String> = st.nodes.keys().cloned().collect();
+    for name in names {
+        if running.contains(&name) {
+            continue;
+        }
+        let Some(node) = st.nodes.get_mut(&name) else {
+            continue;
+        };
+        let mut ports: Vec<&mut u16> = vec![&mut node.machine.ssh.host];
+        ports.extend(node.machine.forwards.iter_mut().map(|f| &mut f.host));
+        for port in ports {
+            if !port_free(*port)
+                && let Some(new) = next_free_port(&taken)
+            {
+                notices.push((
+                    name.clone(),
+                    format!(
+                        "port {} is in use; using {new} instead (see `labctl ssh-config`)",
+                        *port
+                    ),
+                ));
+                taken.insert(new);
+                *port = new;
+            }
+        }
+    }
+    notices
+}
+
+/// The provider name of a lab.
+pub(crate) fn provider_name(lab: &Lab) -> &'static str {
+    match lab.provider {
+        Provider::Qemu => "qemu",
+        Provider::Virtualbox => "virtualbox",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macs_are_stable_unicast_and_distinct() {
+        let a = mac("k8s-1a2b3c4d", 0, 0);
+        assert_eq!(a, mac("k8s-1a2b3c4d", 0, 0));
+        assert_ne!(a, mac("k8s-1a2b3c4d", 1, 0));
+        assert_ne!(a, mac("k8s-1a2b3c4d", 0, 1));
+        let first = u8::from_str_radix(&a[6..8], 16).expect("hex");
+        assert_eq!(first & 1, 0, "unicast");
+    }
+
+    #[test]
+    fn taken_port_is_skipped() {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        assert!(!port_free(port));
+        let mut taken = BTreeSet::new();
+        taken.insert(2200);
+        let p = next_free_port(&taken).expect("a port");
+        assert!(p > 2200 && p != port);
+    }
+}

@@ -1,0 +1,322 @@
+//! Commands that work from the recorded state alone: status, ssh-config, halt, destroy.
+//! They do not need lab.toml to be valid, so a broken lab can always be stopped.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use labctl_driver::{MachineStatus, StopMode, StopOutcome};
+use serde::Serialize;
+
+use crate::RunnerError;
+use crate::events::{EventKind, Phase, Reporter, emit};
+use crate::machines::{Env, driver_for};
+use crate::state::{LabLock, LabPaths, LabState};
+
+/// Where a lab's state is, from its directory and name.
+pub fn lab_paths(lab_dir: &Path, name: &str) -> LabPaths {
+    LabPaths::new(lab_dir, name)
+}
+
+/// One node in `status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeStatus {
+    pub name: String,
+    pub role: String,
+    /// running, stopped, not_created
+    pub state: String,
+    pub pid: Option<u32>,
+    pub ssh: String,
+    pub ips: Vec<String>,
+    pub steps_done: usize,
+}
+
+/// `status`: state file plus one cheap liveness check per node; no SSH.
+pub fn status(paths: &LabPaths, env: &Env) -> Result<Vec<NodeStatus>, RunnerError> {
+    let Some(st) = LabState::load(paths)? else {
+        return Ok(Vec::new());
+    };
+    let driver = driver_for(&st.provider, env)?;
+    Ok(st
+        .nodes
+        .iter()
+        .map(|(name, n)| {
+            let (state, pid) = match driver.status(&n.machine) {
+                MachineStatus::Running { pid } => ("running", Some(pid).filter(|p| *p != 0)),
+                MachineStatus::Stopped => ("stopped", None),
+                MachineStatus::NotCreated => ("not_created", None),
+            };
+            NodeStatus {
+                name: name.clone(),
+                role: n.role.clone(),
+                state: state.into(),
+                pid,
+                ssh: format!("127.0.0.1:{}", n.machine.ssh.host),
+                ips: n.ips.clone(),
+                steps_done: n.steps.len(),
+            }
+        })
+        .collect())
+}
+
+/// How to log in to a node.
+#[derive(Debug, Clone)]
+pub struct SshInfo {
+    pub node: String,
+    pub port: u16,
+    pub user: String,
+    pub key: PathBuf,
+}
+
+/// Login details of every node (or one).
+pub fn ssh_info(paths: &LabPaths, node: Option<&str>) -> Result<Vec<SshInfo>, RunnerError> {
+    let st = LabState::load(paths)?.ok_or(RunnerError::NotUp)?;
+    if let Some(n) = node
+        && !st.nodes.contains_key(n)
+    {
+        return Err(RunnerError::UnknownNode {
+            name: n.to_string(),
+            known: st.nodes.keys().cloned().collect(),
+        });
+    }
+    Ok(st
+        .nodes
+        .iter()
+        .filter(|(name, _)| node.is_none_or(|n| n == name.as_str()))
+        .map(|(name, n)| SshInfo {
+            node: name.clone(),
+            port: n.machine.ssh.host,
+            user: n.user.clone(),
+            key: if n.configured {
+                paths.key()
+            } else {
+                n.box_key.clone().unwrap_or_else(|| paths.key())
+            },
+        })
+        .collect())
+}
+
+/// OpenSSH client config for every node.
+pub fn ssh_config_text(infos: &[SshInfo]) -> String {
+    let mut s = String::new();
+    for i in infos {
+        s.push_str(&format!(
+            "Host {}\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  IdentityFile {}\n  IdentitiesOnly yes\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n\n",
+            i.node,
+            i.port,
+            i.user,
+            i.key.display()
+        ));
+    }
+    s
+}
+
+/// The `ssh` argv (without the program) to reach a node, optionally running a command.
+pub fn ssh_args(info: &SshInfo, command: &[String], tty: bool) -> Vec<String> {
+    let mut a: Vec<String> = [
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "LogLevel=ERROR",
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "ConnectTimeout=10",
+    ]
+    .iter()
+    .map(|s| (*s).to_string())
+    .collect();
+    a.extend([
+        "-i".into(),
+        info.key.display().to_string(),
+        "-p".into(),
+        info.port.to_string(),
+    ]);
+    if tty {
+        a.push("-t".into());
+    }
+    a.push(format!("{}@127.0.0.1", info.user));
+    if !command.is_empty() {
+        a.push("--".into());
+        a.extend(command.iter().cloned());
+    }
+    a
+}
+
+fn pick<'a>(st: &'a LabState, nodes: &[String]) -> Result<Vec<&'a String>, RunnerError> {
+    for n in nodes {
+        if !st.nodes.contains_key(n) {
+            return Err(RunnerError::UnknownNode {
+                name: n.clone(),
+                known: st.nodes.keys().cloned().collect(),
+            });
+        }
+    }
+    Ok(st
+        .nodes
+        .keys()
+        .filter(|n| nodes.is_empty() || nodes.contains(n))
+        .collect())
+}
+
+/// Stop nodes (all when `nodes` is empty), gracefully then by force after `timeout`.
+/// The lab switch stops with the last node.
+pub fn halt(
+    paths: &LabPaths,
+    env: &Env,
+    nodes: &[String],
+    timeout: Duration,
+    reporter: Arc<dyn Reporter>,
+) -> Result<(), RunnerError> {
+    let _lock = LabLock::acquire(paths)?;
+    let st = LabState::load(paths)?.ok_or(RunnerError::NotUp)?;
+    let driver = driver_for(&st.provider, env)?;
+    let names = pick(&st, nodes)?;
+    let errors: Vec<(String, String)> = std::thread::scope(|s| {
+        let handles: Vec<_> = names
+            .iter()
+            .map(|name| {
+                let n = &st.nodes[*name];
+                let driver = driver.clone();
+                let reporter = reporter.clone();
+                s.spawn(move || {
+                    if matches!(driver.status(&n.machine), MachineStatus::Running { .. }) {
+                        emit(
+                            &*reporter,
+                            name,
+                            EventKind::Phase {
+                                phase: Phase::Stopping,
+                            },
+                        );
+                    }
+                    match driver.stop(&n.machine, StopMode::Graceful(timeout)) {
+                        Ok(outcome) => {
+                            let msg = match outcome {
+                                StopOutcome::AlreadyStopped => "was not running".to_string(),
+                                StopOutcome::Graceful(d) => {
+                                    format!("powered off in {:.1}s", d.as_secs_f64())
+                                }
+                                StopOutcome::Forced(why) => format!("forced off: {why}"),
+                            };
+                            emit(&*reporter, name, EventKind::Notice { message: msg });
+                            emit(
+                                &*reporter,
+                                name,
+                                EventKind::Phase {
+                                    phase: Phase::Stopped,
+                                },
+                            );
+                            None
+                        }
+                        Err(e) => Some(((*name).clone(), e.to_string())),
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .filter_map(|h| h.join().ok().flatten())
+            .collect()
+    });
+    let any_running = st
+        .nodes
+        .values()
+        .any(|n| matches!(driver.status(&n.machine), MachineStatus::Running { .. }));
+    if !any_running {
+        driver.networks_down(&st.run_dir, &st.networks)?;
+    }
+    if let Some((node, e)) = errors.into_iter().next() {
+        return Err(RunnerError::Driver(labctl_driver::DriverError::Other(
+            format!("{node}: {e}"),
+        )));
+    }
+    Ok(())
+}
+
+/// Remove nodes (all when empty): VMs, disks, sockets; with all nodes, the switch and `.labctl/`
+/// too. Boxes stay.
+pub fn destroy(
+    paths: &LabPaths,
+    env: &Env,
+    nodes: &[String],
+    reporter: Arc<dyn Reporter>,
+) -> Result<(), RunnerError> {
+    let lock = LabLock::acquire(paths)?;
+    let Some(mut st) = LabState::load(paths)? else {
+        drop(lock);
+        let _ = std::fs::remove_dir_all(&paths.state_dir);
+        return Ok(());
+    };
+    let driver = driver_for(&st.provider, env)?;
+    let names: Vec<String> = pick(&st, nodes)?.into_iter().cloned().collect();
+    let started = Instant::now();
+    let results: Vec<Result<String, (String, String)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = names
+            .iter()
+            .map(|name| {
+                let n = &st.nodes[name];
+                let driver = driver.clone();
+                let reporter = reporter.clone();
+                s.spawn(move || match driver.destroy(&n.machine) {
+                    Ok(()) => {
+                        emit(
+                            &*reporter,
+                            name,
+                            EventKind::Phase {
+                                phase: Phase::Destroyed,
+                            },
+                        );
+                        Ok(name.clone())
+                    }
+                    Err(e) => Err((name.clone(), e.to_string())),
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err((String::new(), "panicked".into())))
+            })
+            .collect()
+    });
+    let mut first_err = None;
+    for r in results {
+        match r {
+            Ok(name) => {
+                st.nodes.remove(&name);
+                let _ = std::fs::remove_dir_all(paths.log_dir(&name));
+            }
+            Err(e) => first_err = first_err.or(Some(e)),
+        }
+    }
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "destroyed machines"
+    );
+    if st.nodes.is_empty() {
+        driver.networks_down(&st.run_dir, &st.networks)?;
+        let _ = std::fs::remove_dir_all(&st.run_dir);
+        drop(lock);
+        std::fs::remove_dir_all(&paths.state_dir).map_err(|source| RunnerError::Io {
+            what: "remove",
+            path: paths.state_dir.clone(),
+            source,
+        })?;
+    } else {
+        st.save(paths)?;
+    }
+    if let Some((node, e)) = first_err {
+        return Err(RunnerError::Driver(labctl_driver::DriverError::Other(
+            format!("{node}: {e}"),
+        )));
+    }
+    Ok(())
+}
+
+/// Published values (secrets) of the lab.
+pub fn values(paths: &LabPaths) -> std::collections::BTreeMap<String, String> {
+    crate::state::load_values(paths)
+}

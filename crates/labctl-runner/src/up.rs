@@ -1,0 +1,795 @@
+//! `up` and `provision`: bring nodes up in parallel, then run the step graph, each step as
+//! soon as what it waits for has succeeded. A failure stops only what depends on it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use labctl_driver::{Driver, DriverError, MachineConfig, MachineStatus};
+use labctl_spec::{Graph, Lab, Renderer, RunPolicy};
+use labctl_ssh::guest::{GuestSetup, NetStack, NicSetup};
+use labctl_ssh::{Session, SshError, Target};
+
+use crate::RunnerError;
+use crate::events::{EventKind, Phase, Reporter, StepOutcome, emit, ms};
+use crate::machines::{self, Env};
+use crate::provision::{as_root, run_step};
+use crate::state::{LabLock, LabPaths, LabState, NodeState, StepRecord, load_values, save_values};
+
+/// Which steps to run.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Selection {
+    /// `up`: steps not done yet, changed ones, and `always` ones.
+    #[default]
+    Up,
+    /// `provision --step NAME`: only this step, whatever its record says.
+    Step(String),
+    /// `provision --from NAME`: this step and every later step of each node.
+    From(String),
+    /// `provision` without a step: every step of the chosen nodes, again.
+    All,
+}
+
+/// Options of `up` / `provision`.
+#[derive(Debug, Clone, Default)]
+pub struct UpOptions {
+    /// Nodes to work on; empty means all.
+    pub nodes: Vec<String>,
+    /// At most this many nodes booting or steps running at once (None: no limit).
+    pub jobs: Option<usize>,
+    pub selection: Selection,
+}
+
+/// What happened to one node.
+#[derive(Debug, Clone, Default)]
+pub struct NodeSummary {
+    pub name: String,
+    pub error: Option<String>,
+    pub ready_ms: Option<u64>,
+    pub steps: Vec<(String, StepOutcome, u64)>,
+}
+
+/// The result of `up`.
+#[derive(Debug, Clone, Default)]
+pub struct UpSummary {
+    pub nodes: Vec<NodeSummary>,
+    pub interrupted: bool,
+    pub wall_ms: u64,
+}
+
+impl UpSummary {
+    /// Whether any node or step failed.
+    pub fn failed(&self) -> bool {
+        self.nodes.iter().any(|n| {
+            n.error.is_some()
+                || n.steps
+                    .iter()
+                    .any(|(_, o, _)| matches!(o, StepOutcome::Failed { .. }))
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum TaskState {
+    Pending,
+    Ok,
+    /// Did not succeed; dependents are skipped with this reason.
+    Blocked(String),
+}
+
+/// Counting semaphore for `--jobs`.
+struct Slots {
+    free: Mutex<usize>,
+    cv: Condvar,
+}
+
+impl Slots {
+    fn acquire(&self, cancel: &AtomicBool) -> Option<SlotGuard<'_>> {
+        let mut free = self.free.lock().ok()?;
+        while *free == 0 {
+            if cancel.load(Ordering::Relaxed) {
+                return None;
+            }
+            free = self
+                .cv
+                .wait_timeout(free, Duration::from_millis(200))
+                .ok()?
+                .0;
+        }
+        *free -= 1;
+        Some(SlotGuard(self))
+    }
+}
+
+struct SlotGuard<'a>(&'a Slots);
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut f) = self.0.free.lock() {
+            *f += 1;
+        }
+        self.0.cv.notify_one();
+    }
+}
+
+struct Shared<'a> {
+    lab: &'a Lab,
+    graph: Graph,
+    renderer: Renderer,
+    paths: LabPaths,
+    driver: Arc<dyn Driver>,
+    reporter: Arc<dyn Reporter>,
+    cancel: Arc<AtomicBool>,
+    opts: &'a UpOptions,
+    state: Mutex<(LabState, BTreeMap<String, String>)>,
+    tasks: Mutex<Vec<TaskState>>,
+    tasks_cv: Condvar,
+    slots: Slots,
+    lab_key: PathBuf,
+    box_key: Option<PathBuf>,
+    box_user: String,
+    box_os: String,
+    authorized_key: String,
+}
+
+impl Shared<'_> {
+    fn save(&self) -> Result<(), RunnerError> {
+        let g = self.state.lock().map_err(|_| RunnerError::Interrupted)?;
+        g.0.save(&self.paths)
+    }
+
+    fn set_task(&self, t: usize, s: TaskState) {
+        if let Ok(mut tasks) = self.tasks.lock() {
+            tasks[t] = s;
+        }
+        self.tasks_cv.notify_all();
+    }
+
+    /// Wait until every dependency of `t` is settled; Err(reason) if one did not succeed.
+    fn wait_deps(&self, t: usize) -> Result<(), String> {
+        let mut tasks = self
+            .tasks
+            .lock()
+            .map_err(|_| "internal lock poisoned".to_string())?;
+        loop {
+            if self.cancel.load(Ordering::Relaxed) {
+                return Err("interrupted".into());
+            }
+            let mut pending = false;
+            for &d in &self.graph.deps[t] {
+                match &tasks[d] {
+                    TaskState::Blocked(why) => {
+                        let label = self.graph.label(self.lab, d);
+                        return Err(if why.starts_with("because ") {
+                            why.clone()
+                        } else {
+                            format!("because {label} {why}")
+                        });
+                    }
+                    TaskState::Pending => pending = true,
+                    TaskState::Ok => {}
+                }
+            }
+            if !pending {
+                return Ok(());
+            }
+            tasks = self
+                .tasks_cv
+                .wait_timeout(tasks, Duration::from_millis(250))
+                .map_err(|_| "internal lock poisoned".to_string())?
+                .0;
+        }
+    }
+}
+
+/// Bring the lab (or some nodes) up and provision it.
+pub fn up(
+    lab: &Lab,
+    env: &Env,
+    opts: &UpOptions,
+    reporter: Arc<dyn Reporter>,
+    cancel: Arc<AtomicBool>,
+) -> Result<UpSummary, RunnerError> {
+    let started = Instant::now();
+    for n in &opts.nodes {
+        if lab.node(n).is_none() {
+            return Err(RunnerError::UnknownNode {
+                name: n.clone(),
+                known: lab.nodes.iter().map(|n| n.name.clone()).collect(),
+            });
+        }
+    }
+    let paths = LabPaths::new(&lab.dir, &lab.name);
+    let _lock = LabLock::acquire(&paths)?;
+    let provider = machines::provider_name(lab);
+    let driver = machines::driver_for(provider, env)?;
+    let boxm = machines::resolve_box(lab, env)?;
+    let box_dir = env.boxes().dir(&boxm.name);
+    let (accel, why) = machines::resolve_accel(lab, env);
+    if let Some(why) = why {
+        emit(
+            &*reporter,
+            "",
+            EventKind::Notice {
+                message: format!("acceleration: {accel:?} ({why})").to_lowercase(),
+            },
+        );
+    }
+    let authorized_key =
+        labctl_ssh::keys::ensure_keypair(&paths.key(), &format!("labctl@{}", paths.id))?;
+    let mut st = LabState::load(&paths)?
+        .unwrap_or_else(|| LabState::new(&lab.name, &paths, provider, &lab.box_name));
+    let selected: Vec<&labctl_spec::Node> = lab
+        .nodes
+        .iter()
+        .filter(|n| opts.nodes.is_empty() || opts.nodes.contains(&n.name))
+        .collect();
+    let mut running = BTreeSet::new();
+    for node in &lab.nodes {
+        let previous = st.nodes.get(&node.name);
+        let machine = machines::machine_for(lab, node, &paths, &boxm, &box_dir, accel, previous);
+        let alive = matches!(driver.status(&machine), MachineStatus::Running { .. });
+        if alive {
+            running.insert(node.name.clone());
+        }
+        let disk_exists = !matches!(driver.status(&machine), MachineStatus::NotCreated);
+        let entry = st
+            .nodes
+            .entry(node.name.clone())
+            .or_insert_with(|| NodeState {
+                role: node.role.clone(),
+                machine: machine.clone(),
+                user: boxm.user.clone(),
+                box_key: boxm.private_key.as_ref().map(|k| box_dir.join(k)),
+                os: lab.os.clone(),
+                configured: false,
+                ips: Vec::new(),
+                steps: BTreeMap::new(),
+            });
+        entry.ips = node
+            .nics
+            .iter()
+            .map(|n| format!("{}={}/{}", n.network, n.ip, n.prefix))
+            .collect();
+        if !alive {
+            // A running VM keeps the configuration it was started with.
+            entry.machine = machine;
+        }
+        entry.role = node.role.clone();
+        if !disk_exists {
+            entry.configured = false;
+            entry.steps.clear();
+        }
+    }
+    for (node, message) in machines::correct_ports(&mut st, &running) {
+        emit(&*reporter, &node, EventKind::Notice { message });
+    }
+    st.networks = machines::networks(lab);
+    st.save(&paths)?;
+    driver.networks_up(&st.run_dir, &st.networks)?;
+    let values = load_values(&paths);
+    let renderer = Renderer::new(lab)?;
+    let jobs = opts.jobs.unwrap_or(usize::MAX).max(1);
+    let graph = Graph::build(lab);
+    let ntasks = graph.tasks.len();
+    let shared = Shared {
+        lab,
+        graph,
+        renderer,
+        driver,
+        reporter: reporter.clone(),
+        cancel: cancel.clone(),
+        opts,
+        state: Mutex::new((st, values)),
+        tasks: Mutex::new(vec![TaskState::Pending; ntasks]),
+        tasks_cv: Condvar::new(),
+        slots: Slots {
+            free: Mutex::new(jobs),
+            cv: Condvar::new(),
+        },
+        lab_key: paths.key(),
+        box_key: boxm.private_key.as_ref().map(|k| box_dir.join(k)),
+        box_user: boxm.user.clone(),
+        box_os: boxm.os.clone(),
+        authorized_key,
+        paths,
+    };
+    // Tasks of nodes outside this run count as done if recorded, blocked otherwise.
+    for (t, task) in shared.graph.tasks.iter().enumerate() {
+        let node = &lab.nodes[task.node];
+        if !selected.iter().any(|n| n.name == node.name) {
+            let step = &lab.steps_of(node)[task.step];
+            let done = shared.state.lock().ok().is_some_and(|g| {
+                g.0.nodes
+                    .get(&node.name)
+                    .is_some_and(|n| n.steps.contains_key(&step.name))
+            });
+            shared.set_task(
+                t,
+                if done {
+                    TaskState::Ok
+                } else {
+                    TaskState::Blocked(format!(
+                        "has not run ({} is not part of this run)",
+                        node.name
+                    ))
+                },
+            );
+        }
+    }
+    let summaries: Vec<NodeSummary> = std::thread::scope(|s| {
+        let handles: Vec<_> = selected
+            .iter()
+            .map(|node| {
+                let shared = &shared;
+                s.spawn(move || node_worker(shared, node))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    shared.save()?;
+    Ok(UpSummary {
+        nodes: summaries,
+        interrupted: cancel.load(Ordering::Relaxed),
+        wall_ms: ms(started.elapsed()),
+    })
+}
+
+fn node_worker(sh: &Shared<'_>, node: &labctl_spec::Node) -> NodeSummary {
+    let mut summary = NodeSummary {
+        name: node.name.clone(),
+        ..NodeSummary::default()
+    };
+    let started = Instant::now();
+    let my_tasks: Vec<usize> = (0..sh.graph.tasks.len())
+        .filter(|&t| sh.lab.nodes[sh.graph.tasks[t].node].name == node.name)
+        .collect();
+    let session = match bring_up(sh, node) {
+        Ok(s) => {
+            summary.ready_ms = Some(ms(started.elapsed()));
+            emit(
+                &*sh.reporter,
+                &node.name,
+                EventKind::Phase {
+                    phase: Phase::Ready,
+                },
+            );
+            s
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            if !matches!(
+                e,
+                RunnerError::Interrupted | RunnerError::Ssh(SshError::Cancelled { .. })
+            ) {
+                emit(
+                    &*sh.reporter,
+                    &node.name,
+                    EventKind::NodeFailed { error: msg.clone() },
+                );
+                summary.error = Some(msg);
+            }
+            for &t in &my_tasks {
+                sh.set_task(
+                    t,
+                    TaskState::Blocked(format!("did not run: {} did not come up", node.name)),
+                );
+            }
+            return summary;
+        }
+    };
+    let steps = sh.lab.steps_of(node);
+    for &t in &my_tasks {
+        let idx = sh.graph.tasks[t].step;
+        let step = &steps[idx];
+        let step_started = Instant::now();
+        let outcome = run_task(sh, node, &session, t, idx, step);
+        let elapsed = ms(step_started.elapsed());
+        let state = match &outcome {
+            StepOutcome::Done | StepOutcome::UpToDate => TaskState::Ok,
+            StepOutcome::Failed { .. } => TaskState::Blocked("failed".into()),
+            StepOutcome::Skipped { reason } if reason.starts_with("because ") => {
+                TaskState::Blocked(reason.clone())
+            }
+            StepOutcome::Skipped { reason } if reason == NOT_SELECTED => {
+                let done = sh.state.lock().ok().is_some_and(|g| {
+                    g.0.nodes
+                        .get(&node.name)
+                        .is_some_and(|n| n.steps.contains_key(&step.name))
+                });
+                if done {
+                    TaskState::Ok
+                } else {
+                    TaskState::Blocked("has never run".into())
+                }
+            }
+            StepOutcome::Skipped { reason } => {
+                TaskState::Blocked(format!("was skipped ({reason})"))
+            }
+        };
+        sh.set_task(t, state);
+        if outcome
+            != (StepOutcome::Skipped {
+                reason: NOT_SELECTED.into(),
+            })
+        {
+            emit(
+                &*sh.reporter,
+                &node.name,
+                EventKind::StepFinished {
+                    step: step.name.clone(),
+                    outcome: outcome.clone(),
+                    duration_ms: elapsed,
+                },
+            );
+            summary.steps.push((step.name.clone(), outcome, elapsed));
+        }
+    }
+    summary
+}
+
+const NOT_SELECTED: &str = "not selected";
+
+fn selected_step(sel: &Selection, steps: &[labctl_spec::Step], idx: usize) -> bool {
+    match sel {
+        Selection::Up | Selection::All => true,
+        Selection::Step(name) => steps[idx].name == *name,
+        Selection::From(name) => steps
+            .iter()
+            .position(|s| s.name == *name)
+            .is_some_and(|from| idx >= from),
+    }
+}
+
+fn run_task(
+    sh: &Shared<'_>,
+    node: &labctl_spec::Node,
+    session: &Session,
+    t: usize,
+    idx: usize,
+    step: &labctl_spec::Step,
+) -> StepOutcome {
+    let steps = sh.lab.steps_of(node);
+    if !selected_step(&sh.opts.selection, steps, idx) {
+        return StepOutcome::Skipped {
+            reason: NOT_SELECTED.into(),
+        };
+    }
+    if let Err(reason) = sh.wait_deps(t) {
+        return StepOutcome::Skipped { reason };
+    }
+    if sh.opts.selection == Selection::Up && step.run == RunPolicy::Never {
+        return StepOutcome::Skipped {
+            reason: "runs only on request (`labctl provision --step`)".into(),
+        };
+    }
+    if step.needs_egress && !sh.lab.egress {
+        return StepOutcome::Skipped {
+            reason: "needs the guest's internet, and egress is off; run `labctl provision --step` once it is on".into(),
+        };
+    }
+    let (values, record) = match sh.state.lock() {
+        Ok(g) => (
+            g.1.clone(),
+            g.0.nodes
+                .get(&node.name)
+                .and_then(|n| n.steps.get(&step.name))
+                .cloned(),
+        ),
+        Err(_) => {
+            return StepOutcome::Skipped {
+                reason: "internal lock poisoned".into(),
+            };
+        }
+    };
+    let rendered = match sh.renderer.render_step(sh.lab, node, step, &values) {
+        Ok(r) => r,
+        Err(e) => {
+            return StepOutcome::Failed {
+                status: None,
+                reason: format!("cannot render: {e}"),
+                tail: String::new(),
+            };
+        }
+    };
+    if sh.opts.selection == Selection::Up
+        && step.run == RunPolicy::Once
+        && record.is_some_and(|r| r.hash == rendered.hash)
+    {
+        return StepOutcome::UpToDate;
+    }
+    let Some(_slot) = sh.slots.acquire(&sh.cancel) else {
+        return StepOutcome::Skipped {
+            reason: "interrupted".into(),
+        };
+    };
+    emit(
+        &*sh.reporter,
+        &node.name,
+        EventKind::StepStarted {
+            step: step.name.clone(),
+            index: idx + 1,
+            total: steps.len(),
+        },
+    );
+    let user = sh
+        .state
+        .lock()
+        .ok()
+        .and_then(|g| g.0.nodes.get(&node.name).map(|n| n.user.clone()))
+        .unwrap_or_default();
+    let stem = format!("{:02}-{}", idx + 1, step.name);
+    let log = sh.paths.log_dir(&node.name).join(format!("{stem}.log"));
+    let started = Instant::now();
+    let result = run_step(
+        session,
+        &user,
+        &node.name,
+        &stem,
+        &step.name,
+        &rendered,
+        &log,
+        step.timeout,
+        &sh.cancel,
+        &mut |line| {
+            emit(
+                &*sh.reporter,
+                &node.name,
+                EventKind::StepOutput {
+                    step: step.name.clone(),
+                    line: line.to_string(),
+                },
+            );
+        },
+    );
+    match result {
+        Ok(run) if run.status == 0 => {
+            let missing: Vec<&String> = step
+                .publish
+                .iter()
+                .filter(|p| !run.published.contains_key(*p))
+                .collect();
+            if !missing.is_empty() {
+                return StepOutcome::Failed {
+                    status: Some(0),
+                    reason: format!(
+                        "exited 0 but did not publish {} (write `name=value` lines to \"$LABCTL_PUBLISH\")",
+                        missing
+                            .iter()
+                            .map(|m| format!("`{m}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    tail: run.tail,
+                };
+            }
+            if let Ok(mut g) = sh.state.lock() {
+                for name in &step.publish {
+                    if let Some(v) = run.published.get(name) {
+                        g.1.insert(name.clone(), v.clone());
+                    }
+                }
+                if let Some(n) = g.0.nodes.get_mut(&node.name) {
+                    n.steps.insert(
+                        step.name.clone(),
+                        StepRecord {
+                            hash: rendered.hash.clone(),
+                            finished_at: SystemTime::now()
+                                .duration_since(SystemTime::UNIX_EPOCH)
+                                .map_or(0, |d| d.as_secs()),
+                            duration_ms: ms(started.elapsed()),
+                        },
+                    );
+                }
+                if !step.publish.is_empty() {
+                    let _ = save_values(&sh.paths, &g.1);
+                }
+                let _ = g.0.save(&sh.paths);
+            }
+            StepOutcome::Done
+        }
+        Ok(run) => {
+            forget(sh, &node.name, &step.name);
+            StepOutcome::Failed {
+                status: Some(run.status),
+                reason: format!("exit status {} (full log: {})", run.status, log.display()),
+                tail: run.tail,
+            }
+        }
+        Err(SshError::Cancelled { .. }) => {
+            forget(sh, &node.name, &step.name);
+            StepOutcome::Skipped {
+                reason: "interrupted".into(),
+            }
+        }
+        Err(e) => {
+            forget(sh, &node.name, &step.name);
+            let died = !matches!(
+                sh.driver.status(&machine_of(sh, &node.name)),
+                MachineStatus::Running { .. }
+            );
+            let tail = if died {
+                sh.driver.console_tail(&machine_of(sh, &node.name), 20)
+            } else {
+                String::new()
+            };
+            StepOutcome::Failed {
+                status: None,
+                reason: if died {
+                    format!("{e} (the VM is no longer running)")
+                } else {
+                    e.to_string()
+                },
+                tail,
+            }
+        }
+    }
+}
+
+/// A step that ran and did not succeed is no longer done, whatever it was before.
+fn forget(sh: &Shared<'_>, node: &str, step: &str) {
+    if let Ok(mut g) = sh.state.lock() {
+        if let Some(n) = g.0.nodes.get_mut(node) {
+            n.steps.remove(step);
+        }
+        let _ = g.0.save(&sh.paths);
+    }
+}
+
+fn machine_of(sh: &Shared<'_>, node: &str) -> MachineConfig {
+    sh.state
+        .lock()
+        .ok()
+        .and_then(|g| g.0.nodes.get(node).map(|n| n.machine.clone()))
+        .expect("every selected node has a state entry")
+}
+
+fn bring_up(sh: &Shared<'_>, node: &labctl_spec::Node) -> Result<Session, RunnerError> {
+    let r = &*sh.reporter;
+    let name = &node.name;
+    let slot = sh
+        .slots
+        .acquire(&sh.cancel)
+        .ok_or(RunnerError::Interrupted)?;
+    let mut machine = machine_of(sh, name);
+    let mut booted = false;
+    match sh.driver.status(&machine) {
+        MachineStatus::Running { .. } => {}
+        status => {
+            if status == MachineStatus::NotCreated {
+                emit(
+                    r,
+                    name,
+                    EventKind::Phase {
+                        phase: Phase::Creating,
+                    },
+                );
+                sh.driver.create(&machine)?;
+            }
+            emit(
+                r,
+                name,
+                EventKind::Phase {
+                    phase: Phase::Booting,
+                },
+            );
+            let mut tries = 0;
+            loop {
+                match sh.driver.start(&machine) {
+                    Ok(()) => break,
+                    Err(DriverError::PortInUse { port }) if tries < 3 => {
+                        tries += 1;
+                        let mut g = sh.state.lock().map_err(|_| RunnerError::Interrupted)?;
+                        let mut taken: BTreeSet<u16> = BTreeSet::new();
+                        for n in g.0.nodes.values() {
+                            taken.insert(n.machine.ssh.host);
+                            taken.extend(n.machine.forwards.iter().map(|f| f.host));
+                        }
+                        let Some(new) = machines::next_free_port(&taken) else {
+                            break;
+                        };
+                        if let Some(n) = g.0.nodes.get_mut(name) {
+                            if n.machine.ssh.host == port {
+                                n.machine.ssh.host = new;
+                            }
+                            for f in &mut n.machine.forwards {
+                                if f.host == port {
+                                    f.host = new;
+                                }
+                            }
+                            machine = n.machine.clone();
+                        }
+                        let _ = g.0.save(&sh.paths);
+                        emit(
+                            r,
+                            name,
+                            EventKind::Notice {
+                                message: format!(
+                                    "port {port} was taken; using {new} instead (see `labctl ssh-config`)"
+                                ),
+                            },
+                        );
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            booted = true;
+        }
+    }
+    emit(
+        r,
+        name,
+        EventKind::Phase {
+            phase: Phase::WaitingSsh,
+        },
+    );
+    let (user, configured) = sh
+        .state
+        .lock()
+        .ok()
+        .and_then(|g| g.0.nodes.get(name).map(|n| (n.user.clone(), n.configured)))
+        .unwrap_or_else(|| (sh.box_user.clone(), false));
+    let mut keys = vec![sh.lab_key.clone()];
+    keys.extend(sh.box_key.clone());
+    let target = Target {
+        node: name.clone(),
+        addr: std::net::SocketAddr::from(([127, 0, 0, 1], machine.ssh.host)),
+        user: user.clone(),
+        keys,
+    };
+    let driver = sh.driver.clone();
+    let m2 = machine.clone();
+    let alive = move || match driver.status(&m2) {
+        MachineStatus::Running { .. } => Ok(()),
+        _ => Err(driver.console_tail(&m2, 20)),
+    };
+    let session = Session::wait_ready(&target, sh.lab.boot_timeout, &sh.cancel, &alive)?;
+    if booted || !configured || session.key != sh.lab_key {
+        emit(
+            r,
+            name,
+            EventKind::Phase {
+                phase: Phase::Configuring,
+            },
+        );
+        let setup = GuestSetup {
+            hostname: name.clone(),
+            user: user.clone(),
+            nics: node
+                .nics
+                .iter()
+                .zip(machine.private_nics.iter())
+                .map(|(a, nic)| NicSetup {
+                    mac: nic.mac.clone(),
+                    ip: a.ip,
+                    prefix: a.prefix,
+                })
+                .collect(),
+            stack: NetStack::for_os(if sh.box_os.is_empty() {
+                &sh.lab.os
+            } else {
+                &sh.box_os
+            }),
+            authorized_key: sh.authorized_key.clone(),
+        };
+        let script = labctl_ssh::guest::script(&setup);
+        session.upload(".labctl-guest.sh", script.as_bytes(), 0o700)?;
+        session.run(
+            &format!("{}sh \"$HOME/.labctl-guest.sh\"", as_root(&user)),
+            Duration::from_secs(120),
+        )?;
+        if let Ok(mut g) = sh.state.lock() {
+            if let Some(n) = g.0.nodes.get_mut(name) {
+                n.configured = true;
+            }
+            let _ = g.0.save(&sh.paths);
+        }
+    }
+    drop(slot);
+    Ok(session)
+}
