@@ -48,6 +48,152 @@ pub(crate) enum Command {
     Plan(PlanArgs),
     /// Write every provisioning script exactly as it would be uploaded.
     Render(RenderArgs),
+    /// Create, boot and provision the lab's nodes (in parallel where dependencies allow).
+    Up(UpArgs),
+    /// Run provisioning steps again on running nodes.
+    Provision(ProvisionArgs),
+    /// Show each node's state (from labctl's records plus one cheap check per VM).
+    Status(StatusArgs),
+    /// Open a shell on a node, or run a command there: `labctl ssh m-k8s -- uptime`.
+    Ssh(SshArgs),
+    /// Print an OpenSSH config for the lab's nodes (`labctl ssh-config >> ~/.ssh/config`).
+    SshConfig(SshConfigArgs),
+    /// Shut nodes down (ACPI power button, then forced after a timeout).
+    Halt(HaltArgs),
+    /// Delete nodes: VMs, disks and lab state. Boxes are kept.
+    Destroy(DestroyArgs),
+    /// Manage boxes, the base images nodes are made from.
+    #[command(subcommand)]
+    Box(BoxCommand),
+    /// Show values published by provisioning steps (e.g. the join command). They are secrets.
+    Values(ValuesArgs),
+    /// (internal) Run the lab switch that connects the VMs' private NICs.
+    #[command(name = "__switch", hide = true)]
+    Switch(SwitchArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UpArgs {
+    #[command(flatten)]
+    pub(crate) lab: LabArgs,
+    /// Only these nodes (default: all).
+    pub(crate) nodes: Vec<String>,
+    /// At most N nodes booting or steps running at once (default: no limit).
+    #[arg(long, short = 'j', env = "LABCTL_JOBS", value_name = "N")]
+    pub(crate) jobs: Option<usize>,
+    /// One JSON event per line on stdout, for tools.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ProvisionArgs {
+    #[command(flatten)]
+    pub(crate) lab: LabArgs,
+    /// Only these nodes (default: all).
+    pub(crate) nodes: Vec<String>,
+    /// Run only this step.
+    #[arg(long, value_name = "NAME", conflicts_with = "from")]
+    pub(crate) step: Option<String>,
+    /// Run this step and every later one.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) from: Option<String>,
+    #[arg(long, short = 'j', env = "LABCTL_JOBS", value_name = "N")]
+    pub(crate) jobs: Option<usize>,
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    #[command(flatten)]
+    pub(crate) lab: LabArgs,
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SshArgs {
+    #[command(flatten)]
+    pub(crate) lab: LabArgs,
+    /// The node, e.g. m-k8s.
+    pub(crate) node: String,
+    /// Command to run instead of a shell (after `--`).
+    #[arg(last = true)]
+    pub(crate) command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SshConfigArgs {
+    #[command(flatten)]
+    pub(crate) lab: LabArgs,
+    pub(crate) node: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct HaltArgs {
+    #[command(flatten)]
+    pub(crate) lab: LabArgs,
+    pub(crate) nodes: Vec<String>,
+    /// Seconds to wait for a clean power-off before forcing it.
+    #[arg(long, default_value_t = 60)]
+    pub(crate) timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DestroyArgs {
+    #[command(flatten)]
+    pub(crate) lab: LabArgs,
+    pub(crate) nodes: Vec<String>,
+    /// Do not ask for confirmation.
+    #[arg(short, long)]
+    pub(crate) force: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum BoxCommand {
+    /// Add a box from a file (qcow2, raw, Vagrant libvirt or VirtualBox .box) or a URL.
+    Add(BoxAddArgs),
+    /// List installed boxes.
+    List,
+    /// Remove a box.
+    Remove { name: String },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BoxAddArgs {
+    /// Name labs refer to, e.g. labctl/debian-12.
+    pub(crate) name: String,
+    /// File path or http(s) URL.
+    pub(crate) source: String,
+    /// Replace an existing box of that name.
+    #[arg(long)]
+    pub(crate) force: bool,
+    /// Login user when the box does not say.
+    #[arg(long)]
+    pub(crate) user: Option<String>,
+    /// Private key for that user when the box ships none.
+    #[arg(long)]
+    pub(crate) key: Option<PathBuf>,
+    /// Guest OS family when the box does not say (debian, ubuntu, rocky, centos).
+    #[arg(long)]
+    pub(crate) os: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ValuesArgs {
+    #[command(flatten)]
+    pub(crate) lab: LabArgs,
+    /// Only this value.
+    pub(crate) name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SwitchArgs {
+    #[arg(long)]
+    pub(crate) run_dir: PathBuf,
+    #[arg(long = "network")]
+    pub(crate) networks: Vec<String>,
 }
 
 #[derive(Debug, Args)]

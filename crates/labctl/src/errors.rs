@@ -25,6 +25,14 @@ pub(crate) mod code {
 pub(crate) enum ExpectedError {
     #[error(transparent)]
     Spec(#[from] SpecError),
+    #[error(transparent)]
+    Runner(#[from] labctl_runner::RunnerError),
+    #[error(transparent)]
+    Box(#[from] labctl_driver::boxes::BoxError),
+    #[error("refusing to destroy without confirmation")]
+    NeedsForce,
+    #[error("no published value named `{name}`")]
+    UnknownValue { name: String },
     #[error("no lab.toml in {}", dir.display())]
     NoLab { dir: PathBuf },
     #[error("no bundled lab named `{name}`")]
@@ -52,7 +60,12 @@ impl ExpectedError {
             ExpectedError::NoLab { .. }
             | ExpectedError::UnknownBundledLab { .. }
             | ExpectedError::WouldOverwrite { .. } => code::USAGE,
-            ExpectedError::Write { .. } => code::OTHER,
+            ExpectedError::Write { .. } | ExpectedError::Box(_) => code::OTHER,
+            ExpectedError::NeedsForce | ExpectedError::UnknownValue { .. } => code::USAGE,
+            ExpectedError::Runner(r) if r.is_host_tool() => code::HOST_TOOL,
+            ExpectedError::Runner(labctl_runner::RunnerError::Interrupted) => code::INTERRUPTED,
+            ExpectedError::Runner(labctl_runner::RunnerError::UnknownNode { .. }) => code::USAGE,
+            ExpectedError::Runner(_) => code::OTHER,
         }
     }
 

@@ -38,6 +38,16 @@ pub fn main_impl(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Validate(a) => commands::validate::run(&a, &printer),
         Command::Plan(a) => commands::plan::run(&a, &printer),
         Command::Render(a) => commands::render::run(&a, &printer),
+        Command::Up(a) => commands::up::run(&a, &printer),
+        Command::Provision(a) => commands::up::provision(&a, &printer),
+        Command::Status(a) => commands::status::run(&a, &printer),
+        Command::Ssh(a) => commands::ssh::run(&a, &printer),
+        Command::SshConfig(a) => commands::ssh::config(&a, &printer),
+        Command::Halt(a) => commands::halt::halt(&a, &printer),
+        Command::Destroy(a) => commands::halt::destroy(&a, &printer),
+        Command::Box(a) => commands::boxes::run(&a, &printer),
+        Command::Values(a) => commands::status::values(&a, &printer),
+        Command::Switch(a) => commands::switch::run(&a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

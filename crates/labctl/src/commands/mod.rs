@@ -1,8 +1,14 @@
 //! One module per command; each turns settings into calls on the library crates.
 
+pub(crate) mod boxes;
+pub(crate) mod halt;
 pub(crate) mod init;
 pub(crate) mod plan;
 pub(crate) mod render;
+pub(crate) mod ssh;
+pub(crate) mod status;
+pub(crate) mod switch;
+pub(crate) mod up;
 pub(crate) mod validate;
 
 use std::path::PathBuf;
@@ -46,4 +52,21 @@ pub(crate) fn load_lab(args: &LabArgs) -> Result<Lab> {
         no_egress: args.no_egress,
     };
     Ok(labctl_spec::load(&path, ov)?)
+}
+
+/// The directory holding the lab (for commands that work from recorded state).
+pub(crate) fn lab_dir(args: &LabArgs) -> Result<PathBuf> {
+    let path = lab_path(args)?;
+    let dir = path.parent().map(PathBuf::from).unwrap_or_default();
+    Ok(if dir.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        dir
+    })
+}
+
+/// Host settings, with this binary as the lab switch.
+pub(crate) fn env() -> labctl_runner::Env {
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("labctl"));
+    labctl_runner::Env::from_env(labctl_runner::switch_command(exe))
 }

@@ -1,0 +1,51 @@
+use std::io::{BufRead, IsTerminal, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::Result;
+use crate::cli::{DestroyArgs, HaltArgs};
+use crate::errors::{ExpectedError, code};
+use crate::output::Printer;
+use crate::output::reporter::{Mode, TermReporter};
+
+pub(crate) fn halt(args: &HaltArgs, p: &Printer) -> Result<u8> {
+    let dir = super::lab_dir(&args.lab)?;
+    let paths = labctl_runner::lab_paths(&dir, "");
+    let mode = if p.quiet { Mode::Quiet } else { Mode::Lines };
+    let reporter = Arc::new(TermReporter::new(mode, p.err_styles, &args.nodes));
+    labctl_runner::halt(
+        &paths,
+        &super::env(),
+        &args.nodes,
+        Duration::from_secs(args.timeout),
+        reporter,
+    )?;
+    Ok(code::OK)
+}
+
+pub(crate) fn destroy(args: &DestroyArgs, p: &Printer) -> Result<u8> {
+    let dir = super::lab_dir(&args.lab)?;
+    let paths = labctl_runner::lab_paths(&dir, "");
+    if !args.force {
+        if !std::io::stdin().is_terminal() {
+            return Err(ExpectedError::NeedsForce);
+        }
+        let what = if args.nodes.is_empty() {
+            "every node of this lab".to_string()
+        } else {
+            args.nodes.join(", ")
+        };
+        eprint!("destroy {what} (VMs and disks)? [y/N] ");
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut answer);
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            p.info("nothing destroyed");
+            return Ok(code::OK);
+        }
+    }
+    let mode = if p.quiet { Mode::Quiet } else { Mode::Lines };
+    let reporter = Arc::new(TermReporter::new(mode, p.err_styles, &args.nodes));
+    labctl_runner::destroy(&paths, &super::env(), &args.nodes, reporter)?;
+    Ok(code::OK)
+}

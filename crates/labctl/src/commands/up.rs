@@ -1,0 +1,90 @@
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use labctl_runner::events::Reporter;
+use labctl_runner::{UpOptions, UpSummary};
+
+use crate::Result;
+use crate::cli::{ProvisionArgs, UpArgs};
+use crate::errors::{ExpectedError, code};
+use crate::output::Printer;
+use crate::output::reporter::{Mode, TermReporter, summary_lines};
+
+pub(crate) fn run(args: &UpArgs, p: &Printer) -> Result<u8> {
+    let opts = UpOptions {
+        nodes: args.nodes.clone(),
+        jobs: args.jobs,
+        selection: labctl_runner::Selection::Up,
+    };
+    go(&args.lab, opts, args.json, p)
+}
+
+pub(crate) fn provision(args: &ProvisionArgs, p: &Printer) -> Result<u8> {
+    let selection = match (&args.step, &args.from) {
+        (Some(s), _) => labctl_runner::Selection::Step(s.clone()),
+        (None, Some(f)) => labctl_runner::Selection::From(f.clone()),
+        (None, None) => labctl_runner::Selection::All,
+    };
+    let opts = UpOptions {
+        nodes: args.nodes.clone(),
+        jobs: args.jobs,
+        selection,
+    };
+    go(&args.lab, opts, args.json, p)
+}
+
+fn go(lab_args: &crate::cli::LabArgs, opts: UpOptions, json: bool, p: &Printer) -> Result<u8> {
+    let lab = super::load_lab(lab_args)?;
+    let env = super::env();
+    let names: Vec<String> = lab
+        .nodes
+        .iter()
+        .filter(|n| opts.nodes.is_empty() || opts.nodes.contains(&n.name))
+        .map(|n| n.name.clone())
+        .collect();
+    let mode = Mode::pick(json, p.quiet);
+    let reporter = Arc::new(TermReporter::new(mode, p.err_styles, &names));
+    let cancel = Arc::new(AtomicBool::new(false));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|source| ExpectedError::Write {
+            path: "tokio runtime".into(),
+            source,
+        })?;
+    let summary: std::result::Result<UpSummary, labctl_runner::RunnerError> = rt.block_on(async {
+        let c = cancel.clone();
+        let p2 = p.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                c.store(true, Ordering::Relaxed);
+                p2.info(
+                    "interrupted: stopping running steps (nothing unfinished is recorded as done)",
+                );
+            }
+        });
+        let r: Arc<dyn Reporter> = reporter.clone();
+        let c = cancel.clone();
+        let lab = lab.clone();
+        tokio::task::spawn_blocking(move || labctl_runner::up(&lab, &env, &opts, r, c))
+            .await
+            .unwrap_or(Err(labctl_runner::RunnerError::Interrupted))
+    });
+    reporter.finish();
+    let summary = summary?;
+    if mode != Mode::Json {
+        for line in summary_lines(&summary, p.err_styles) {
+            p.info(line);
+        }
+    }
+    if summary.interrupted {
+        p.info("interrupted; `labctl up` continues where this one stopped");
+        return Ok(code::INTERRUPTED);
+    }
+    Ok(if summary.failed() {
+        code::NODE_FAILED
+    } else {
+        code::OK
+    })
+}

@@ -1,0 +1,305 @@
+//! The one place that draws runner events: live lines on a terminal, stable prefixed lines
+//! otherwise, JSON lines with `--json`.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use labctl_runner::UpSummary;
+use labctl_runner::events::{Event, EventKind, Phase, Reporter, StepOutcome};
+
+use super::Styles;
+
+/// How events are shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Live,
+    Lines,
+    Json,
+    Quiet,
+}
+
+impl Mode {
+    pub(crate) fn pick(json: bool, quiet: bool) -> Mode {
+        if json {
+            Mode::Json
+        } else if quiet {
+            Mode::Quiet
+        } else if std::io::stderr().is_terminal()
+            && std::env::var_os("LABCTL_NO_PROGRESS").is_none()
+        {
+            Mode::Live
+        } else {
+            Mode::Lines
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+struct NodeLine {
+    status: String,
+    last: String,
+    since: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct LiveState {
+    order: Vec<String>,
+    nodes: BTreeMap<String, NodeLine>,
+    drawn: usize,
+    last_draw: Option<Instant>,
+}
+
+/// Draws events.
+#[derive(Debug)]
+pub(crate) struct TermReporter {
+    mode: Mode,
+    styles: Styles,
+    live: Mutex<LiveState>,
+}
+
+impl TermReporter {
+    pub(crate) fn new(mode: Mode, styles: Styles, nodes: &[String]) -> TermReporter {
+        TermReporter {
+            mode,
+            styles,
+            live: Mutex::new(LiveState {
+                order: nodes.to_vec(),
+                nodes: BTreeMap::new(),
+                drawn: 0,
+                last_draw: None,
+            }),
+        }
+    }
+
+    fn width() -> usize {
+        std::env::var("COLUMNS")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(100)
+    }
+
+    fn prefix(&self, node: &str) -> String {
+        if node.is_empty() {
+            "[lab]".to_string()
+        } else {
+            format!("[{node}]")
+        }
+    }
+
+    fn line_for(&self, e: &Event) -> Option<String> {
+        let p = self.prefix(&e.node);
+        let s = self.styles;
+        Some(match &e.kind {
+            EventKind::Phase { phase } => format!("{p} {}", phase.as_str()),
+            EventKind::StepStarted { step, index, total } => {
+                format!("{p} {step}: started ({index}/{total})")
+            }
+            EventKind::StepOutput { step, line } => format!("{p} {step}: {line}"),
+            EventKind::StepFinished {
+                step,
+                outcome,
+                duration_ms,
+            } => match outcome {
+                StepOutcome::Done => {
+                    format!("{p} {step}: {} in {}", s.ok("done"), secs(*duration_ms))
+                }
+                StepOutcome::UpToDate => format!("{p} {step}: up to date"),
+                StepOutcome::Skipped { reason } => {
+                    format!("{p} {step}: {} {reason}", s.warn("skipped"))
+                }
+                StepOutcome::Failed { reason, .. } => {
+                    format!("{p} {step}: {} ({reason})", s.error("failed"))
+                }
+            },
+            EventKind::NodeFailed { error } => format!("{p} {}: {error}", s.error("failed")),
+            EventKind::Notice { message } => format!("{p} {message}"),
+        })
+    }
+
+    fn redraw(&self, st: &mut LiveState, force: bool) {
+        if !force
+            && st
+                .last_draw
+                .is_some_and(|t| t.elapsed() < Duration::from_millis(100))
+        {
+            return;
+        }
+        st.last_draw = Some(Instant::now());
+        let mut err = std::io::stderr().lock();
+        if st.drawn > 0 {
+            let _ = write!(err, "\x1b[{}A", st.drawn);
+        }
+        let width = Self::width().saturating_sub(1);
+        let name_w = st.order.iter().map(String::len).max().unwrap_or(4);
+        for name in &st.order {
+            let l = st.nodes.get(name).cloned().unwrap_or_default();
+            let elapsed = l
+                .since
+                .map(|t| format!("{:>5.0}s", t.elapsed().as_secs_f64()))
+                .unwrap_or_default();
+            let mut text = format!("{name:<name_w$}  {:<28} {elapsed}  {}", l.status, l.last);
+            if text.chars().count() > width {
+                text = text.chars().take(width).collect();
+            }
+            let _ = writeln!(err, "\x1b[2K{text}");
+        }
+        st.drawn = st.order.len();
+    }
+
+    /// Print a line above the live block.
+    fn above(&self, st: &mut LiveState, line: &str) {
+        let mut err = std::io::stderr().lock();
+        if st.drawn > 0 {
+            let _ = write!(err, "\x1b[{}A\x1b[J", st.drawn);
+            st.drawn = 0;
+        }
+        let _ = writeln!(err, "{line}");
+        drop(err);
+        self.redraw(st, true);
+    }
+
+    /// Clear the live block before the summary.
+    pub(crate) fn finish(&self) {
+        if self.mode == Mode::Live
+            && let Ok(mut st) = self.live.lock()
+        {
+            self.redraw(&mut st, true);
+        }
+    }
+}
+
+impl Reporter for TermReporter {
+    fn event(&self, e: Event) {
+        match self.mode {
+            Mode::Json => {
+                if let Ok(s) = serde_json::to_string(&e) {
+                    let _ = writeln!(std::io::stdout().lock(), "{s}");
+                }
+            }
+            Mode::Quiet => {
+                if matches!(e.kind, EventKind::NodeFailed { .. }) {
+                    if let Some(l) = self.line_for(&e) {
+                        let _ = writeln!(std::io::stderr().lock(), "{l}");
+                    }
+                }
+            }
+            Mode::Lines => {
+                if let Some(l) = self.line_for(&e) {
+                    let _ = writeln!(std::io::stderr().lock(), "{l}");
+                }
+            }
+            Mode::Live => {
+                let Ok(mut st) = self.live.lock() else { return };
+                if !e.node.is_empty() && !st.order.contains(&e.node) {
+                    st.order.push(e.node.clone());
+                }
+                let entry = st.nodes.entry(e.node.clone()).or_default();
+                match &e.kind {
+                    EventKind::Phase { phase } => {
+                        entry.status = phase.as_str().to_string();
+                        entry.since =
+                            (!matches!(phase, Phase::Ready | Phase::Stopped | Phase::Destroyed))
+                                .then(Instant::now);
+                        self.redraw(&mut st, true);
+                    }
+                    EventKind::StepStarted { step, index, total } => {
+                        entry.status = format!("running {step} ({index}/{total})");
+                        entry.since = Some(Instant::now());
+                        entry.last.clear();
+                        self.redraw(&mut st, true);
+                    }
+                    EventKind::StepOutput { line, .. } => {
+                        entry.last = line.chars().filter(|c| !c.is_control()).collect();
+                        self.redraw(&mut st, false);
+                    }
+                    EventKind::StepFinished { step, outcome, .. } => {
+                        entry.status = match outcome {
+                            StepOutcome::Done | StepOutcome::UpToDate => format!("{step} done"),
+                            StepOutcome::Skipped { .. } => format!("{step} skipped"),
+                            StepOutcome::Failed { .. } => format!("{step} FAILED"),
+                        };
+                        entry.since = None;
+                        let show = !matches!(outcome, StepOutcome::UpToDate | StepOutcome::Done);
+                        if show && let Some(l) = self.line_for(&e) {
+                            self.above(&mut st, &l);
+                        } else {
+                            self.redraw(&mut st, true);
+                        }
+                    }
+                    EventKind::NodeFailed { .. } | EventKind::Notice { .. } => {
+                        if matches!(e.kind, EventKind::NodeFailed { .. }) {
+                            entry.status = "FAILED".into();
+                            entry.since = None;
+                        }
+                        if let Some(l) = self.line_for(&e) {
+                            self.above(&mut st, &l);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn secs(ms: u64) -> String {
+    format!("{:.1}s", ms as f64 / 1000.0)
+}
+
+/// The end-of-run summary: one block per node with step durations, failures with their tail.
+pub(crate) fn summary_lines(sum: &UpSummary, s: Styles) -> Vec<String> {
+    let mut out = Vec::new();
+    let name_w = sum.nodes.iter().map(|n| n.name.len()).max().unwrap_or(4);
+    for n in &sum.nodes {
+        let ready = n
+            .ready_ms
+            .map(|m| format!("ready in {}", secs(m)))
+            .unwrap_or_default();
+        let head = match &n.error {
+            Some(e) => format!("{:<name_w$}  {}: {e}", n.name, s.error("failed")),
+            None => format!("{:<name_w$}  {ready}", n.name),
+        };
+        out.push(head);
+        for (step, outcome, ms) in &n.steps {
+            let line = match outcome {
+                StepOutcome::Done => format!(
+                    "  {:<name_w$}  {step:<16} {} {}",
+                    "",
+                    s.ok("done"),
+                    secs(*ms)
+                ),
+                StepOutcome::UpToDate => format!("  {:<name_w$}  {step:<16} up to date", ""),
+                StepOutcome::Skipped { reason } => format!(
+                    "  {:<name_w$}  {step:<16} {} {reason}",
+                    "",
+                    s.warn("skipped")
+                ),
+                StepOutcome::Failed { reason, tail, .. } => {
+                    let mut l = format!(
+                        "  {:<name_w$}  {step:<16} {} {reason}",
+                        "",
+                        s.error("failed")
+                    );
+                    for t in tail.lines() {
+                        l.push_str(&format!("\n  {:<name_w$}    | {t}", ""));
+                    }
+                    l
+                }
+            };
+            out.push(line);
+        }
+    }
+    out.push(format!(
+        "{} node{} in {}{}",
+        sum.nodes.len(),
+        if sum.nodes.len() == 1 { "" } else { "s" },
+        secs(sum.wall_ms),
+        if sum.interrupted {
+            " (interrupted)"
+        } else {
+            ""
+        }
+    ));
+    out
+}
