@@ -106,6 +106,23 @@ impl<'s> Sink<'s> {
         self.push(span, field, message.into(), Some(hint.into()));
     }
 
+    /// A problem that is not in the file, such as a bad `--workers`: no line or column.
+    pub(crate) fn unlocated(
+        &mut self,
+        field: &str,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) {
+        self.diags.push(Diagnostic {
+            file: self.file.clone(),
+            line: 0,
+            column: 0,
+            field: field.to_string(),
+            message: message.into(),
+            hint: Some(hint.into()),
+        });
+    }
+
     fn push(
         &mut self,
         span: &std::ops::Range<usize>,

@@ -163,23 +163,36 @@ impl Renderer {
     ) -> Result<Vec<String>, RenderFailure> {
         let mut args = Vec::with_capacity(step.args.len());
         for (i, a) in step.args.iter().enumerate() {
-            let rendered =
-                self.hb
-                    .render_template(a, ctx)
-                    .map_err(|e| RenderFailure::Template {
-                        path: lab.file.clone(),
-                        line: 0,
-                        column: 0,
-                        message: format!(
-                            "role.{}.step `{}` args[{i}]: {}",
-                            node.role,
-                            step.name,
-                            render_reason(&e)
-                        ),
-                    })?;
+            let rendered = self.arg(a, ctx).map_err(|reason| RenderFailure::Template {
+                path: lab.file.clone(),
+                line: 0,
+                column: 0,
+                message: format!(
+                    "role.{}.step `{}` args[{i}]: {reason}",
+                    node.role, step.name
+                ),
+            })?;
             args.push(rendered);
         }
         Ok(args)
+    }
+
+    fn arg(&self, arg: &str, ctx: &Value) -> Result<String, String> {
+        self.hb
+            .render_template(arg, ctx)
+            .map_err(|e| render_reason(&e))
+    }
+
+    /// Render one argument for a node; the error is only the reason, for validation, which
+    /// knows where in lab.toml the argument is written.
+    pub(crate) fn check_arg(
+        &self,
+        lab: &Lab,
+        node: &Node,
+        arg: &str,
+        values: &BTreeMap<String, String>,
+    ) -> Result<String, String> {
+        self.arg(arg, &context(lab, node, values))
     }
 
     /// Render one step of one node with the values published so far.
@@ -236,6 +249,8 @@ fn render_reason(e: &RenderError) -> String {
         RenderErrorReason::MissingVariable(Some(var)) => {
             format!("unknown template variable `{var}`")
         }
+        // The error's own Display draws a multi-line code frame; one line is enough here.
+        RenderErrorReason::TemplateError(te) => format!("template syntax: {}", te.reason()),
         other => other.to_string(),
     }
 }

@@ -96,7 +96,6 @@ fn enum_value<T: Copy>(
 
 struct Ctx<'a, 's> {
     sink: &'a mut Sink<'s>,
-    lab_span: Range<usize>,
 }
 
 /// Defaults and validation. `file` is the absolute path of lab.toml.
@@ -104,10 +103,7 @@ pub(crate) fn build(raw: RawLab, file: &Path, ov: Overrides, sink: &mut Sink<'_>
     let dir = file
         .parent()
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    let mut cx = Ctx {
-        sink,
-        lab_span: raw.lab_span.clone(),
-    };
+    let mut cx = Ctx { sink };
     let sink = &mut *cx.sink;
 
     // [lab]
@@ -358,21 +354,28 @@ pub(crate) fn build(raw: RawLab, file: &Path, ov: Overrides, sink: &mut Sink<'_>
     let workers = match (ov.workers, &raw.workers) {
         (Some(n), _) => {
             if scaled.is_empty() {
-                sink.hint(
-                    &cx.lab_span,
+                sink.unlocated(
                     "--workers",
                     "this lab has no role that scales",
                     "drop --workers, or set `scale = true` on the worker role",
                 );
+                n
             } else if !(1..=MAX_WORKERS).contains(&n) {
-                sink.hint(
-                    &(0..0),
+                sink.unlocated(
                     "--workers",
                     format!("must be between 1 and {MAX_WORKERS}; got {n}"),
-                    "for a lab without workers, use a lab whose roles do not scale",
+                    if n < 1 {
+                        "for a lab without workers, use a lab whose roles do not scale"
+                    } else {
+                        "a bigger class needs more labs, not more workers in one lab"
+                    },
                 );
+                // Go on with one worker, as for a bad `lab.workers`: expanding
+                // `--workers 4000000000` into nodes would never finish.
+                1
+            } else {
+                n
             }
-            n
         }
         (None, Some(w)) => {
             if !(1..=i64::from(MAX_WORKERS)).contains(&w.v) {
@@ -645,7 +648,7 @@ fn build_roles(
                 .iter()
                 .map(|(g, h, _, _)| Forward {
                     guest: u16::try_from(*g).unwrap_or(0),
-                    host: u16::try_from(h + i64::from(k)).unwrap_or(0),
+                    host: u16::try_from(h.saturating_add(i64::from(k))).unwrap_or(0),
                 })
                 .collect();
             nodes.push(Node {
@@ -676,7 +679,7 @@ fn build_roles(
 /// SSH port of the k-th node of a role: base + k, or the lab default by ordinal. 0 = out of range.
 fn port_at(base: Option<i64>, k: u32, ordinal: usize) -> u16 {
     let p = match base {
-        Some(b) => b + i64::from(k),
+        Some(b) => b.saturating_add(i64::from(k)),
         None => i64::from(DEFAULT_SSH_PORT_BASE) + i64::try_from(ordinal).unwrap_or(0),
     };
     u16::try_from(p).unwrap_or(0)
@@ -1016,12 +1019,13 @@ fn check_graph(lab: &Lab, raw: &RawLab, sink: &mut Sink<'_>) {
                     Some(_) => {}
                 }
             }
-            for p in &step.publish {
+            for (j, p) in step.publish.iter().enumerate() {
                 let me = format!("{}.{}", role.name, step.name);
                 if let Some(other) = publishers.insert(p.as_str(), me.clone()) {
+                    let span = rs.publish.get(j).map_or(&rs.span, |p| &p.span);
                     sink.at(
-                        &rs.span,
-                        &format!("{}.publish", rs.path),
+                        span,
+                        &format!("{}.publish[{j}]", rs.path),
                         format!("value `{p}` is also published by {other}"),
                     );
                 }
@@ -1034,24 +1038,7 @@ fn check_graph(lab: &Lab, raw: &RawLab, sink: &mut Sink<'_>) {
     let g = Graph::build(lab);
     if let Err(cycle) = g.topo_order() {
         let names: Vec<String> = cycle.0.iter().map(|&t| g.label(lab, t)).collect();
-        let first = &g.tasks[cycle.0[0]];
-        let node = &lab.nodes[first.node];
-        let rr = role_span(raw, &node.role);
-        let step = &lab.steps_of(node)[first.step];
-        let rs = rr.and_then(|r| {
-            r.steps.iter().find(|s| {
-                s.name.as_ref().is_some_and(|n| n.v == step.name)
-                    || s.template
-                        .as_ref()
-                        .or(s.script.as_ref())
-                        .is_some_and(|t| t.v.contains(&step.name))
-            })
-        });
-        let span = rs.map_or(0..0, |s| s.span.clone());
-        let field = rs.map_or_else(
-            || format!("role.{}", node.role),
-            |s| format!("{}.after", s.path),
-        );
+        let (span, field) = cycle_location(lab, raw, &g, &cycle.0);
         sink.hint(
             &span,
             &field,
@@ -1065,13 +1052,46 @@ fn check_graph(lab: &Lab, raw: &RawLab, sink: &mut Sink<'_>) {
     }
 }
 
+/// Where to report a dependency cycle: the `after` entry of one of its steps that names the
+/// step before it in the cycle (`cycle[k]` waits for `cycle[k - 1]`, `cycle[0]` for the last).
+/// Only called when there are no other diagnostics, so raw steps and steps correspond 1:1.
+fn cycle_location(lab: &Lab, raw: &RawLab, g: &Graph, cycle: &[usize]) -> (Range<usize>, String) {
+    let node_step = |t: usize| {
+        let task = &g.tasks[t];
+        let node = &lab.nodes[task.node];
+        let raw_step = role_span(raw, &node.role).and_then(|r| r.steps.get(task.step));
+        (node, &lab.steps_of(node)[task.step], raw_step)
+    };
+    for (k, &t) in cycle.iter().enumerate() {
+        let (_, step, Some(rs)) = node_step(t) else {
+            continue;
+        };
+        let (dep_node, dep_step, _) = node_step(cycle[(k + cycle.len() - 1) % cycle.len()]);
+        let entry = step
+            .after
+            .iter()
+            .position(|r| r.role == dep_node.role && r.step == dep_step.name);
+        if let Some((j, a)) = entry.and_then(|j| Some((j, rs.after.get(j)?))) {
+            return (a.span.clone(), format!("{}.after[{j}]", rs.path));
+        }
+    }
+    match node_step(cycle[0]) {
+        (_, _, Some(rs)) => (rs.span.clone(), format!("{}.after", rs.path)),
+        (node, _, None) => (0..0, format!("role.{}", node.role)),
+    }
+}
+
 /// Render every step for every node with placeholder values, so that unknown variables and
 /// template syntax errors show up at validation time, not half way through `up`.
 fn check_templates(lab: &Lab, raw: &RawLab, sink: &mut Sink<'_>) {
     let renderer = match Renderer::new(lab) {
         Ok(r) => r,
         Err(e) => {
-            push_render_failure(&e, sink, "");
+            let rs = step_using(lab, raw, &e);
+            if !read_failure_at_source(&e, rs, sink) {
+                let field = rs.map_or_else(String::new, |rs| rs.path.clone());
+                push_render_failure(&e, sink, &field, None);
+            }
             return;
         }
     };
@@ -1091,38 +1111,85 @@ fn check_templates(lab: &Lab, raw: &RawLab, sink: &mut Sink<'_>) {
                 values.insert(name.clone(), format!("<{name} from {}>", g.label(lab, a)));
             }
         }
+        let rs = role_span(raw, &node.role).and_then(|r| r.steps.get(task.step));
+        let field = rs.map_or_else(|| format!("role.{}", node.role), |s| s.path.clone());
+        // Arguments are small templates written in lab.toml: report them there.
+        let mut bad_arg = false;
+        for (j, arg) in step.args.iter().enumerate() {
+            if let Err(reason) = renderer.check_arg(lab, node, arg, &values) {
+                bad_arg = true;
+                let arg_field = format!("{field}.args[{j}]");
+                if reported.insert(format!("{arg_field}: {reason}")) {
+                    let span = rs
+                        .and_then(|s| s.args.get(j))
+                        .map_or(0..0, |a| a.span.clone());
+                    sink.at(
+                        &span,
+                        &arg_field,
+                        format!("{reason} (rendering for {})", node.name),
+                    );
+                }
+            }
+        }
+        if bad_arg {
+            continue;
+        }
         if let Err(e) = renderer.render_step(lab, node, step, &values) {
             let key = e.to_string();
-            if reported.insert(key) {
-                let rr = role_span(raw, &node.role);
-                let field = rr
-                    .and_then(|r| r.steps.get(task.step))
-                    .map_or_else(|| format!("role.{}", node.role), |s| s.path.clone());
-                let hint = if e.to_string().contains("values.") {
-                    "published values reach only steps that run after the publisher: add it to `after`"
-                } else {
-                    ""
-                };
-                push_render_failure(
-                    &e,
-                    sink,
-                    &format!(
-                        "{field} (node {}){}",
-                        node.name,
-                        if hint.is_empty() {
-                            String::new()
-                        } else {
-                            format!(" -- {hint}")
-                        }
-                    ),
+            if reported.insert(key) && !read_failure_at_source(&e, rs, sink) {
+                let hint = e.to_string().contains("values.").then_some(
+                    "published values reach only steps that run after the publisher: add it to `after`",
                 );
+                push_render_failure(&e, sink, &field, Some((&node.name, hint)));
             }
         }
     }
 }
 
-fn push_render_failure(e: &RenderFailure, sink: &mut Sink<'_>, field: &str) {
-    let (file, line, column, message) = match e {
+/// An unreadable template or script has no line of its own: report it where lab.toml names
+/// it. Returns whether `e` was such a failure.
+fn read_failure_at_source(e: &RenderFailure, rs: Option<&RawStep>, sink: &mut Sink<'_>) -> bool {
+    let RenderFailure::Read { message, .. } = e else {
+        return false;
+    };
+    let Some(rs) = rs else { return false };
+    let (key, src) = match (&rs.template, &rs.script) {
+        (Some(t), _) => ("template", t),
+        (None, Some(s)) => ("script", s),
+        (None, None) => return false,
+    };
+    sink.at(
+        &src.span,
+        &format!("{}.{key}", rs.path),
+        format!("cannot read {key} `{}`: {message}", src.v),
+    );
+    true
+}
+
+/// The first step whose template a render failure is about (none for a partial).
+fn step_using<'r>(lab: &Lab, raw: &'r RawLab, e: &RenderFailure) -> Option<&'r RawStep> {
+    let (RenderFailure::Read { path, .. } | RenderFailure::Template { path, .. }) = e;
+    for (role, rr) in lab.roles.iter().zip(&raw.roles) {
+        for (step, rs) in role.steps.iter().zip(&rr.steps) {
+            if let StepSource::Template(rel) = &step.source
+                && lab.templates_dir.join(rel) == *path
+            {
+                return Some(rs);
+            }
+        }
+    }
+    None
+}
+
+/// Turn a render failure into a diagnostic in the template file. `node`: the node rendered
+/// for (named in the message) and an optional hint.
+fn push_render_failure(
+    e: &RenderFailure,
+    sink: &mut Sink<'_>,
+    field: &str,
+    node: Option<(&str, Option<&str>)>,
+) {
+    let (file, line, column, mut message) = match e {
         RenderFailure::Read { path, message } => {
             (path.clone(), 0, 0, format!("cannot read: {message}"))
         }
@@ -1133,16 +1200,15 @@ fn push_render_failure(e: &RenderFailure, sink: &mut Sink<'_>, field: &str) {
             message,
         } => (path.clone(), *line, *column, message.clone()),
     };
-    let (field, hint) = match field.split_once(" -- ") {
-        Some((f, h)) => (f.to_string(), Some(h.to_string())),
-        None => (field.to_string(), None),
-    };
+    if let Some((name, _)) = node {
+        message.push_str(&format!(" (rendering for {name})"));
+    }
     sink.diags.push(crate::error::Diagnostic {
         file,
         line,
         column,
-        field,
+        field: field.to_string(),
         message,
-        hint,
+        hint: node.and_then(|(_, h)| h).map(str::to_string),
     });
 }
