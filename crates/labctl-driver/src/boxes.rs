@@ -457,7 +457,7 @@ impl BoxStore {
                             .strip_prefix("content-length:")
                             .map(|v| v.trim().to_string())
                     })
-                    .last()
+                    .next_back()
                     .and_then(|v| v.parse::<u64>().ok())
             });
         // curl resumes a partial file (-C -); progress comes from the growing file.
@@ -465,7 +465,6 @@ impl BoxStore {
             .args(["-sfL", "-C", "-", "-o"])
             .arg(&part)
             .arg(url);
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (tx, rx) = std::sync::mpsc::channel::<Result<crate::exec::Output, ToolError>>();
         let c = cmd.clone();
         std::thread::spawn(move || {
@@ -478,7 +477,6 @@ impl BoxStore {
             let size = std::fs::metadata(&part).map_or(0, |m| m.len());
             progress(Progress { done: size, total });
         };
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
         result?;
         let size = std::fs::metadata(&part).map_or(0, |m| m.len());
         progress(Progress {

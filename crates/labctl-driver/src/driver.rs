@@ -145,6 +145,9 @@ pub enum DriverError {
     Qmp { socket: PathBuf, message: String },
     #[error("{0}")]
     Other(String),
+    /// A VirtualBox failure; [`crate::vbox::VBoxError::hint`] says what to do about it.
+    #[error(transparent)]
+    VirtualBox(crate::vbox::VBoxError),
 }
 
 fn tail_text(t: &str) -> String {

@@ -6,5 +6,6 @@ mod driver;
 pub mod exec;
 pub mod proc;
 pub mod qemu;
+pub mod vbox;
 
 pub use driver::*;

@@ -1,0 +1,121 @@
+//! VirtualBox driver errors, each with a hint for the user.
+
+use std::path::PathBuf;
+
+use super::preflight::PreflightError;
+use crate::DriverError;
+use crate::exec::ToolError;
+
+/// Where to get VirtualBox.
+pub const NOT_INSTALLED_HINT: &str = "download VirtualBox from https://www.virtualbox.org/wiki/Downloads (on Windows run the installer, then open a new terminal); or set LABCTL_VBOXMANAGE to the path of VBoxManage";
+
+/// What went wrong with VirtualBox.
+#[derive(Debug, thiserror::Error)]
+pub enum VBoxError {
+    #[error("VirtualBox is not installed (`{program}` not found)")]
+    NotInstalled { program: String },
+    #[error("VirtualBox is installed but broken: `{command}` cannot run (exit status 126)")]
+    Broken { command: String },
+    #[error(
+        "machine `{vm}` cannot start: hardware virtualization (Intel VT-x / AMD-V) is not available to VirtualBox ({detail})"
+    )]
+    NoHwVirt { vm: String, detail: String },
+    #[error("machine `{vm}` cannot start: VirtualBox's kernel driver is not loaded ({detail})")]
+    KernelDriver { vm: String, detail: String },
+    #[error("a VirtualBox VM named `{name}` already exists and was not created by labctl")]
+    ForeignVm { name: String },
+    #[error(
+        "the box of `{vm}` has no VirtualBox image (OVF next to {}); the virtualbox provider needs a VirtualBox box",
+        disk.display()
+    )]
+    NoOvf { vm: String, disk: PathBuf },
+    #[error("machine `{vm}` has no snapshot `{name}`")]
+    NoSuchSnapshot { vm: String, name: String },
+    #[error("lab network `{network}` is not set up in VirtualBox")]
+    NetworkNotUp { network: String },
+    #[error(transparent)]
+    HostOnlyRange(#[from] PreflightError),
+    #[error("`{command}` printed output labctl does not understand: {message}")]
+    Unexpected { command: String, message: String },
+    #[error("{what} {}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Tool(ToolError),
+}
+
+impl VBoxError {
+    /// What the user can do about it.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            VBoxError::NotInstalled { .. } => Some(NOT_INSTALLED_HINT.into()),
+            VBoxError::Broken { .. } => Some(
+                "reinstall VirtualBox; on Linux, `sudo /sbin/vboxconfig` rebuilds its kernel modules"
+                    .into(),
+            ),
+            VBoxError::NoHwVirt { .. } => Some(
+                "enable virtualization (Intel VT-x / AMD-V, sometimes called SVM) in the BIOS/UEFI setup; on Windows also turn Hyper-V off (`bcdedit /set hypervisorlaunchtype off`, then reboot); inside a VM, enable nested virtualization on the outer hypervisor"
+                    .into(),
+            ),
+            VBoxError::KernelDriver { .. } => Some(
+                "on Linux run `sudo /sbin/vboxconfig` (it needs the kernel headers; with Secure Boot the modules must be signed); on macOS allow Oracle's system extension under System Settings → Privacy & Security, then reboot"
+                    .into(),
+            ),
+            VBoxError::ForeignVm { name } => Some(format!(
+                "rename or remove that VM in VirtualBox (`VBoxManage unregistervm {name}`), or give the lab another name"
+            )),
+            VBoxError::NoOvf { .. } => Some(
+                "add a box made for VirtualBox (`labctl box add` of a virtualbox .box), or use the qemu provider"
+                    .into(),
+            ),
+            VBoxError::NetworkNotUp { .. } => {
+                Some("`labctl up` sets the lab's networks up before starting machines".into())
+            }
+            VBoxError::HostOnlyRange(e) => Some(format!(
+                "`echo '{}' | sudo tee -a /etc/vbox/networks.conf`; see https://www.virtualbox.org/manual/ch06.html#network_hostonly",
+                e.conf_line()
+            )),
+            VBoxError::Tool(ToolError::Timeout { .. }) => Some(
+                "VirtualBox did not answer; check for a stuck VBoxSVC process or a dialog in the VirtualBox window"
+                    .into(),
+            ),
+            _ => None,
+        }
+    }
+
+    /// A failed command's stderr (or stdout when stderr was empty).
+    pub fn output(&self) -> Option<&str> {
+        match self {
+            VBoxError::Tool(ToolError::Failed { stderr, .. }) => Some(stderr),
+            _ => None,
+        }
+    }
+}
+
+impl From<ToolError> for VBoxError {
+    fn from(e: ToolError) -> VBoxError {
+        match e {
+            ToolError::NotFound { program, .. } => VBoxError::NotInstalled { program },
+            other => VBoxError::Tool(other),
+        }
+    }
+}
+
+impl From<VBoxError> for DriverError {
+    fn from(e: VBoxError) -> DriverError {
+        match e {
+            // The runner already treats a missing program as a host-tool error with a hint.
+            VBoxError::NotInstalled { program } => DriverError::Tool(ToolError::NotFound {
+                program,
+                hint: Some(NOT_INSTALLED_HINT.into()),
+            }),
+            VBoxError::Tool(t) => DriverError::Tool(t),
+            VBoxError::Io { what, path, source } => DriverError::Io { what, path, source },
+            other => DriverError::VirtualBox(other),
+        }
+    }
+}
