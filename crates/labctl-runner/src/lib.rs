@@ -34,6 +34,10 @@ pub enum RunnerError {
     NotUp,
     #[error("no node named `{name}`")]
     UnknownNode { name: String, known: Vec<String> },
+    #[error("no step named `{name}` on the chosen nodes")]
+    UnknownStep { name: String, known: Vec<String> },
+    #[error("{} is not a private directory of this user", path.display())]
+    UnsafeDir { path: PathBuf },
     #[error("box `{name}` is not installed")]
     BoxMissing { name: String, hint: String },
     #[error(transparent)]
@@ -59,6 +63,8 @@ impl RunnerError {
             self,
             RunnerError::Driver(labctl_driver::DriverError::Tool(
                 labctl_driver::exec::ToolError::NotFound { .. }
+            )) | RunnerError::Box(labctl_driver::boxes::BoxError::Tool(
+                labctl_driver::exec::ToolError::NotFound { .. }
             )) | RunnerError::Provider { .. }
         )
     }
@@ -69,6 +75,11 @@ impl RunnerError {
             RunnerError::BoxMissing { hint, .. } => Some(hint.clone()),
             RunnerError::NotUp => Some("run `labctl up` first".into()),
             RunnerError::UnknownNode { known, .. } => Some(format!("nodes: {}", known.join(", "))),
+            RunnerError::UnknownStep { known, .. } => Some(format!("steps: {}", known.join(", "))),
+            RunnerError::UnsafeDir { .. } => Some(
+                "it holds the VMs' control sockets: remove it, or set XDG_RUNTIME_DIR to a directory only you can write".into(),
+            ),
+            RunnerError::Driver(labctl_driver::DriverError::VirtualBox(e)) => e.hint(),
             RunnerError::Locked { .. } => {
                 Some("wait for it to finish, or stop it with Ctrl-C".into())
             }

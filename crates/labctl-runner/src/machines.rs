@@ -72,6 +72,7 @@ pub fn driver_for(provider: &str, env: &Env) -> Result<Arc<dyn Driver>, RunnerEr
         "qemu" => Ok(Arc::new(QemuDriver::new(QemuConfig::discover(
             env.switch_command.clone(),
         )?))),
+        "virtualbox" => Ok(Arc::new(labctl_driver::vbox::VBoxDriver::discover()?)),
         other => Err(RunnerError::Provider {
             provider: other.to_string(),
             reason: "this build has no driver for it".into(),

@@ -299,12 +299,12 @@ pub fn destroy(
     if st.nodes.is_empty() {
         driver.networks_down(&st.run_dir, &st.networks)?;
         let _ = std::fs::remove_dir_all(&st.run_dir);
-        drop(lock);
         std::fs::remove_dir_all(&paths.state_dir).map_err(|source| RunnerError::Io {
             what: "remove",
             path: paths.state_dir.clone(),
             source,
         })?;
+        drop(lock);
     } else {
         st.save(paths)?;
     }

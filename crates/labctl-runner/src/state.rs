@@ -176,21 +176,58 @@ pub fn load_values(paths: &LabPaths) -> BTreeMap<String, String> {
 }
 
 pub fn save_values(paths: &LabPaths, values: &BTreeMap<String, String>) -> Result<(), RunnerError> {
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::OpenOptionsExt;
     let path = paths.values_file();
     let text = serde_json::to_string_pretty(values).unwrap_or_default();
-    write_atomic(&path, text.as_bytes()).map_err(|source| RunnerError::Io {
-        what: "write",
+    // Created 0600 from the start: the values are secrets (join tokens, certificate keys).
+    let tmp = paths
+        .state_dir
+        .join(format!(".values.json.tmp-{}", std::process::id()));
+    let io = |what, source| RunnerError::Io {
+        what,
         path: path.clone(),
         source,
+    };
+    {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| io("write", e))?;
+        f.write_all(text.as_bytes()).map_err(|e| io("write", e))?;
+        f.sync_all().map_err(|e| io("write", e))?;
+    }
+    std::fs::rename(&tmp, &path).map_err(|e| io("rename", e))
+}
+
+/// Create `dir` (and parents) owned by this user with mode 0700, or refuse one that another
+/// user owns or others can write: it holds the VMs' control sockets.
+pub fn ensure_private_dir(dir: &Path) -> Result<(), RunnerError> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|source| RunnerError::Io {
+                what: "create",
+                path: dir.to_path_buf(),
+                source,
+            })?;
+    }
+    let meta = std::fs::metadata(dir).map_err(|source| RunnerError::Io {
+        what: "inspect",
+        path: dir.to_path_buf(),
+        source,
     })?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(|source| {
-        RunnerError::Io {
-            what: "chmod",
-            path,
-            source,
-        }
-    })
+    if meta.uid() != rustix::process::getuid().as_raw() || meta.permissions().mode() & 0o022 != 0 {
+        return Err(RunnerError::UnsafeDir {
+            path: dir.to_path_buf(),
+        });
+    }
+    Ok(())
 }
 
 /// One exclusive lock per lab, held while a command changes it.

@@ -130,7 +130,6 @@ struct Shared<'a> {
     lab_key: PathBuf,
     box_key: Option<PathBuf>,
     box_user: String,
-    box_os: String,
     authorized_key: String,
 }
 
@@ -201,8 +200,23 @@ pub fn up(
             });
         }
     }
+    if let Selection::Step(name) | Selection::From(name) = &opts.selection {
+        let known: BTreeSet<&str> = lab
+            .nodes
+            .iter()
+            .filter(|n| opts.nodes.is_empty() || opts.nodes.contains(&n.name))
+            .flat_map(|n| lab.steps_of(n).iter().map(|s| s.name.as_str()))
+            .collect();
+        if !known.contains(name.as_str()) {
+            return Err(RunnerError::UnknownStep {
+                name: name.clone(),
+                known: known.iter().map(|s| (*s).to_string()).collect(),
+            });
+        }
+    }
     let paths = LabPaths::new(&lab.dir, &lab.name);
     let _lock = LabLock::acquire(&paths)?;
+    crate::state::ensure_private_dir(paths.run_dir.parent().unwrap_or(&paths.run_dir))?;
     let provider = machines::provider_name(lab);
     let driver = machines::driver_for(provider, env)?;
     let boxm = machines::resolve_box(lab, env)?;
@@ -292,7 +306,6 @@ pub fn up(
         lab_key: paths.key(),
         box_key: boxm.private_key.as_ref().map(|k| box_dir.join(k)),
         box_user: boxm.user.clone(),
-        box_os: boxm.os.clone(),
         authorized_key,
         paths,
     };
@@ -463,7 +476,9 @@ fn run_task(
     if let Err(reason) = sh.wait_deps(t) {
         return StepOutcome::Skipped { reason };
     }
-    if sh.opts.selection == Selection::Up && step.run == RunPolicy::Never {
+    if step.run == RunPolicy::Never
+        && !matches!(&sh.opts.selection, Selection::Step(n) if *n == step.name)
+    {
         return StepOutcome::Skipped {
             reason: "runs only on request (`labctl provision --step`)".into(),
         };
@@ -555,6 +570,7 @@ fn run_task(
                 .filter(|p| !run.published.contains_key(*p))
                 .collect();
             if !missing.is_empty() {
+                forget(sh, &node.name, &step.name);
                 return StepOutcome::Failed {
                     status: Some(0),
                     reason: format!(
@@ -746,7 +762,17 @@ fn bring_up(sh: &Shared<'_>, node: &labctl_spec::Node) -> Result<Session, Runner
     let m2 = machine.clone();
     let alive = move || match driver.status(&m2) {
         MachineStatus::Running { .. } => Ok(()),
-        _ => Err(driver.console_tail(&m2, 20)),
+        _ => {
+            let tail = driver.console_tail(&m2, 20);
+            Err(if tail.trim().is_empty() {
+                format!(
+                    "(nothing on the console yet: {})",
+                    m2.dir.join("serial.log").display()
+                )
+            } else {
+                tail
+            })
+        }
     };
     let session = Session::wait_ready(&target, sh.lab.boot_timeout, &sh.cancel, &alive)?;
     if booted || !configured || session.key != sh.lab_key {
@@ -770,11 +796,7 @@ fn bring_up(sh: &Shared<'_>, node: &labctl_spec::Node) -> Result<Session, Runner
                     prefix: a.prefix,
                 })
                 .collect(),
-            stack: NetStack::for_os(if sh.box_os.is_empty() {
-                &sh.lab.os
-            } else {
-                &sh.box_os
-            }),
+            stack: NetStack::for_os(&sh.lab.os),
             authorized_key: sh.authorized_key.clone(),
         };
         let script = labctl_ssh::guest::script(&setup);

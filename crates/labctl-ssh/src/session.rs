@@ -181,7 +181,10 @@ impl Session {
                 Ok(s) => return Ok(s),
                 // Wrong key is final: retrying will not help.
                 Err(e @ SshError::Auth { .. }) => return Err(e),
-                Err(e) => last = e.to_string(),
+                Err(e) => {
+                    tracing::trace!(node = %target.node, error = %e, "ssh not ready yet");
+                    last = e.to_string();
+                }
             }
             if started.elapsed() >= deadline {
                 return Err(SshError::NotReady {
