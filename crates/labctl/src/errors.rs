@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use labctl_spec::SpecError;
 
-/// Exit codes, documented in `labctl --help` and docs/architecture.md.
+/// Exit codes, documented in docs/internals.md.
 pub(crate) mod code {
     pub(crate) const OK: u8 = 0;
     /// A node or step failed; the rest of the lab may be fine.
@@ -15,7 +15,7 @@ pub(crate) mod code {
     pub(crate) const SPEC: u8 = 3;
     /// A host program (qemu-system, qemu-img, VBoxManage, ssh) is missing or broken.
     pub(crate) const HOST_TOOL: u8 = 4;
-    /// Anything else (I/O, state, interrupted).
+    /// Anything else (I/O, state).
     pub(crate) const OTHER: u8 = 5;
     /// Interrupted by Ctrl-C.
     pub(crate) const INTERRUPTED: u8 = 130;
@@ -56,15 +56,22 @@ pub(crate) enum ExpectedError {
 impl ExpectedError {
     pub(crate) fn exit_code(&self) -> u8 {
         match self {
-            ExpectedError::Spec(_) | ExpectedError::UnknownNode { .. } => code::SPEC,
+            ExpectedError::Spec(_) => code::SPEC,
+            ExpectedError::UnknownNode { .. } => code::USAGE,
             ExpectedError::NoLab { .. }
             | ExpectedError::UnknownBundledLab { .. }
             | ExpectedError::WouldOverwrite { .. } => code::USAGE,
+            ExpectedError::Box(labctl_driver::boxes::BoxError::Tool(
+                labctl_driver::exec::ToolError::NotFound { .. },
+            )) => code::HOST_TOOL,
             ExpectedError::Write { .. } | ExpectedError::Box(_) => code::OTHER,
             ExpectedError::NeedsForce | ExpectedError::UnknownValue { .. } => code::USAGE,
             ExpectedError::Runner(r) if r.is_host_tool() => code::HOST_TOOL,
             ExpectedError::Runner(labctl_runner::RunnerError::Interrupted) => code::INTERRUPTED,
-            ExpectedError::Runner(labctl_runner::RunnerError::UnknownNode { .. }) => code::USAGE,
+            ExpectedError::Runner(
+                labctl_runner::RunnerError::UnknownNode { .. }
+                | labctl_runner::RunnerError::UnknownStep { .. },
+            ) => code::USAGE,
             ExpectedError::Runner(_) => code::OTHER,
         }
     }

@@ -32,7 +32,7 @@ pub fn main_impl(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         }
     };
     init_logging(cli.verbose);
-    let printer = Printer::new(cli.quiet, cli.no_color);
+    let printer = Printer::new(cli.quiet, cli.verbose > 0, cli.no_color);
     let result = match cli.command {
         Command::Init(a) => commands::init::run(&a, &printer),
         Command::Validate(a) => commands::validate::run(&a, &printer),

@@ -735,7 +735,7 @@ fn render_to_stdout_and_one_node() {
         .args(["render", "--lab"])
         .arg(lab_toml("k8s-classic"))
         .arg("w9-k8s"));
-    assert_eq!(out.status.code(), Some(SPEC), "{out:?}");
+    assert_eq!(out.status.code(), Some(USAGE), "{out:?}");
     assert!(
         text(&out.stderr).contains("nodes: m-k8s, w1-k8s, w2-k8s, w3-k8s"),
         "{out:?}"

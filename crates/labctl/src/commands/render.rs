@@ -36,7 +36,7 @@ pub(crate) fn run(args: &RenderArgs, p: &Printer) -> Result<u8> {
                 Some(dir) => {
                     let d = dir.join(&node.name);
                     write(&d.join(&file), &r.script)?;
-                    let mut cmd = format!("{file}");
+                    let mut cmd = file.clone();
                     for a in &args_line {
                         cmd.push(' ');
                         cmd.push_str(a);

@@ -42,7 +42,7 @@ fn go(lab_args: &crate::cli::LabArgs, opts: UpOptions, json: bool, p: &Printer) 
         .filter(|n| opts.nodes.is_empty() || opts.nodes.contains(&n.name))
         .map(|n| n.name.clone())
         .collect();
-    let mode = Mode::pick(json, p.quiet);
+    let mode = Mode::pick(json, p.quiet, p.verbose);
     let reporter = Arc::new(TermReporter::new(mode, p.err_styles, &names));
     let cancel = Arc::new(AtomicBool::new(false));
     let rt = tokio::runtime::Builder::new_multi_thread()

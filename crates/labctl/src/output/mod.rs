@@ -13,16 +13,19 @@ use crate::errors::ExpectedError;
 #[derive(Debug, Clone)]
 pub(crate) struct Printer {
     pub(crate) quiet: bool,
+    /// -v given: logs go to stderr, so no live redraw.
+    pub(crate) verbose: bool,
     pub(crate) styles: Styles,
     pub(crate) err_styles: Styles,
 }
 
 impl Printer {
-    pub(crate) fn new(quiet: bool, no_color: bool) -> Printer {
+    pub(crate) fn new(quiet: bool, verbose: bool, no_color: bool) -> Printer {
         let color_out = !no_color && std::io::stdout().is_terminal();
         let color_err = !no_color && std::io::stderr().is_terminal();
         Printer {
             quiet,
+            verbose,
             styles: Styles::new(color_out),
             err_styles: Styles::new(color_err),
         }
@@ -39,17 +42,6 @@ impl Printer {
         if !self.quiet {
             let _ = writeln!(std::io::stderr().lock(), "{}", line.as_ref());
         }
-    }
-
-    /// A warning on stderr.
-    pub(crate) fn warn(&self, line: impl AsRef<str>) {
-        let s = &self.err_styles;
-        let _ = writeln!(
-            std::io::stderr().lock(),
-            "{}: {}",
-            s.warn("warning"),
-            line.as_ref()
-        );
     }
 
     /// Render an error with its diagnostics, cause chain and hint.

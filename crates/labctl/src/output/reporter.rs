@@ -21,19 +21,22 @@ pub(crate) enum Mode {
 }
 
 impl Mode {
-    pub(crate) fn pick(json: bool, quiet: bool) -> Mode {
+    pub(crate) fn pick(json: bool, quiet: bool, verbose: bool) -> Mode {
         if json {
             Mode::Json
         } else if quiet {
             Mode::Quiet
-        } else if std::io::stderr().is_terminal()
-            && std::env::var_os("LABCTL_NO_PROGRESS").is_none()
-        {
+        } else if std::io::stderr().is_terminal() && !verbose && !no_progress() {
             Mode::Live
         } else {
             Mode::Lines
         }
     }
+}
+
+/// `LABCTL_NO_PROGRESS` set to anything but empty or `0`.
+fn no_progress() -> bool {
+    std::env::var("LABCTL_NO_PROGRESS").is_ok_and(|v| !v.is_empty() && v != "0")
 }
 
 #[derive(Debug, Default, Clone)]
@@ -179,10 +182,10 @@ impl Reporter for TermReporter {
                 }
             }
             Mode::Quiet => {
-                if matches!(e.kind, EventKind::NodeFailed { .. }) {
-                    if let Some(l) = self.line_for(&e) {
-                        let _ = writeln!(std::io::stderr().lock(), "{l}");
-                    }
+                if matches!(e.kind, EventKind::NodeFailed { .. })
+                    && let Some(l) = self.line_for(&e)
+                {
+                    let _ = writeln!(std::io::stderr().lock(), "{l}");
                 }
             }
             Mode::Lines => {

@@ -31,7 +31,4 @@ impl Styles {
     pub(crate) fn dim(self, s: &str) -> String {
         self.paint("2", s)
     }
-    pub(crate) fn bold(self, s: &str) -> String {
-        self.paint("1", s)
-    }
 }
