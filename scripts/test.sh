@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Run every test: formatting, lints, unit and CLI tests, and the end-to-end tests that boot
+# QEMU guests (TCG, guest internet off). Sets up the host first (scripts/setup.sh) and builds
+# the Debian box once (scripts/build-box.sh, cached in ~/.cache/labctl).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export LABCTL_NO_EGRESS=1          # no guest may reach the internet from a test
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+step() { printf '\n==> %s (%ss)\n' "$*" "$SECONDS"; }
+
+step "host packages"
+bash scripts/setup.sh
+step "box (built once, then cached)"
+bash scripts/build-box.sh
+step "cargo fmt --check"
+cargo fmt --all -- --check
+step "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+step "tests (unit, CLI, end-to-end with real guests)"
+profile=default
+[ -n "${CI:-}" ] && profile=ci
+cargo nextest run --workspace --locked --profile "$profile" --run-ignored all --no-fail-fast
+step "benchmark harness (quick mode)"
+if [ -x scripts/bench/run.sh ]; then bash scripts/bench/run.sh --quick --out "${TMPDIR:-/tmp}/labctl-bench-quick.md"; fi
+step "done"
