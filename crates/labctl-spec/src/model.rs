@@ -169,6 +169,18 @@ pub struct Role {
     /// Whether `count` comes from `lab.workers` / `--workers`.
     pub scale: bool,
     pub steps: Vec<Step>,
+    /// Readiness check: is this node back in the lab (after `reset`)?
+    pub check: Option<Hook>,
+    /// Run before a node is rebuilt, e.g. to delete its stale Node object on the master.
+    pub forget: Option<Hook>,
+}
+
+/// A shell command (a small template with the node's context) run on a node of a role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Hook {
+    pub run: String,
+    /// Role whose first node runs it; `None`: the node itself.
+    pub on: Option<String>,
 }
 
 /// An address of a node on a network.

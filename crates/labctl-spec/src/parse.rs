@@ -62,6 +62,10 @@ pub(crate) struct RawRole {
     pub(crate) ips: Vec<(S<String>, S<String>)>,
     pub(crate) ssh_port: Option<S<i64>>,
     pub(crate) nested_virt: Option<S<bool>>,
+    pub(crate) check: Option<S<String>>,
+    pub(crate) check_on: Option<S<String>>,
+    pub(crate) forget: Option<S<String>>,
+    pub(crate) forget_on: Option<S<String>>,
     pub(crate) forwards: Vec<RawForward>,
     pub(crate) steps: Vec<RawStep>,
 }
@@ -116,6 +120,10 @@ const ROLE_KEYS: &[&str] = &[
     "ips",
     "ssh_port",
     "nested_virt",
+    "check",
+    "check_on",
+    "forget",
+    "forget_on",
     "forward",
     "step",
 ];
@@ -227,6 +235,10 @@ fn parse_role(name: S<String>, t: &Table<'_>, path: &str, sink: &mut Sink<'_>) -
         ip: get_str(t, path, "ip", sink),
         ssh_port: get_int(t, path, "ssh_port", sink),
         nested_virt: get_bool(t, path, "nested_virt", sink),
+        check: get_str(t, path, "check", sink),
+        check_on: get_str(t, path, "check_on", sink),
+        forget: get_str(t, path, "forget", sink),
+        forget_on: get_str(t, path, "forget_on", sink),
         name,
         ..RawRole::default()
     };

@@ -183,9 +183,9 @@ impl Renderer {
             .map_err(|e| render_reason(&e))
     }
 
-    /// Render one argument for a node; the error is only the reason, for validation, which
-    /// knows where in lab.toml the argument is written.
-    pub(crate) fn check_arg(
+    /// Render one small template (a step argument, a hook) for a node; the error is only the
+    /// reason, for callers that know where it is written.
+    pub fn check_arg(
         &self,
         lab: &Lab,
         node: &Node,

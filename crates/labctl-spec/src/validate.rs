@@ -671,6 +671,14 @@ fn build_roles(
             start,
             scale,
             steps,
+            check: rr.check.as_ref().map(|c| crate::model::Hook {
+                run: c.v.clone(),
+                on: rr.check_on.as_ref().map(|o| o.v.clone()),
+            }),
+            forget: rr.forget.as_ref().map(|c| crate::model::Hook {
+                run: c.v.clone(),
+                on: rr.forget_on.as_ref().map(|o| o.v.clone()),
+            }),
         });
     }
     (roles, nodes)
@@ -1083,6 +1091,48 @@ fn cycle_location(lab: &Lab, raw: &RawLab, g: &Graph, cycle: &[usize]) -> (Range
 
 /// Render every step for every node with placeholder values, so that unknown variables and
 /// template syntax errors show up at validation time, not half way through `up`.
+/// `check_on` / `forget_on` name roles; the hooks render for every node of their role.
+fn check_hooks(lab: &Lab, raw: &RawLab, renderer: &Renderer, sink: &mut Sink<'_>) {
+    for (role, rr) in lab.roles.iter().zip(raw.roles.iter()) {
+        let hooks = [
+            (&role.check, &rr.check, &rr.check_on, "check"),
+            (&role.forget, &rr.forget, &rr.forget_on, "forget"),
+        ];
+        for (hook, text, on, name) in hooks {
+            let (Some(hook), Some(text)) = (hook, text) else {
+                if let Some(on) = on {
+                    sink.at(
+                        &on.span,
+                        &format!("role.{}.{name}_on", role.name),
+                        format!("`{name}_on` without `{name}`"),
+                    );
+                }
+                continue;
+            };
+            if let (Some(target), Some(on)) = (&hook.on, on)
+                && lab.role(target).is_none()
+            {
+                let hint = suggest(target, lab.roles.iter().map(|r| r.name.as_str())).map_or_else(
+                    || "roles are the [role.NAME] tables".to_string(),
+                    |s| format!("did you mean `{s}`?"),
+                );
+                sink.hint(
+                    &on.span,
+                    &format!("role.{}.{name}_on", role.name),
+                    format!("no role named `{target}`"),
+                    hint,
+                );
+            }
+            for node in lab.nodes.iter().filter(|n| n.role == role.name) {
+                if let Err(reason) = renderer.check_arg(lab, node, &hook.run, &BTreeMap::new()) {
+                    sink.at(&text.span, &format!("role.{}.{name}", role.name), reason);
+                    break;
+                }
+            }
+        }
+    }
+}
+
 fn check_templates(lab: &Lab, raw: &RawLab, sink: &mut Sink<'_>) {
     let renderer = match Renderer::new(lab) {
         Ok(r) => r,
@@ -1095,6 +1145,7 @@ fn check_templates(lab: &Lab, raw: &RawLab, sink: &mut Sink<'_>) {
             return;
         }
     };
+    check_hooks(lab, raw, &renderer, sink);
     let g = Graph::build(lab);
     let mut publisher: HashMap<usize, &[String]> = HashMap::new();
     for (t, task) in g.tasks.iter().enumerate() {
