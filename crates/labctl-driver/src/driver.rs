@@ -184,4 +184,15 @@ pub trait Driver: Send + Sync {
     /// The last lines the guest printed on its console.
     fn console_tail(&self, m: &MachineConfig, lines: usize) -> String;
     fn snapshot(&self, m: &MachineConfig, op: &SnapshotOp) -> Result<Vec<String>, DriverError>;
+    /// Freeze or thaw a running machine's CPUs (so that a lab-wide snapshot is consistent).
+    /// Drivers that cannot pause do nothing.
+    fn pause(&self, m: &MachineConfig, paused: bool) -> Result<(), DriverError> {
+        let _ = (m, paused);
+        Ok(())
+    }
+    /// Boot a stopped machine straight into a snapshot's saved state.
+    fn start_from_snapshot(&self, m: &MachineConfig, name: &str) -> Result<(), DriverError> {
+        self.snapshot(m, &SnapshotOp::Restore(name.to_string()))?;
+        self.start(m)
+    }
 }

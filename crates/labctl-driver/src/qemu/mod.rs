@@ -94,6 +94,49 @@ impl QemuDriver {
         run_dir.join("switch.pid")
     }
 
+    /// Boot, with extra qemu-system arguments (`-loadvm NAME`).
+    fn start_with(&self, m: &MachineConfig, extra: &[String]) -> Result<(), DriverError> {
+        if self.running_pid(m).is_some() {
+            return Ok(());
+        }
+        let p = MachinePaths::of(m);
+        if !p.disk.exists() {
+            return Err(DriverError::NotCreated { id: m.id.clone() });
+        }
+        Self::cleanup_runtime(m);
+        std::fs::create_dir_all(&m.run_dir).map_err(io_err("cannot create", &m.run_dir))?;
+        for nic in &m.private_nics {
+            let d = args::net_dir(&m.run_dir, &nic.network);
+            std::fs::create_dir_all(&d).map_err(io_err("cannot create", &d))?;
+        }
+        if p.serial.exists() {
+            let _ = std::fs::rename(&p.serial, m.dir.join("serial.log.1"));
+        }
+        let argv = args::qemu_args(m, extra);
+        let _ = std::fs::write(m.dir.join("qemu.args"), argv.join("\n") + "\n");
+        let out = Cmd::new(&self.cfg.qemu_system)
+            .args(&argv)
+            .timeout(Duration::from_secs(120))
+            .run_unchecked()?;
+        if !out.status.success() {
+            if let Some(port) = port_from_hostfwd_error(&out.stderr) {
+                return Err(DriverError::PortInUse { port });
+            }
+            return Err(DriverError::Tool(crate::exec::ToolError::Failed {
+                command: format!("qemu-system-x86_64 ({})", m.hostname),
+                status: crate::exec::describe_status(out.status),
+                stderr: out.stderr,
+            }));
+        }
+        if self.running_pid(m).is_none() {
+            return Err(DriverError::DiedOnStart {
+                id: m.id.clone(),
+                serial_tail: tail_file(&p.serial, 20),
+            });
+        }
+        Ok(())
+    }
+
     /// PID of the lab switch, if it runs.
     pub fn switch_pid(run_dir: &Path) -> Option<u32> {
         let pid = proc::read_pidfile(&Self::switch_pidfile(run_dir))?;
@@ -253,45 +296,18 @@ impl Driver for QemuDriver {
     }
 
     fn start(&self, m: &MachineConfig) -> Result<(), DriverError> {
-        if self.running_pid(m).is_some() {
-            return Ok(());
-        }
+        self.start_with(m, &[])
+    }
+
+    fn pause(&self, m: &MachineConfig, paused: bool) -> Result<(), DriverError> {
         let p = MachinePaths::of(m);
-        if !p.disk.exists() {
-            return Err(DriverError::NotCreated { id: m.id.clone() });
-        }
-        Self::cleanup_runtime(m);
-        std::fs::create_dir_all(&m.run_dir).map_err(io_err("cannot create", &m.run_dir))?;
-        for nic in &m.private_nics {
-            let d = args::net_dir(&m.run_dir, &nic.network);
-            std::fs::create_dir_all(&d).map_err(io_err("cannot create", &d))?;
-        }
-        if p.serial.exists() {
-            let _ = std::fs::rename(&p.serial, m.dir.join("serial.log.1"));
-        }
-        let argv = args::qemu_args(m, &[]);
-        let _ = std::fs::write(m.dir.join("qemu.args"), argv.join("\n") + "\n");
-        let out = Cmd::new(&self.cfg.qemu_system)
-            .args(&argv)
-            .timeout(Duration::from_secs(120))
-            .run_unchecked()?;
-        if !out.status.success() {
-            if let Some(port) = port_from_hostfwd_error(&out.stderr) {
-                return Err(DriverError::PortInUse { port });
-            }
-            return Err(DriverError::Tool(crate::exec::ToolError::Failed {
-                command: format!("qemu-system-x86_64 ({})", m.hostname),
-                status: crate::exec::describe_status(out.status),
-                stderr: out.stderr,
-            }));
-        }
-        if self.running_pid(m).is_none() {
-            return Err(DriverError::DiedOnStart {
-                id: m.id.clone(),
-                serial_tail: tail_file(&p.serial, 20),
-            });
-        }
+        let mut q = qmp::Qmp::connect(&p.qmp, Duration::from_secs(10))?;
+        q.execute(if paused { "stop" } else { "cont" }, None)?;
         Ok(())
+    }
+
+    fn start_from_snapshot(&self, m: &MachineConfig, name: &str) -> Result<(), DriverError> {
+        self.start_with(m, &["-loadvm".to_string(), name.to_string()])
     }
 
     fn stop(&self, m: &MachineConfig, mode: StopMode) -> Result<StopOutcome, DriverError> {
