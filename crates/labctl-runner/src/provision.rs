@@ -39,13 +39,27 @@ pub(crate) fn run_step(
     cancel: &AtomicBool,
     on_line: &mut dyn FnMut(&str),
 ) -> Result<StepRun, SshError> {
-    sess.run(
-        "mkdir -p .labctl/steps && chmod 700 .labctl",
-        Duration::from_secs(60),
-    )?;
     let script = format!(".labctl/steps/{file_stem}.sh");
     let publish = format!(".labctl/steps/{file_stem}.publish");
-    sess.upload(&script, rendered.script.as_bytes(), 0o755)?;
+    // Preparing is idempotent: retry it when a loaded host makes the guest slow to answer.
+    let mut attempt = 0;
+    loop {
+        let prepared = sess
+            .run(
+                "mkdir -p .labctl/steps && chmod 700 .labctl",
+                Duration::from_secs(120),
+            )
+            .and_then(|_| sess.upload(&script, rendered.script.as_bytes(), 0o755));
+        match prepared {
+            Ok(()) => break,
+            Err(e) if attempt < 2 && !cancel.load(std::sync::atomic::Ordering::Relaxed) => {
+                attempt += 1;
+                tracing::debug!(%node, step = step_name, error = %e, attempt, "retrying upload");
+                std::thread::sleep(Duration::from_secs(2));
+            }
+            Err(e) => return Err(e),
+        }
+    }
     let args: Vec<String> = rendered.args.iter().map(|a| shell_quote(a)).collect();
     let command = format!(
         "cd \"$HOME\" && : > {publish} && chmod 755 {script} && {sudo}env LABCTL_PUBLISH=\"$HOME/{publish}\" LABCTL_NODE={node} LABCTL_STEP={step} DEBIAN_FRONTEND=noninteractive \"$HOME/{script}\"{sep}{args}",

@@ -132,7 +132,7 @@ impl Session {
                 .is_ok()
                 && sess.authenticated()
             {
-                sess.set_timeout(60_000);
+                sess.set_timeout(180_000);
                 sess.set_keepalive(true, 15);
                 return Ok(Session {
                     sess,
@@ -177,6 +177,26 @@ impl Session {
                 });
             }
             let attempt = Instant::now();
+            // QEMU's user network accepts at once even while the guest is not listening, and a
+            // full SSH handshake would then hang until its timeout. A short banner probe costs
+            // the guest nothing until sshd answers; only then comes the real handshake, with a
+            // timeout generous enough for a loaded host.
+            if let Err(e) = banner_probe(target.addr, Duration::from_secs(3)) {
+                last = format!("{}: {e}", target.addr);
+                if started.elapsed() >= deadline {
+                    return Err(SshError::NotReady {
+                        node: target.node.clone(),
+                        addr: target.addr,
+                        waited: started.elapsed(),
+                        last,
+                    });
+                }
+                let spent = attempt.elapsed();
+                if spent < Duration::from_millis(250) {
+                    std::thread::sleep(Duration::from_millis(250) - spent);
+                }
+                continue;
+            }
             match Session::connect(target, Duration::from_secs(20)) {
                 Ok(s) => return Ok(s),
                 // Wrong key is final: retrying will not help.
@@ -332,6 +352,22 @@ impl Session {
 
     pub fn target(&self) -> &Target {
         &self.target
+    }
+}
+
+/// Connect and wait for the server's `SSH-` identification line.
+fn banner_probe(addr: SocketAddr, timeout: Duration) -> std::io::Result<()> {
+    let mut tcp = TcpStream::connect_timeout(&addr, timeout)?;
+    tcp.set_read_timeout(Some(timeout))?;
+    let mut buf = [0u8; 4];
+    tcp.read_exact(&mut buf)?;
+    if &buf == b"SSH-" {
+        Ok(())
+    } else {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "not an SSH server",
+        ))
     }
 }
 
