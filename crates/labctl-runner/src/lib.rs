@@ -6,6 +6,7 @@ pub mod events;
 mod machines;
 mod ops;
 mod provision;
+mod reset;
 pub mod state;
 mod up;
 
@@ -14,6 +15,9 @@ use std::path::PathBuf;
 
 pub use machines::{Env, driver_for};
 pub use ops::*;
+pub use reset::{
+    GOLDEN, LabListing, ResetOptions, ResetSummary, SnapshotCmd, find_lab, list, reset, snapshot,
+};
 pub use up::{NodeSummary, Selection, UpOptions, UpSummary, up};
 
 /// Runner errors.
@@ -54,6 +58,14 @@ pub enum RunnerError {
     Render(#[from] labctl_spec::RenderFailure),
     #[error("interrupted")]
     Interrupted,
+    #[error("cannot reset from the golden snapshot: {why}")]
+    NoGolden { why: String },
+    #[error("{node}: {what} failed: {message}")]
+    Hook {
+        node: String,
+        what: String,
+        message: String,
+    },
 }
 
 impl RunnerError {
@@ -90,6 +102,7 @@ impl RunnerError {
                 labctl_driver::exec::ToolError::NotFound { hint: Some(h), .. },
             )) => Some(h.clone()),
             RunnerError::Interrupted => Some("`labctl up` continues where this one stopped".into()),
+            RunnerError::NoGolden { .. } => Some("`labctl reset --rebuild NODE` rebuilds it; `labctl reset --all` returns the whole lab to its golden state".into()),
             _ => None,
         }
     }

@@ -287,6 +287,10 @@ pub fn destroy(
         match r {
             Ok(name) => {
                 st.nodes.remove(&name);
+                // Its disk held its part of the golden snapshot.
+                if st.golden.as_ref().is_some_and(|g| g.nodes.contains(&name)) {
+                    st.golden = None;
+                }
                 let _ = std::fs::remove_dir_all(paths.log_dir(&name));
             }
             Err(e) => first_err = first_err.or(Some(e)),
@@ -299,6 +303,7 @@ pub fn destroy(
     if st.nodes.is_empty() {
         driver.networks_down(&st.run_dir, &st.networks)?;
         let _ = std::fs::remove_dir_all(&st.run_dir);
+        crate::reset::unregister(env, paths);
         std::fs::remove_dir_all(&paths.state_dir).map_err(|source| RunnerError::Io {
             what: "remove",
             path: paths.state_dir.clone(),

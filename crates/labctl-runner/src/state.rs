@@ -110,6 +110,33 @@ pub struct LabState {
     pub box_name: String,
     pub networks: Vec<labctl_driver::NetworkConfig>,
     pub nodes: BTreeMap<String, NodeState>,
+    /// The golden snapshot taken after the last fully successful `up`.
+    #[serde(default)]
+    pub golden: Option<Golden>,
+}
+
+/// A lab-wide snapshot every node can be reset to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Golden {
+    pub name: String,
+    /// Seconds since the epoch.
+    pub taken_at: u64,
+    /// sha256 of the published values then: a node restored alone is consistent with the
+    /// others only while the values (join tokens, keys) have not changed.
+    pub values_hash: String,
+    pub nodes: Vec<String>,
+}
+
+/// sha256 (hex) of the published values.
+pub fn values_hash(values: &BTreeMap<String, String>) -> String {
+    let mut h = Sha256::new();
+    for (k, v) in values {
+        h.update(k.as_bytes());
+        h.update([0]);
+        h.update(v.as_bytes());
+        h.update([0]);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl LabState {
@@ -123,6 +150,7 @@ impl LabState {
             box_name: box_name.to_string(),
             networks: Vec::new(),
             nodes: BTreeMap::new(),
+            golden: None,
         }
     }
 

@@ -40,6 +40,8 @@ pub struct UpOptions {
     /// At most this many nodes booting or steps running at once (None: no limit).
     pub jobs: Option<usize>,
     pub selection: Selection,
+    /// `(node, step)` pairs to run even when their record is up to date.
+    pub force: BTreeSet<(String, String)>,
 }
 
 /// What happened to one node.
@@ -282,6 +284,7 @@ pub fn up(
     }
     st.networks = machines::networks(lab);
     st.save(&paths)?;
+    crate::reset::register(env, &paths, &lab.name);
     driver.networks_up(&st.run_dir, &st.networks)?;
     let values = load_values(&paths);
     let renderer = Renderer::new(lab)?;
@@ -346,11 +349,47 @@ pub fn up(
             .collect()
     });
     shared.save()?;
-    Ok(UpSummary {
+    let summary = UpSummary {
         nodes: summaries,
         interrupted: cancel.load(Ordering::Relaxed),
         wall_ms: ms(started.elapsed()),
-    })
+    };
+    let clean = !summary.failed()
+        && !summary.interrupted
+        && summary.nodes.iter().all(|n| {
+            n.steps
+                .iter()
+                .all(|(_, o, _)| matches!(o, StepOutcome::Done | StepOutcome::UpToDate))
+        });
+    if lab.golden_snapshot && clean {
+        let mut st = shared
+            .state
+            .into_inner()
+            .map_err(|_| RunnerError::Interrupted)?
+            .0;
+        let complete = lab.nodes.iter().all(|n| {
+            st.nodes.get(&n.name).is_some_and(|ns| {
+                matches!(
+                    shared.driver.status(&ns.machine),
+                    MachineStatus::Running { .. }
+                ) && lab
+                    .steps_of(n)
+                    .iter()
+                    .all(|s| s.run == RunPolicy::Never || ns.steps.contains_key(&s.name))
+            })
+        });
+        let current = st.golden.as_ref().is_some_and(|g| {
+            g.values_hash == crate::state::values_hash(&load_values(&shared.paths))
+                && summary
+                    .nodes
+                    .iter()
+                    .all(|n| n.steps.iter().all(|(_, o, _)| *o == StepOutcome::UpToDate))
+        });
+        if complete && !current {
+            crate::reset::save_golden(&shared.paths, &mut st, &*shared.driver, &*reporter)?;
+        }
+    }
+    Ok(summary)
 }
 
 fn node_worker(sh: &Shared<'_>, node: &labctl_spec::Node) -> NodeSummary {
@@ -400,9 +439,8 @@ fn node_worker(sh: &Shared<'_>, node: &labctl_spec::Node) -> NodeSummary {
     for &t in &my_tasks {
         let idx = sh.graph.tasks[t].step;
         let step = &steps[idx];
-        let step_started = Instant::now();
-        let outcome = run_task(sh, node, &session, t, idx, step);
-        let elapsed = ms(step_started.elapsed());
+        let (outcome, ran_for) = run_task(sh, node, &session, t, idx, step);
+        let elapsed = ms(ran_for);
         let state = match &outcome {
             StepOutcome::Done | StepOutcome::UpToDate => TaskState::Ok,
             StepOutcome::Failed { .. } => TaskState::Blocked("failed".into()),
@@ -466,6 +504,20 @@ fn run_task(
     t: usize,
     idx: usize,
     step: &labctl_spec::Step,
+) -> (StepOutcome, Duration) {
+    let mut ran_from: Option<Instant> = None;
+    let outcome = run_task_inner(sh, node, session, t, idx, step, &mut ran_from);
+    (outcome, ran_from.map_or(Duration::ZERO, |t| t.elapsed()))
+}
+
+fn run_task_inner(
+    sh: &Shared<'_>,
+    node: &labctl_spec::Node,
+    session: &Session,
+    t: usize,
+    idx: usize,
+    step: &labctl_spec::Step,
+    ran_from: &mut Option<Instant>,
 ) -> StepOutcome {
     let steps = sh.lab.steps_of(node);
     if !selected_step(&sh.opts.selection, steps, idx) {
@@ -515,6 +567,10 @@ fn run_task(
     if sh.opts.selection == Selection::Up
         && step.run == RunPolicy::Once
         && record.is_some_and(|r| r.hash == rendered.hash)
+        && !sh
+            .opts
+            .force
+            .contains(&(node.name.clone(), step.name.clone()))
     {
         return StepOutcome::UpToDate;
     }
@@ -541,6 +597,7 @@ fn run_task(
     let stem = format!("{:02}-{}", idx + 1, step.name);
     let log = sh.paths.log_dir(&node.name).join(format!("{stem}.log"));
     let started = Instant::now();
+    *ran_from = Some(started);
     let result = run_step(
         session,
         &user,

@@ -1,0 +1,629 @@
+//! Snapshots, the golden state, `reset` of nodes or the whole lab, and the registry of labs
+//! on this host.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant, SystemTime};
+
+use labctl_driver::{Driver, MachineStatus, SnapshotOp};
+use labctl_spec::{Graph, Lab, Renderer};
+use labctl_ssh::{Session, Target};
+use serde::{Deserialize, Serialize};
+
+use crate::RunnerError;
+use crate::events::{EventKind, Reporter, emit};
+use crate::machines::{Env, driver_for};
+use crate::provision::as_root;
+use crate::state::{Golden, LabLock, LabPaths, LabState, load_values, values_hash};
+use crate::up::{Selection, UpOptions, UpSummary, up};
+
+/// The golden snapshot's name.
+pub const GOLDEN: &str = "provisioned";
+
+/// A snapshot command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotCmd {
+    Save(String),
+    Restore(String),
+    Delete(String),
+    List,
+}
+
+fn running(driver: &dyn Driver, st: &LabState, name: &str) -> bool {
+    matches!(
+        driver.status(&st.nodes[name].machine),
+        MachineStatus::Running { .. }
+    )
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Run `f` on every node at once; the first error wins, the others still finish.
+fn each<F>(names: &[String], f: F) -> Result<Vec<(String, Vec<String>)>, RunnerError>
+where
+    F: Fn(&str) -> Result<Vec<String>, RunnerError> + Sync,
+{
+    let results: Vec<(String, Result<Vec<String>, RunnerError>)> = std::thread::scope(|s| {
+        let hs: Vec<_> = names
+            .iter()
+            .map(|n| (n.clone(), s.spawn(|| f(n))))
+            .collect();
+        hs.into_iter()
+            .map(|(n, h)| (n, h.join().unwrap_or(Err(RunnerError::Interrupted))))
+            .collect()
+    });
+    let mut out = Vec::new();
+    for (n, r) in results {
+        out.push((n, r?));
+    }
+    Ok(out)
+}
+
+/// Save or restore a snapshot on several nodes so that they agree with each other: running
+/// nodes are paused together, saved or loaded, then resumed together; stopped nodes use the
+/// disk (save) or boot straight into the saved state (restore).
+pub(crate) fn snapshot_locked(
+    driver: &dyn Driver,
+    st: &LabState,
+    names: &[String],
+    cmd: &SnapshotCmd,
+) -> Result<Vec<(String, Vec<String>)>, RunnerError> {
+    let live: Vec<String> = names
+        .iter()
+        .filter(|n| running(driver, st, n))
+        .cloned()
+        .collect();
+    let op = match cmd {
+        SnapshotCmd::Save(n) => SnapshotOp::Save(n.clone()),
+        SnapshotCmd::Restore(n) => SnapshotOp::Restore(n.clone()),
+        SnapshotCmd::Delete(n) => SnapshotOp::Delete(n.clone()),
+        SnapshotCmd::List => SnapshotOp::List,
+    };
+    if matches!(cmd, SnapshotCmd::List | SnapshotCmd::Delete(_)) {
+        return each(names, |n| Ok(driver.snapshot(&st.nodes[n].machine, &op)?));
+    }
+    each(&live, |n| {
+        Ok(driver
+            .pause(&st.nodes[n].machine, true)
+            .map(|()| Vec::new())?)
+    })?;
+    let result = each(names, |n| {
+        let m = &st.nodes[n].machine;
+        match (&op, live.contains(&n.to_string())) {
+            (SnapshotOp::Restore(name), false) => {
+                driver.start_from_snapshot(m, name)?;
+                Ok(Vec::new())
+            }
+            _ => Ok(driver.snapshot(m, &op)?),
+        }
+    });
+    let resumed = each(&live, |n| {
+        Ok(driver
+            .pause(&st.nodes[n].machine, false)
+            .map(|()| Vec::new())?)
+    });
+    let out = result?;
+    resumed?;
+    Ok(out)
+}
+
+fn pick(st: &LabState, nodes: &[String]) -> Result<Vec<String>, RunnerError> {
+    for n in nodes {
+        if !st.nodes.contains_key(n) {
+            return Err(RunnerError::UnknownNode {
+                name: n.clone(),
+                known: st.nodes.keys().cloned().collect(),
+            });
+        }
+    }
+    Ok(st
+        .nodes
+        .keys()
+        .filter(|n| nodes.is_empty() || nodes.contains(n))
+        .cloned()
+        .collect())
+}
+
+/// `labctl snapshot`: save, restore, delete or list on some nodes (all when empty).
+pub fn snapshot(
+    paths: &LabPaths,
+    env: &Env,
+    nodes: &[String],
+    cmd: &SnapshotCmd,
+    reporter: Arc<dyn Reporter>,
+) -> Result<Vec<(String, Vec<String>)>, RunnerError> {
+    let _lock = LabLock::acquire(paths)?;
+    let mut st = LabState::load(paths)?.ok_or(RunnerError::NotUp)?;
+    let driver = driver_for(&st.provider, env)?;
+    let names = pick(&st, nodes)?;
+    let started = Instant::now();
+    let out = snapshot_locked(&*driver, &st, &names, cmd)?;
+    if let SnapshotCmd::Restore(_) = cmd {
+        fix_clocks(paths, &st, &names, &*reporter)?;
+    }
+    if let (SnapshotCmd::Delete(name), Some(g)) = (cmd, &st.golden)
+        && *name == g.name
+    {
+        st.golden = None;
+        st.save(paths)?;
+    }
+    if !matches!(cmd, SnapshotCmd::List) {
+        emit(
+            &*reporter,
+            "",
+            EventKind::Notice {
+                message: format!(
+                    "{} node(s) in {:.1}s",
+                    names.len(),
+                    started.elapsed().as_secs_f64()
+                ),
+            },
+        );
+    }
+    Ok(out)
+}
+
+fn session(
+    paths: &LabPaths,
+    st: &LabState,
+    node: &str,
+    deadline: Duration,
+) -> Result<Session, RunnerError> {
+    let n = &st.nodes[node];
+    let target = Target {
+        node: node.to_string(),
+        addr: std::net::SocketAddr::from(([127, 0, 0, 1], n.machine.ssh.host)),
+        user: n.user.clone(),
+        keys: vec![paths.key()],
+    };
+    let never = AtomicBool::new(false);
+    Ok(Session::wait_ready(&target, deadline, &never, &|| Ok(()))?)
+}
+
+/// After a restore the guests' clocks are the snapshot's: set them to the host's.
+fn fix_clocks(
+    paths: &LabPaths,
+    st: &LabState,
+    names: &[String],
+    reporter: &dyn Reporter,
+) -> Result<(), RunnerError> {
+    each(names, |n| {
+        let s = session(paths, st, n, Duration::from_secs(120))?;
+        let epoch = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        s.run(
+            &format!(
+                "{}date -u -s @{epoch} >/dev/null",
+                as_root(&st.nodes[n].user)
+            ),
+            Duration::from_secs(30),
+        )?;
+        emit(
+            reporter,
+            n,
+            EventKind::Notice {
+                message: "clock set to the host's".into(),
+            },
+        );
+        Ok(Vec::new())
+    })?;
+    Ok(())
+}
+
+/// Save the golden snapshot of the whole lab (called with the lock held).
+pub(crate) fn save_golden(
+    paths: &LabPaths,
+    st: &mut LabState,
+    driver: &dyn Driver,
+    reporter: &dyn Reporter,
+) -> Result<(), RunnerError> {
+    let names: Vec<String> = st.nodes.keys().cloned().collect();
+    let started = Instant::now();
+    snapshot_locked(driver, st, &names, &SnapshotCmd::Save(GOLDEN.into()))?;
+    st.golden = Some(Golden {
+        name: GOLDEN.into(),
+        taken_at: now_secs(),
+        values_hash: values_hash(&load_values(paths)),
+        nodes: names,
+    });
+    st.save(paths)?;
+    emit(
+        reporter,
+        "",
+        EventKind::Notice {
+            message: format!(
+                "saved golden snapshot `{GOLDEN}` of every node in {:.1}s (`labctl reset` returns to it)",
+                started.elapsed().as_secs_f64()
+            ),
+        },
+    );
+    Ok(())
+}
+
+/// Options of `reset`.
+#[derive(Debug, Clone, Default)]
+pub struct ResetOptions {
+    /// Nodes to reset; with `all`, every node.
+    pub nodes: Vec<String>,
+    /// New disk from the box and the node's steps again, instead of the golden snapshot.
+    pub rebuild: bool,
+    pub all: bool,
+}
+
+/// Run a role's readiness check for `node` until it passes (bounded).
+fn run_hook(
+    lab: &Lab,
+    paths: &LabPaths,
+    st: &LabState,
+    node: &str,
+    hook: &labctl_spec::Hook,
+    what: &str,
+    deadline: Duration,
+) -> Result<(), RunnerError> {
+    let spec_node = lab.node(node).ok_or_else(|| RunnerError::UnknownNode {
+        name: node.to_string(),
+        known: Vec::new(),
+    })?;
+    let renderer = Renderer::new(lab)?;
+    let command = renderer
+        .check_arg(lab, spec_node, &hook.run, &load_values(paths))
+        .map_err(|m| RunnerError::Hook {
+            node: node.to_string(),
+            what: what.to_string(),
+            message: m,
+        })?;
+    let on = match &hook.on {
+        Some(role) => lab
+            .nodes
+            .iter()
+            .find(|n| n.role == *role)
+            .map_or_else(|| node.to_string(), |n| n.name.clone()),
+        None => node.to_string(),
+    };
+    let sess = session(paths, st, &on, Duration::from_secs(120))?;
+    let started = Instant::now();
+    let wrapped = format!(
+        "{}sh -c {}",
+        as_root(&st.nodes[&on].user),
+        labctl_spec::shell_quote(&command)
+    );
+    loop {
+        match sess.run(&wrapped, Duration::from_secs(60)) {
+            Ok(_) => return Ok(()),
+            Err(e) if started.elapsed() >= deadline => {
+                return Err(RunnerError::Hook {
+                    node: node.to_string(),
+                    what: what.to_string(),
+                    message: format!("`{command}` on {on}: {e}"),
+                });
+            }
+            Err(_) => std::thread::sleep(Duration::from_secs(2)),
+        }
+    }
+}
+
+/// What `reset` did.
+#[derive(Debug, Clone, Default)]
+pub struct ResetSummary {
+    /// (node, how: "golden snapshot" | "rebuilt", seconds)
+    pub nodes: Vec<(String, String, f64)>,
+    pub up: Option<UpSummary>,
+}
+
+/// `labctl reset`: bring nodes (or the whole lab) back to their golden state, or rebuild them.
+pub fn reset(
+    lab: &Lab,
+    env: &Env,
+    opts: &ResetOptions,
+    reporter: Arc<dyn Reporter>,
+    cancel: Arc<AtomicBool>,
+) -> Result<ResetSummary, RunnerError> {
+    let paths = LabPaths::new(&lab.dir, &lab.name);
+    let started = Instant::now();
+    let mut summary = ResetSummary::default();
+    if !opts.rebuild {
+        let lock = LabLock::acquire(&paths)?;
+        let st = LabState::load(&paths)?.ok_or(RunnerError::NotUp)?;
+        let driver = driver_for(&st.provider, env)?;
+        let names = if opts.all {
+            pick(&st, &[])?
+        } else {
+            pick(&st, &opts.nodes)?
+        };
+        let golden = st.golden.clone().ok_or_else(|| RunnerError::NoGolden {
+            why: "no golden snapshot yet: it is saved after a fully successful `labctl up`".into(),
+        })?;
+        if !opts.all && golden.values_hash != values_hash(&load_values(&paths)) {
+            return Err(RunnerError::NoGolden {
+                why: "values published since the golden snapshot (e.g. a new join token) differ, so one node restored alone would not match the others".into(),
+            });
+        }
+        if let Some(missing) = names.iter().find(|n| !golden.nodes.contains(n)) {
+            return Err(RunnerError::NoGolden {
+                why: format!("{missing} is not in the golden snapshot"),
+            });
+        }
+        for n in &names {
+            emit(
+                &*reporter,
+                n,
+                EventKind::Notice {
+                    message: format!("restoring golden snapshot `{}`", golden.name),
+                },
+            );
+        }
+        snapshot_locked(
+            &*driver,
+            &st,
+            &names,
+            &SnapshotCmd::Restore(golden.name.clone()),
+        )?;
+        fix_clocks(&paths, &st, &names, &*reporter)?;
+        drop(lock);
+        for n in &names {
+            if let Some(hook) = lab
+                .node(n)
+                .and_then(|sn| lab.role(&sn.role))
+                .and_then(|r| r.check.clone())
+            {
+                run_hook(
+                    lab,
+                    &paths,
+                    &st,
+                    n,
+                    &hook,
+                    "check",
+                    Duration::from_secs(180),
+                )?;
+                emit(
+                    &*reporter,
+                    n,
+                    EventKind::Notice {
+                        message: "check passed".into(),
+                    },
+                );
+            }
+            summary.nodes.push((
+                n.clone(),
+                "golden snapshot".into(),
+                started.elapsed().as_secs_f64(),
+            ));
+        }
+        return Ok(summary);
+    }
+    // --rebuild
+    let (publishers, publisher_nodes) = {
+        let lock = LabLock::acquire(&paths)?;
+        let mut st = LabState::load(&paths)?.ok_or(RunnerError::NotUp)?;
+        let driver = driver_for(&st.provider, env)?;
+        let names = if opts.all {
+            pick(&st, &[])?
+        } else {
+            pick(&st, &opts.nodes)?
+        };
+        // Steps on other nodes that publish values these nodes consume: run them again, so
+        // that the rebuilt nodes get fresh values (a new join token).
+        let g = Graph::build(lab);
+        let mut publishers = BTreeSet::new();
+        for (t, task) in g.tasks.iter().enumerate() {
+            let node = &lab.nodes[task.node];
+            if !names.contains(&node.name) {
+                continue;
+            }
+            for a in g.ancestors(t) {
+                let an = &lab.nodes[g.tasks[a].node];
+                let step = &lab.steps_of(an)[g.tasks[a].step];
+                if !names.contains(&an.name) && !step.publish.is_empty() {
+                    publishers.insert((an.name.clone(), step.name.clone()));
+                }
+            }
+        }
+        for n in &names {
+            if let Some(hook) = lab
+                .node(n)
+                .and_then(|sn| lab.role(&sn.role))
+                .and_then(|r| r.forget.clone())
+                && hook.on.as_ref().is_some_and(|role| {
+                    lab.nodes
+                        .iter()
+                        .any(|o| o.role == *role && !names.contains(&o.name))
+                })
+            {
+                run_hook(
+                    lab,
+                    &paths,
+                    &st,
+                    n,
+                    &hook,
+                    "forget",
+                    Duration::from_secs(60),
+                )?;
+                emit(
+                    &*reporter,
+                    n,
+                    EventKind::Notice {
+                        message: "forgotten by the rest of the lab".into(),
+                    },
+                );
+            }
+            emit(
+                &*reporter,
+                n,
+                EventKind::Notice {
+                    message: "removing its disk; rebuilding from the box".into(),
+                },
+            );
+            driver.destroy(&st.nodes[n].machine)?;
+            if let Some(node) = st.nodes.get_mut(n) {
+                node.configured = false;
+                node.steps.clear();
+            }
+        }
+        st.golden = None;
+        st.save(&paths)?;
+        drop(lock);
+        let mut nodes: BTreeSet<String> = names.into_iter().collect();
+        nodes.extend(publishers.iter().map(|(n, _)| n.clone()));
+        (publishers, nodes)
+    };
+    let up_opts = UpOptions {
+        nodes: publisher_nodes.into_iter().collect(),
+        jobs: None,
+        selection: Selection::Up,
+        force: publishers,
+    };
+    let up_summary = up(lab, env, &up_opts, reporter.clone(), cancel)?;
+    let failed = up_summary.failed() || up_summary.interrupted;
+    summary.up = Some(up_summary);
+    if failed {
+        return Ok(summary);
+    }
+    let st = LabState::load(&paths)?.ok_or(RunnerError::NotUp)?;
+    let names = if opts.all {
+        pick(&st, &[])?
+    } else {
+        pick(&st, &opts.nodes)?
+    };
+    for n in &names {
+        if let Some(hook) = lab
+            .node(n)
+            .and_then(|sn| lab.role(&sn.role))
+            .and_then(|r| r.check.clone())
+        {
+            run_hook(
+                lab,
+                &paths,
+                &st,
+                n,
+                &hook,
+                "check",
+                Duration::from_secs(600),
+            )?;
+            emit(
+                &*reporter,
+                n,
+                EventKind::Notice {
+                    message: "check passed".into(),
+                },
+            );
+        }
+        summary
+            .nodes
+            .push((n.clone(), "rebuilt".into(), started.elapsed().as_secs_f64()));
+    }
+    Ok(summary)
+}
+
+/// One lab on this host, for `labctl list`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LabEntry {
+    pub name: String,
+    pub dir: PathBuf,
+}
+
+/// A row of `labctl list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct LabListing {
+    pub name: String,
+    pub dir: PathBuf,
+    pub provider: String,
+    pub nodes: usize,
+    pub running: usize,
+    pub cpus: u32,
+    pub memory_mb: u32,
+    pub golden: bool,
+}
+
+fn registry_path(env: &Env) -> PathBuf {
+    env.data_dir.join("labs.json")
+}
+
+fn read_registry(env: &Env) -> BTreeMap<String, LabEntry> {
+    std::fs::read_to_string(registry_path(env))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
+}
+
+fn write_registry(env: &Env, reg: &BTreeMap<String, LabEntry>) {
+    let text = serde_json::to_string_pretty(reg).unwrap_or_default();
+    let _ = labctl_driver::boxes::write_atomic(&registry_path(env), text.as_bytes());
+}
+
+/// Record a lab in the host's registry (by its state dir).
+pub(crate) fn register(env: &Env, paths: &LabPaths, name: &str) {
+    let mut reg = read_registry(env);
+    let dir = paths
+        .state_dir
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    reg.insert(
+        paths.id.clone(),
+        LabEntry {
+            name: name.to_string(),
+            dir,
+        },
+    );
+    write_registry(env, &reg);
+}
+
+/// Forget a destroyed lab.
+pub(crate) fn unregister(env: &Env, paths: &LabPaths) {
+    let mut reg = read_registry(env);
+    let dir = paths
+        .state_dir
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    reg.retain(|_, e| e.dir != dir);
+    write_registry(env, &reg);
+}
+
+/// The directory of a registered lab, by name (for `--lab NAME` from anywhere).
+pub fn find_lab(env: &Env, name: &str) -> Vec<PathBuf> {
+    read_registry(env)
+        .into_values()
+        .filter(|e| e.name == name)
+        .map(|e| e.dir)
+        .collect()
+}
+
+/// Every lab on this host with its state and resources; labs whose state is gone drop out.
+pub fn list(env: &Env) -> Vec<LabListing> {
+    let reg = read_registry(env);
+    let mut out = Vec::new();
+    let mut keep = BTreeMap::new();
+    for (id, e) in reg {
+        let paths = LabPaths::new(&e.dir, &e.name);
+        let Ok(Some(st)) = LabState::load(&paths) else {
+            continue;
+        };
+        keep.insert(id, e.clone());
+        let running = driver_for(&st.provider, env).map_or(0, |d| {
+            st.nodes
+                .values()
+                .filter(|n| matches!(d.status(&n.machine), MachineStatus::Running { .. }))
+                .count()
+        });
+        out.push(LabListing {
+            name: e.name,
+            dir: e.dir,
+            provider: st.provider.clone(),
+            nodes: st.nodes.len(),
+            running,
+            cpus: st.nodes.values().map(|n| n.machine.cpus).sum(),
+            memory_mb: st.nodes.values().map(|n| n.machine.memory_mb).sum(),
+            golden: st.golden.is_some(),
+        });
+    }
+    write_registry(env, &keep);
+    out
+}
