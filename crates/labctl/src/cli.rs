@@ -67,6 +67,14 @@ pub(crate) enum Command {
     Box(BoxCommand),
     /// Show values published by provisioning steps (e.g. the join command). They are secrets.
     Values(ValuesArgs),
+    /// Save, restore, list or delete snapshots of nodes (all nodes when none is named).
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
+    /// Bring broken nodes back: to the golden snapshot taken after the last good `up`, or
+    /// rebuilt from the box with `--rebuild`. `--all` resets the whole lab for the next class.
+    Reset(ResetArgs),
+    /// List every lab on this host with its state and resources.
+    List(ListArgs),
     /// (internal) Run the lab switch that connects the VMs' private NICs.
     #[command(name = "__switch", hide = true)]
     Switch(SwitchArgs),
@@ -186,6 +194,57 @@ pub(crate) struct ValuesArgs {
     pub(crate) lab: LabArgs,
     /// Only this value.
     pub(crate) name: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SnapshotCommand {
+    /// Save a snapshot of the nodes, consistent across them (paused together).
+    Save(SnapshotArgs),
+    /// Return the nodes to a snapshot.
+    Restore(SnapshotArgs),
+    /// Delete a snapshot.
+    Delete(SnapshotArgs),
+    /// List snapshots per node.
+    List(SnapshotListArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SnapshotArgs {
+    #[command(flatten)]
+    pub(crate) lab: LabArgs,
+    /// Nodes, then the snapshot name: `labctl snapshot save w1-k8s before-upgrade`.
+    #[arg(required = true, num_args = 1.., value_name = "NODE… NAME")]
+    pub(crate) args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SnapshotListArgs {
+    #[command(flatten)]
+    pub(crate) lab: LabArgs,
+    pub(crate) nodes: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ResetArgs {
+    #[command(flatten)]
+    pub(crate) lab: LabArgs,
+    /// Nodes to reset.
+    #[arg(required_unless_present = "all")]
+    pub(crate) nodes: Vec<String>,
+    /// Rebuild from the box and provision again (and rejoin with fresh values).
+    #[arg(long)]
+    pub(crate) rebuild: bool,
+    /// Every node of the lab.
+    #[arg(long, conflicts_with = "nodes")]
+    pub(crate) all: bool,
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ListArgs {
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -67,6 +67,7 @@ impl ExpectedError {
             ExpectedError::Write { .. } | ExpectedError::Box(_) => code::OTHER,
             ExpectedError::NeedsForce | ExpectedError::UnknownValue { .. } => code::USAGE,
             ExpectedError::Runner(r) if r.is_host_tool() => code::HOST_TOOL,
+            ExpectedError::Runner(labctl_runner::RunnerError::Hook { .. }) => code::NODE_FAILED,
             ExpectedError::Runner(labctl_runner::RunnerError::Interrupted) => code::INTERRUPTED,
             ExpectedError::Runner(
                 labctl_runner::RunnerError::UnknownNode { .. }

@@ -47,6 +47,9 @@ pub fn main_impl(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Destroy(a) => commands::halt::destroy(&a, &printer),
         Command::Box(a) => commands::boxes::run(&a, &printer),
         Command::Values(a) => commands::status::values(&a, &printer),
+        Command::Snapshot(a) => commands::reset::snapshot(&a, &printer),
+        Command::Reset(a) => commands::reset::reset(&a, &printer),
+        Command::List(a) => commands::reset::list(&a, &printer),
         Command::Switch(a) => commands::switch::run(&a),
     };
     match result {

@@ -5,6 +5,7 @@ pub(crate) mod halt;
 pub(crate) mod init;
 pub(crate) mod plan;
 pub(crate) mod render;
+pub(crate) mod reset;
 pub(crate) mod ssh;
 pub(crate) mod status;
 pub(crate) mod switch;
@@ -21,7 +22,14 @@ use crate::errors::ExpectedError;
 
 /// The lab.toml a command works on: `--lab PATH` (file or directory) or ./lab.toml.
 pub(crate) fn lab_path(args: &LabArgs) -> Result<PathBuf> {
-    let given = args.lab.clone().unwrap_or_else(|| PathBuf::from("."));
+    let mut given = args.lab.clone().unwrap_or_else(|| PathBuf::from("."));
+    // `--lab NAME` of a lab registered on this host works from anywhere.
+    if !given.exists()
+        && given.components().count() == 1
+        && let [dir] = labctl_runner::find_lab(&env(), &given.to_string_lossy())[..].as_ref()
+    {
+        given = dir.clone();
+    }
     let path = if given.is_dir() {
         given.join("lab.toml")
     } else {

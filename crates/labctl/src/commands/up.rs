@@ -15,6 +15,7 @@ pub(crate) fn run(args: &UpArgs, p: &Printer) -> Result<u8> {
         nodes: args.nodes.clone(),
         jobs: args.jobs,
         selection: labctl_runner::Selection::Up,
+        force: std::collections::BTreeSet::new(),
     };
     go(&args.lab, opts, args.json, p)
 }
@@ -29,6 +30,7 @@ pub(crate) fn provision(args: &ProvisionArgs, p: &Printer) -> Result<u8> {
         nodes: args.nodes.clone(),
         jobs: args.jobs,
         selection,
+        force: std::collections::BTreeSet::new(),
     };
     go(&args.lab, opts, args.json, p)
 }

@@ -306,3 +306,180 @@ pub(crate) fn summary_lines(sum: &UpSummary, s: Styles) -> Vec<String> {
     ));
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use labctl_runner::NodeSummary;
+
+    use super::*;
+
+    fn ev(node: &str, kind: EventKind) -> Event {
+        Event {
+            node: node.into(),
+            kind,
+            time: SystemTime::UNIX_EPOCH,
+        }
+    }
+
+    /// The plain (non-terminal) output of a run: what CI logs and pipes get.
+    #[test]
+    fn plain_lines_of_a_run() {
+        let r = TermReporter::new(Mode::Lines, Styles::new(false), &[]);
+        let step = |s: &str| s.to_string();
+        let events = vec![
+            ev(
+                "",
+                EventKind::Notice {
+                    message: "acceleration: tcg (kvm guest printed nothing within 4 s)".into(),
+                },
+            ),
+            ev(
+                "m-k8s",
+                EventKind::Phase {
+                    phase: Phase::Creating,
+                },
+            ),
+            ev(
+                "m-k8s",
+                EventKind::Phase {
+                    phase: Phase::Booting,
+                },
+            ),
+            ev(
+                "w1-k8s",
+                EventKind::Notice {
+                    message: "port 60101 is in use; using 2200 instead (see `labctl ssh-config`)"
+                        .into(),
+                },
+            ),
+            ev(
+                "m-k8s",
+                EventKind::Phase {
+                    phase: Phase::WaitingSsh,
+                },
+            ),
+            ev(
+                "m-k8s",
+                EventKind::Phase {
+                    phase: Phase::Configuring,
+                },
+            ),
+            ev(
+                "m-k8s",
+                EventKind::Phase {
+                    phase: Phase::Ready,
+                },
+            ),
+            ev(
+                "m-k8s",
+                EventKind::StepStarted {
+                    step: step("config"),
+                    index: 1,
+                    total: 3,
+                },
+            ),
+            ev(
+                "m-k8s",
+                EventKind::StepOutput {
+                    step: step("config"),
+                    line: "wrote /etc/hosts".into(),
+                },
+            ),
+            ev(
+                "m-k8s",
+                EventKind::StepFinished {
+                    step: step("config"),
+                    outcome: StepOutcome::Done,
+                    duration_ms: 4200,
+                },
+            ),
+            ev(
+                "m-k8s",
+                EventKind::StepFinished {
+                    step: step("install_pkg"),
+                    outcome: StepOutcome::UpToDate,
+                    duration_ms: 0,
+                },
+            ),
+            ev(
+                "w1-k8s",
+                EventKind::StepFinished {
+                    step: step("install_pkg"),
+                    outcome: StepOutcome::Failed {
+                        status: Some(3),
+                        reason: "exit status 3 (full log: .labctl/logs/w1-k8s/02-install_pkg.log)"
+                            .into(),
+                        tail: "E: no network".into(),
+                    },
+                    duration_ms: 1500,
+                },
+            ),
+            ev(
+                "w1-k8s",
+                EventKind::StepFinished {
+                    step: step("work_nodes"),
+                    outcome: StepOutcome::Skipped {
+                        reason: "because w1-k8s.install_pkg failed".into(),
+                    },
+                    duration_ms: 0,
+                },
+            ),
+            ev(
+                "w2-k8s",
+                EventKind::NodeFailed {
+                    error: "w2-k8s: the VM stopped while waiting for SSH".into(),
+                },
+            ),
+        ];
+        let mut lines: Vec<String> = events.iter().filter_map(|e| r.line_for(e)).collect();
+        let summary = UpSummary {
+            nodes: vec![
+                NodeSummary {
+                    name: "m-k8s".into(),
+                    error: None,
+                    ready_ms: Some(61_000),
+                    steps: vec![
+                        (step("config"), StepOutcome::Done, 4200),
+                        (step("install_pkg"), StepOutcome::UpToDate, 0),
+                    ],
+                },
+                NodeSummary {
+                    name: "w1-k8s".into(),
+                    error: None,
+                    ready_ms: Some(58_500),
+                    steps: vec![
+                        (
+                            step("install_pkg"),
+                            StepOutcome::Failed {
+                                status: Some(3),
+                                reason: "exit status 3".into(),
+                                tail: "E: no network".into(),
+                            },
+                            1500,
+                        ),
+                        (
+                            step("work_nodes"),
+                            StepOutcome::Skipped {
+                                reason: "because w1-k8s.install_pkg failed".into(),
+                            },
+                            0,
+                        ),
+                    ],
+                },
+                NodeSummary {
+                    name: "w2-k8s".into(),
+                    error: Some("the VM stopped while waiting for SSH".into()),
+                    ready_ms: None,
+                    steps: vec![],
+                },
+            ],
+            interrupted: false,
+            wall_ms: 95_300,
+        };
+        lines.push(String::new());
+        lines.extend(summary_lines(&summary, Styles::new(false)));
+        insta::assert_snapshot!(lines.join("\n"));
+    }
+}

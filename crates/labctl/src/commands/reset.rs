@@ -1,0 +1,134 @@
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use labctl_runner::events::Reporter;
+use labctl_runner::{ResetOptions, SnapshotCmd};
+
+use crate::Result;
+use crate::cli::{ListArgs, ResetArgs, SnapshotCommand};
+use crate::errors::{ExpectedError, code};
+use crate::output::Printer;
+use crate::output::reporter::{Mode, TermReporter, summary_lines};
+
+pub(crate) fn snapshot(cmd: &SnapshotCommand, p: &Printer) -> Result<u8> {
+    let (lab, nodes, op) = match cmd {
+        SnapshotCommand::Save(a) | SnapshotCommand::Restore(a) | SnapshotCommand::Delete(a) => {
+            let (name, nodes) = a
+                .args
+                .split_last()
+                .map(|(n, rest)| (n.clone(), rest.to_vec()))
+                .unwrap_or_default();
+            let op = match cmd {
+                SnapshotCommand::Save(_) => SnapshotCmd::Save(name),
+                SnapshotCommand::Restore(_) => SnapshotCmd::Restore(name),
+                _ => SnapshotCmd::Delete(name),
+            };
+            (&a.lab, nodes, op)
+        }
+        SnapshotCommand::List(a) => (&a.lab, a.nodes.clone(), SnapshotCmd::List),
+    };
+    let dir = super::lab_dir(lab)?;
+    let paths = labctl_runner::lab_paths(&dir, "");
+    let mode = if p.quiet { Mode::Quiet } else { Mode::Lines };
+    let reporter = Arc::new(TermReporter::new(mode, p.err_styles, &nodes));
+    let out = labctl_runner::snapshot(&paths, &super::env(), &nodes, &op, reporter)?;
+    if op == SnapshotCmd::List {
+        for (node, names) in out {
+            p.out(format!(
+                "{node}: {}",
+                if names.is_empty() {
+                    "(none)".to_string()
+                } else {
+                    names.join(", ")
+                }
+            ));
+        }
+    }
+    Ok(code::OK)
+}
+
+pub(crate) fn reset(args: &ResetArgs, p: &Printer) -> Result<u8> {
+    let lab = super::load_lab(&args.lab)?;
+    let env = super::env();
+    let names: Vec<String> = if args.all {
+        lab.nodes.iter().map(|n| n.name.clone()).collect()
+    } else {
+        args.nodes.clone()
+    };
+    let mode = Mode::pick(args.json, p.quiet, p.verbose);
+    let reporter = Arc::new(TermReporter::new(mode, p.err_styles, &names));
+    let cancel = Arc::new(AtomicBool::new(false));
+    let opts = ResetOptions {
+        nodes: args.nodes.clone(),
+        rebuild: args.rebuild,
+        all: args.all,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|source| ExpectedError::Write {
+            path: "tokio runtime".into(),
+            source,
+        })?;
+    let r: Arc<dyn Reporter> = reporter.clone();
+    let result = rt.block_on(async {
+        let c = cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                c.store(true, Ordering::Relaxed);
+            }
+        });
+        let c = cancel.clone();
+        tokio::task::spawn_blocking(move || labctl_runner::reset(&lab, &env, &opts, r, c))
+            .await
+            .unwrap_or(Err(labctl_runner::RunnerError::Interrupted))
+    });
+    reporter.finish();
+    let summary = result?;
+    if let Some(up) = &summary.up {
+        for line in summary_lines(up, p.err_styles) {
+            p.info(line);
+        }
+        if up.failed() || up.interrupted {
+            return Ok(if up.interrupted {
+                code::INTERRUPTED
+            } else {
+                code::NODE_FAILED
+            });
+        }
+    }
+    for (node, how, secs) in &summary.nodes {
+        p.out(format!("{node}: reset ({how}) in {secs:.1}s"));
+    }
+    Ok(code::OK)
+}
+
+pub(crate) fn list(args: &ListArgs, p: &Printer) -> Result<u8> {
+    let labs = labctl_runner::list(&super::env());
+    if args.json {
+        p.out(serde_json::to_string_pretty(&labs).unwrap_or_default());
+        return Ok(code::OK);
+    }
+    if labs.is_empty() {
+        p.out("no labs on this host");
+        return Ok(code::OK);
+    }
+    p.out(format!(
+        "{:<14} {:<10} {:>7} {:>5} {:>9} {:<7} {}",
+        "LAB", "PROVIDER", "RUNNING", "CPUS", "MEMORY", "GOLDEN", "DIRECTORY"
+    ));
+    for l in labs {
+        p.out(format!(
+            "{:<14} {:<10} {:>7} {:>5} {:>6} MiB {:<7} {}",
+            l.name,
+            l.provider,
+            format!("{}/{}", l.running, l.nodes),
+            l.cpus,
+            l.memory_mb,
+            if l.golden { "yes" } else { "no" },
+            l.dir.display()
+        ));
+    }
+    Ok(code::OK)
+}
