@@ -111,7 +111,8 @@ def main():
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "labctl"], cwd=ROOT, check=True)
     tmp = Path(tempfile.mkdtemp(prefix="labctl-bench-"))
     lab = make_lab(tmp, 63010)
-    results = {"up": [], "up_jobs1": [], "crit": [], "crit_jobs1": [], "boot_host": [], "boot_guest": [], "status": []}
+    results = {"up": [], "up_jobs1": [], "crit": [], "crit_jobs1": [], "boot_host": [], "boot_guest": [], "status": [],
+               "reset1": [], "rebuild1": [], "reset_all": [], "destroy": []}
     try:
         order = [("up", [])] * runs + ([] if a.quick else [("up_jobs1", ["--jobs", "1"])] * runs)
         # alternate default and --jobs 1
@@ -130,10 +131,27 @@ def main():
             print(f"run {i + 1}/{len(order)} {name}: {wall:.1f}s (critical path {cp:.1f}s)", file=sys.stderr)
         if not results["up"]:
             sh(["up", "--workers", "2"], cwd=lab)
+        # Reset one node from the golden snapshot, against destroy + up of that node.
+        for i in range(runs):
+            t0 = time.monotonic()
+            sh(["reset", "w1-k8s"], cwd=lab)
+            results["reset1"].append(time.monotonic() - t0)
+            t0 = time.monotonic()
+            sh(["destroy", "-f", "w1-k8s"], cwd=lab)
+            sh(["up", "--workers", "2", "w1-k8s"], cwd=lab)
+            results["rebuild1"].append(time.monotonic() - t0)
+            sh(["up", "--workers", "2"], cwd=lab)  # golden snapshot again for the next round
+            t0 = time.monotonic()
+            sh(["reset", "--all"], cwd=lab)
+            results["reset_all"].append(time.monotonic() - t0)
+            print(f"reset round {i + 1}: reset1 {results['reset1'][-1]:.1f}s, destroy+up node {results['rebuild1'][-1]:.1f}s, reset --all {results['reset_all'][-1]:.1f}s", file=sys.stderr)
         for _ in range(status_runs):
             t0 = time.perf_counter()
             sh(["status"], cwd=lab)
             results["status"].append((time.perf_counter() - t0) * 1000)
+        t0 = time.monotonic()
+        sh(["destroy", "-f"], cwd=lab)
+        results["destroy"].append(time.monotonic() - t0)
     finally:
         sh(["destroy", "-f"], cwd=lab, check=False)
         shutil.rmtree(tmp, ignore_errors=True)
@@ -166,6 +184,10 @@ def write_report(a, r, runs):
         f"| m-k8s: QEMU start → SSH ready, as labctl sees it | {f(r['boot_host'])} | {median(r['boot_host']):.2f} s | — |",
         f"| m-k8s: kernel start → sshd started, the guest's own clock | {f(r['boot_guest'])} | {median(r['boot_guest']):.2f} s | — |",
         f"| `labctl status` on the running 3-node lab ({len(r['status'])} runs, ms) | min {min(r['status']):.1f}, max {max(r['status']):.1f} | **{median(r['status']):.1f} ms** | ≤ 20 ms |",
+        f"| `labctl reset w1-k8s` (golden snapshot, with the lab's check) | {f(r['reset1'])} | **{median(r['reset1']):.1f} s** | ≤ 3 s |",
+        f"| `labctl destroy -f w1-k8s && labctl up w1-k8s` | {f(r['rebuild1'])} | {median(r['rebuild1']):.1f} s | — |",
+        f"| `labctl reset --all` (3 nodes) | {f(r['reset_all'])} | **{median(r['reset_all']):.1f} s** | — |",
+        f"| `labctl destroy -f` of the 3-node lab | {f(r['destroy'])} | {median(r['destroy']):.2f} s | — |",
         "",
         "Ratios:",
         "",
@@ -173,10 +195,11 @@ def write_report(a, r, runs):
     if r["up_jobs1"]:
         lines.append(f"- default / `--jobs 1`: **{up / j1:.2f}** (parallel bring-up takes {100 * up / j1:.0f} % of the serial time).")
     lines.append(f"- default wall time / its critical path: **{up / median(r['crit']):.2f}** (1.00 would mean no waiting beyond the longest chain).")
+    lines.append(f"- reset of one node / destroy + up of it: **{median(r['reset1']) / median(r['rebuild1']):.3f}**; reset --all / (destroy + up) of the lab: **{median(r['reset_all']) / (up + median(r['destroy'])):.3f}**.")
     lines.append(f"- labctl overhead on boot to SSH: **{median(r['boot_host']) - median(r['boot_guest']):.2f} s** (target ≤ 0.5 s; includes QEMU start, firmware and kernel decompression before the guest's clock starts, and the polling interval).")
     lines += [
         "",
-        "Not measured here yet: the side-by-side comparison with Vagrant (issue 7), `reset` (issue 5).",
+        "Not measured here yet: the side-by-side comparison with Vagrant (issue 7).",
         "",
         "Rerun: `scripts/bench/run.sh` (full, about 15 minutes) or `scripts/bench/run.sh --quick` (one run, labctl only).",
         "",
