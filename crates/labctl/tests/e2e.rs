@@ -382,6 +382,14 @@ fn failures_stay_local_and_resume() {
         return;
     }
     let lab = Lab::smoke(62010, 3);
+    // A master step that needs the guests' internet: with egress off it must be reported as
+    // skipped for that reason, never as done.
+    let toml = std::fs::read_to_string(lab.dir.join("lab.toml")).expect("toml");
+    let toml = toml.replace(
+        "[role.worker]",
+        "[[role.master.step]]\nname = \"fetch\"\ntemplate = \"smoke/config.sh.hbs\"\nneeds_egress = true\n\n[role.worker]",
+    );
+    std::fs::write(lab.dir.join("lab.toml"), toml).expect("write lab.toml");
     let tpl = lab.dir.join("templates/smoke/install_pkg.sh.hbs");
     let original = std::fs::read_to_string(&tpl).expect("template");
     std::fs::write(
@@ -451,6 +459,11 @@ fn failures_stay_local_and_resume() {
     );
 
     // Fix the template: only w1's install_pkg (changed content) and its work_nodes run, plus w2's steps.
+    assert!(
+        stderr.contains("fetch: skipped needs the guest's internet, and egress is off"),
+        "a step needing internet is skipped for that reason:\n{stderr}"
+    );
+    assert!(!lab.recorded_steps().contains(&"m-k8s.fetch".to_string()));
     std::fs::write(&tpl, &original).expect("fix template");
     lab.run_ok(&["up"]);
     assert_eq!(
