@@ -110,8 +110,8 @@ def labctl_round(lab: Path, r, quick: bool, status_runs: int):
         r["ssh_true"].append(time.perf_counter() - t0)
     r["reset1"].append(timed(["reset", "w1-k8s"], lab)[0])
     r["reset_all"].append(timed(["reset", "--all"], lab)[0])
-    r["rebuild1"].append(timed(["reset", "--rebuild", "w1-k8s"], lab)[0])
     if not quick:
+        r["rebuild1"].append(timed(["reset", "--rebuild", "w1-k8s"], lab)[0])
         t0 = time.monotonic()
         sh(["destroy", "-f", "w1-k8s"], cwd=lab)
         sh(["up", "--workers", "2", "w1-k8s"], cwd=lab)

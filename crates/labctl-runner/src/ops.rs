@@ -145,22 +145,6 @@ pub fn ssh_args(info: &SshInfo, command: &[String], tty: bool) -> Vec<String> {
     a
 }
 
-fn pick<'a>(st: &'a LabState, nodes: &[String]) -> Result<Vec<&'a String>, RunnerError> {
-    for n in nodes {
-        if !st.nodes.contains_key(n) {
-            return Err(RunnerError::UnknownNode {
-                name: n.clone(),
-                known: st.nodes.keys().cloned().collect(),
-            });
-        }
-    }
-    Ok(st
-        .nodes
-        .keys()
-        .filter(|n| nodes.is_empty() || nodes.contains(n))
-        .collect())
-}
-
 /// Stop nodes (all when `nodes` is empty), gracefully then by force after `timeout`.
 /// The lab switch stops with the last node.
 pub fn halt(
@@ -173,12 +157,12 @@ pub fn halt(
     let _lock = LabLock::acquire(paths)?;
     let st = LabState::load(paths)?.ok_or(RunnerError::NotUp)?;
     let driver = driver_for(&st.provider, env)?;
-    let names = pick(&st, nodes)?;
+    let names = st.select(nodes)?;
     let errors: Vec<(String, String)> = std::thread::scope(|s| {
         let handles: Vec<_> = names
             .iter()
             .map(|name| {
-                let n = &st.nodes[*name];
+                let n = &st.nodes[name];
                 let driver = driver.clone();
                 let reporter = reporter.clone();
                 s.spawn(move || {
@@ -250,7 +234,7 @@ pub fn destroy(
         return Ok(());
     };
     let driver = driver_for(&st.provider, env)?;
-    let names: Vec<String> = pick(&st, nodes)?.into_iter().cloned().collect();
+    let names = st.select(nodes)?;
     let started = Instant::now();
     let results: Vec<Result<String, (String, String)>> = std::thread::scope(|s| {
         let handles: Vec<_> = names

@@ -113,23 +113,6 @@ pub(crate) fn snapshot_locked(
     Ok(out)
 }
 
-fn pick(st: &LabState, nodes: &[String]) -> Result<Vec<String>, RunnerError> {
-    for n in nodes {
-        if !st.nodes.contains_key(n) {
-            return Err(RunnerError::UnknownNode {
-                name: n.clone(),
-                known: st.nodes.keys().cloned().collect(),
-            });
-        }
-    }
-    Ok(st
-        .nodes
-        .keys()
-        .filter(|n| nodes.is_empty() || nodes.contains(n))
-        .cloned()
-        .collect())
-}
-
 /// `labctl snapshot`: save, restore, delete or list on some nodes (all when empty).
 pub fn snapshot(
     paths: &LabPaths,
@@ -141,7 +124,7 @@ pub fn snapshot(
     let _lock = LabLock::acquire(paths)?;
     let mut st = LabState::load(paths)?.ok_or(RunnerError::NotUp)?;
     let driver = driver_for(&st.provider, env)?;
-    let names = pick(&st, nodes)?;
+    let names = st.select(nodes)?;
     let started = Instant::now();
     let out = snapshot_locked(&*driver, &st, &names, cmd)?;
     if let SnapshotCmd::Restore(_) = cmd {
@@ -309,6 +292,32 @@ fn run_hook(
     }
 }
 
+/// Run the node's role `check`, if it declares one, and say that it passed.
+fn run_check(
+    lab: &Lab,
+    paths: &LabPaths,
+    st: &LabState,
+    node: &str,
+    deadline: Duration,
+    reporter: &dyn Reporter,
+) -> Result<(), RunnerError> {
+    let hook = lab
+        .node(node)
+        .and_then(|sn| lab.role(&sn.role))
+        .and_then(|r| r.check.clone());
+    if let Some(hook) = hook {
+        run_hook(lab, paths, st, node, &hook, "check", deadline)?;
+        emit(
+            reporter,
+            node,
+            EventKind::Notice {
+                message: "check passed".into(),
+            },
+        );
+    }
+    Ok(())
+}
+
 /// What `reset` did.
 #[derive(Debug, Clone, Default)]
 pub struct ResetSummary {
@@ -333,9 +342,9 @@ pub fn reset(
         let st = LabState::load(&paths)?.ok_or(RunnerError::NotUp)?;
         let driver = driver_for(&st.provider, env)?;
         let names = if opts.all {
-            pick(&st, &[])?
+            st.select(&[])?
         } else {
-            pick(&st, &opts.nodes)?
+            st.select(&opts.nodes)?
         };
         let golden = st.golden.clone().ok_or_else(|| RunnerError::NoGolden {
             why: "no golden snapshot yet: it is saved after a fully successful `labctl up`".into(),
@@ -368,28 +377,7 @@ pub fn reset(
         fix_clocks(&paths, &st, &names, &*reporter)?;
         drop(lock);
         for n in &names {
-            if let Some(hook) = lab
-                .node(n)
-                .and_then(|sn| lab.role(&sn.role))
-                .and_then(|r| r.check.clone())
-            {
-                run_hook(
-                    lab,
-                    &paths,
-                    &st,
-                    n,
-                    &hook,
-                    "check",
-                    Duration::from_secs(180),
-                )?;
-                emit(
-                    &*reporter,
-                    n,
-                    EventKind::Notice {
-                        message: "check passed".into(),
-                    },
-                );
-            }
+            run_check(lab, &paths, &st, n, Duration::from_secs(180), &*reporter)?;
             summary.nodes.push((
                 n.clone(),
                 "golden snapshot".into(),
@@ -404,9 +392,9 @@ pub fn reset(
         let mut st = LabState::load(&paths)?.ok_or(RunnerError::NotUp)?;
         let driver = driver_for(&st.provider, env)?;
         let names = if opts.all {
-            pick(&st, &[])?
+            st.select(&[])?
         } else {
-            pick(&st, &opts.nodes)?
+            st.select(&opts.nodes)?
         };
         // Steps on other nodes that publish values these nodes consume: run them again, so
         // that the rebuilt nodes get fresh values (a new join token).
@@ -487,33 +475,12 @@ pub fn reset(
     }
     let st = LabState::load(&paths)?.ok_or(RunnerError::NotUp)?;
     let names = if opts.all {
-        pick(&st, &[])?
+        st.select(&[])?
     } else {
-        pick(&st, &opts.nodes)?
+        st.select(&opts.nodes)?
     };
     for n in &names {
-        if let Some(hook) = lab
-            .node(n)
-            .and_then(|sn| lab.role(&sn.role))
-            .and_then(|r| r.check.clone())
-        {
-            run_hook(
-                lab,
-                &paths,
-                &st,
-                n,
-                &hook,
-                "check",
-                Duration::from_secs(600),
-            )?;
-            emit(
-                &*reporter,
-                n,
-                EventKind::Notice {
-                    message: "check passed".into(),
-                },
-            );
-        }
+        run_check(lab, &paths, &st, n, Duration::from_secs(600), &*reporter)?;
         summary
             .nodes
             .push((n.clone(), "rebuilt".into(), started.elapsed().as_secs_f64()));

@@ -184,6 +184,22 @@ impl LabState {
         Ok(Some(st))
     }
 
+    /// The named nodes (all when `nodes` is empty), refusing names the lab does not have.
+    pub fn select(&self, nodes: &[String]) -> Result<Vec<String>, RunnerError> {
+        if let Some(n) = nodes.iter().find(|n| !self.nodes.contains_key(*n)) {
+            return Err(RunnerError::UnknownNode {
+                name: n.clone(),
+                known: self.nodes.keys().cloned().collect(),
+            });
+        }
+        Ok(self
+            .nodes
+            .keys()
+            .filter(|n| nodes.is_empty() || nodes.contains(n))
+            .cloned()
+            .collect())
+    }
+
     pub fn save(&self, paths: &LabPaths) -> Result<(), RunnerError> {
         let path = paths.state_file();
         let text = serde_json::to_string_pretty(self).unwrap_or_default();

@@ -78,3 +78,32 @@ pub(crate) fn env() -> labctl_runner::Env {
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("labctl"));
     labctl_runner::Env::from_env(labctl_runner::switch_command(exe))
 }
+
+/// Run blocking library work on a tokio runtime whose only other task turns Ctrl-C into the
+/// `cancel` flag the runner checks (a step in flight is hung up, nothing unfinished recorded).
+pub(crate) fn with_ctrl_c<T: Send + 'static>(
+    cancel: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+    on_interrupt: impl FnOnce() + Send + 'static,
+    work: impl FnOnce() -> std::result::Result<T, labctl_runner::RunnerError> + Send + 'static,
+) -> Result<std::result::Result<T, labctl_runner::RunnerError>> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|source| ExpectedError::Write {
+            path: "tokio runtime".into(),
+            source,
+        })?;
+    let c = cancel.clone();
+    Ok(rt.block_on(async move {
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                c.store(true, std::sync::atomic::Ordering::Relaxed);
+                on_interrupt();
+            }
+        });
+        tokio::task::spawn_blocking(work)
+            .await
+            .unwrap_or(Err(labctl_runner::RunnerError::Interrupted))
+    }))
+}

@@ -1,12 +1,12 @@
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use labctl_runner::events::Reporter;
 use labctl_runner::{ResetOptions, SnapshotCmd};
 
 use crate::Result;
 use crate::cli::{ListArgs, ResetArgs, SnapshotCommand};
-use crate::errors::{ExpectedError, code};
+use crate::errors::code;
 use crate::output::Printer;
 use crate::output::reporter::{Mode, TermReporter, summary_lines};
 
@@ -63,27 +63,13 @@ pub(crate) fn reset(args: &ResetArgs, p: &Printer) -> Result<u8> {
         rebuild: args.rebuild,
         all: args.all,
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|source| ExpectedError::Write {
-            path: "tokio runtime".into(),
-            source,
-        })?;
     let r: Arc<dyn Reporter> = reporter.clone();
-    let result = rt.block_on(async {
-        let c = cancel.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                c.store(true, Ordering::Relaxed);
-            }
-        });
-        let c = cancel.clone();
-        tokio::task::spawn_blocking(move || labctl_runner::reset(&lab, &env, &opts, r, c))
-            .await
-            .unwrap_or(Err(labctl_runner::RunnerError::Interrupted))
-    });
+    let c = cancel.clone();
+    let result = super::with_ctrl_c(
+        &cancel,
+        || {},
+        move || labctl_runner::reset(&lab, &env, &opts, r, c),
+    )?;
     reporter.finish();
     let summary = result?;
     if let Some(up) = &summary.up {

@@ -1,12 +1,12 @@
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
+use labctl_runner::UpOptions;
 use labctl_runner::events::Reporter;
-use labctl_runner::{UpOptions, UpSummary};
 
 use crate::Result;
 use crate::cli::{ProvisionArgs, UpArgs};
-use crate::errors::{ExpectedError, code};
+use crate::errors::code;
 use crate::output::Printer;
 use crate::output::reporter::{Mode, TermReporter, summary_lines};
 
@@ -47,32 +47,16 @@ fn go(lab_args: &crate::cli::LabArgs, opts: UpOptions, json: bool, p: &Printer) 
     let mode = Mode::pick(json, p.quiet, p.verbose);
     let reporter = Arc::new(TermReporter::new(mode, p.err_styles, &names));
     let cancel = Arc::new(AtomicBool::new(false));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|source| ExpectedError::Write {
-            path: "tokio runtime".into(),
-            source,
-        })?;
-    let summary: std::result::Result<UpSummary, labctl_runner::RunnerError> = rt.block_on(async {
-        let c = cancel.clone();
-        let p2 = p.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                c.store(true, Ordering::Relaxed);
-                p2.info(
-                    "interrupted: stopping running steps (nothing unfinished is recorded as done)",
-                );
-            }
-        });
-        let r: Arc<dyn Reporter> = reporter.clone();
-        let c = cancel.clone();
-        let lab = lab.clone();
-        tokio::task::spawn_blocking(move || labctl_runner::up(&lab, &env, &opts, r, c))
-            .await
-            .unwrap_or(Err(labctl_runner::RunnerError::Interrupted))
-    });
+    let p2 = p.clone();
+    let r: Arc<dyn Reporter> = reporter.clone();
+    let c = cancel.clone();
+    let summary = super::with_ctrl_c(
+        &cancel,
+        move || {
+            p2.info("interrupted: stopping running steps (nothing unfinished is recorded as done)");
+        },
+        move || labctl_runner::up(&lab, &env, &opts, r, c),
+    )?;
     reporter.finish();
     let summary = summary?;
     if mode != Mode::Json {
