@@ -11,13 +11,12 @@ for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
-  # qemu-system-x86 and qemu-utils must come from the same release: a backported qemu-utils
-  # is removed when Debian's qemu-system-x86 goes in, so always ask for both together.
-  case " ${missing[*]} " in *" qemu-system-x86 "*) missing+=(qemu-utils) ;; esac
   echo "setup: installing ${missing[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# Installing Debian's qemu-system-x86 removes a backported qemu-utils (seen on images that
+# ship qemu-utils 10 from backports): put Debian's back.
 if ! command -v qemu-img >/dev/null; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends qemu-utils >/dev/null
 fi
