@@ -121,6 +121,8 @@ pub struct DriverInfo {
     pub name: &'static str,
     pub version: String,
     pub live_snapshots: bool,
+    /// Whether `egress = false` is enforced (QEMU: `restrict=on`; VirtualBox NAT has no such switch).
+    pub blocks_egress: bool,
 }
 
 /// Driver errors.

@@ -107,7 +107,12 @@ pub(crate) fn resolve_box(lab: &Lab, env: &Env) -> Result<BoxMeta, RunnerError> 
 }
 
 /// Resolve `accel = auto` with the real probe (cached).
+/// QEMU's acceleration for this lab. Other providers choose for themselves (VirtualBox
+/// needs VT-x/AMD-V and says so when it is missing), so nothing is probed for them.
 pub(crate) fn resolve_accel(lab: &Lab, env: &Env) -> (Accel, Option<String>) {
+    if !matches!(lab.provider, Provider::Qemu) {
+        return (Accel::Kvm, None);
+    }
     match lab.accel {
         labctl_spec::Accel::Kvm => (Accel::Kvm, None),
         labctl_spec::Accel::Tcg => (Accel::Tcg, None),

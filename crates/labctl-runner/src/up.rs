@@ -233,6 +233,17 @@ pub fn up(
             },
         );
     }
+    if !lab.egress && !driver.info().blocks_egress {
+        emit(
+            &*reporter,
+            "",
+            EventKind::Notice {
+                message: format!(
+                    "egress = false is not enforced by {provider}: its NAT cannot cut guests off the internet (steps that need it are still skipped)"
+                ),
+            },
+        );
+    }
     let authorized_key =
         labctl_ssh::keys::ensure_keypair(&paths.key(), &format!("labctl@{}", paths.id))?;
     let mut st = LabState::load(&paths)?

@@ -511,6 +511,47 @@ fn snapshots_save_list_restore_delete() {
 }
 
 #[test]
+fn pause_and_resume_for_consistent_lab_snapshots() {
+    let lab = Lab::new();
+    let d = lab.driver();
+    lab.up(&d, &["node1"]);
+    let m = lab.machine("node1");
+    // A stopped machine is left alone.
+    lab.clear_calls();
+    d.pause(&m, true).expect("pause stopped");
+    assert_eq!(lab.count("controlvm "), 0, "{}", lab.calls());
+    d.start(&m).expect("start");
+    lab.clear_calls();
+    d.pause(&m, true).expect("pause");
+    d.pause(&m, true).expect("pause again");
+    assert_eq!(
+        lab.count("controlvm lab-1a2b3c4d-node1 pause"),
+        1,
+        "{}",
+        lab.calls()
+    );
+    let info = lab.vboxmanage(&["showvminfo", "lab-1a2b3c4d-node1", "--machinereadable"]);
+    assert!(info.contains("VMState=\"paused\""), "{info}");
+    // Still "running" for labctl: a paused guest is up.
+    assert_eq!(d.status(&m), MachineStatus::Running { pid: 0 });
+    d.snapshot(&m, &SnapshotOp::Save("class".into()))
+        .expect("save while paused");
+    d.pause(&m, false).expect("resume");
+    assert_eq!(
+        lab.count("controlvm lab-1a2b3c4d-node1 resume"),
+        1,
+        "{}",
+        lab.calls()
+    );
+    let info = lab.vboxmanage(&["showvminfo", "lab-1a2b3c4d-node1", "--machinereadable"]);
+    assert!(info.contains("VMState=\"running\""), "{info}");
+    assert!(matches!(
+        d.pause(&lab.machine("node9"), true).unwrap_err(),
+        DriverError::NotCreated { .. }
+    ));
+}
+
+#[test]
 fn networks_reuse_or_create_hostonly_interfaces_and_name_internal_ones() {
     let lab = Lab::new();
     lab.vboxmanage(&["hostonlyif", "create"]);

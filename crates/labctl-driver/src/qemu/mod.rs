@@ -213,6 +213,7 @@ impl Driver for QemuDriver {
             name: "qemu",
             version,
             live_snapshots: true,
+            blocks_egress: true,
         }
     }
 

@@ -124,6 +124,11 @@ pub fn poweroff(vm: &str) -> Vec<String> {
     s(["controlvm", vm, "poweroff"])
 }
 
+/// `controlvm NAME pause` or `controlvm NAME resume`
+pub fn pause(vm: &str, paused: bool) -> Vec<String> {
+    s(["controlvm", vm, if paused { "pause" } else { "resume" }])
+}
+
 /// `unregistervm NAME --delete`
 pub fn unregister_delete(vm: &str) -> Vec<String> {
     s(["unregistervm", vm, "--delete"])

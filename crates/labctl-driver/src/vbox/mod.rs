@@ -523,7 +523,8 @@ impl VBoxDriver {
             return Ok(());
         }
         if !m.egress {
-            tracing::warn!(vm = %m.id, "VirtualBox NAT cannot block guest internet access; `egress = false` is not enforced");
+            // The runner tells the user once per lab (DriverInfo::blocks_egress).
+            tracing::debug!(vm = %m.id, "VirtualBox NAT cannot block guest internet access");
         }
         let serial = m.dir.join(SERIAL_LOG);
         if info.state.is_mutable() {
@@ -666,6 +667,7 @@ impl Driver for VBoxDriver {
                 .map(|(raw, _)| raw.clone())
                 .unwrap_or_default(),
             live_snapshots: true,
+            blocks_egress: false,
         }
     }
 
@@ -713,5 +715,22 @@ impl Driver for VBoxDriver {
 
     fn snapshot(&self, m: &MachineConfig, op: &SnapshotOp) -> Result<Vec<String>, DriverError> {
         self.snapshot_vm(m, op)
+    }
+
+    /// `controlvm pause|resume`, for lab-wide snapshots that are consistent across nodes.
+    /// A machine that is not in the opposite state is left alone.
+    fn pause(&self, m: &MachineConfig, paused: bool) -> Result<(), DriverError> {
+        let info = self
+            .lookup(m)?
+            .ok_or_else(|| DriverError::NotCreated { id: m.id.clone() })?;
+        let from = if paused {
+            VmState::Running
+        } else {
+            VmState::Paused
+        };
+        if info.state == from {
+            self.run(&args::pause(&m.id, paused), SHORT)?;
+        }
+        Ok(())
     }
 }

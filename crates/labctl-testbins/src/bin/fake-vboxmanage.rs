@@ -907,7 +907,7 @@ impl Fake {
                     "name": snap,
                     "uuid": uuid,
                     "parent": vm["current"].clone(),
-                    "online": s(&vm, "state") == "running",
+                    "online": matches!(s(&vm, "state"), "running" | "paused"),
                     "config": config,
                 }));
                 vm["current"] = json!(uuid);
