@@ -162,22 +162,38 @@ def main():
     tmp = Path(tempfile.mkdtemp(prefix="labctl-bench-"))
     lab = make_lab(tmp, 63010)
     started = time.monotonic()
+    failures = []
+    raw = CACHE / "bench-raw.json"
+
+    def checkpoint(what):
+        # Raw numbers so far, so that a failure late in an hour-long run loses nothing.
+        raw.write_text(json.dumps({"labctl": r, "vagrant": v, "vagrant_guest_hint": vh, "failures": failures}, indent=1))
+        print(f"{what} done at {time.monotonic() - started:.0f}s (raw numbers in {raw})", file=sys.stderr)
+
+    def vagrant(into, extra, what):
+        try:
+            vagrant_round(into, extra)
+        except (subprocess.CalledProcessError, OSError, ValueError) as e:
+            failures.append(f"{what} failed ({e}); see the vagrant-bench logs in {CACHE / 'vagrant-bench' / 'logs'}")
+        checkpoint(what)
+
     try:
         for i in range(runs):
             labctl_round(lab, r, a.quick, 10 if a.quick else 15)
-            print(f"labctl round {i + 1}/{runs} done at {time.monotonic() - started:.0f}s", file=sys.stderr)
+            checkpoint(f"labctl round {i + 1}/{runs}")
             if a.vagrant and not a.quick:
-                vagrant_round(v, [])
-                print(f"vagrant round {i + 1}/{runs} done at {time.monotonic() - started:.0f}s", file=sys.stderr)
+                vagrant(v, [], f"vagrant round {i + 1}/{runs}")
         if a.vagrant and not a.quick:
-            vagrant_round(vh, ["--guest-hint"])
+            vagrant(vh, ["--guest-hint"], "vagrant round with the guest OS given")
     finally:
         sh(["destroy", "-f"], cwd=lab, check=False)
         shutil.rmtree(tmp, ignore_errors=True)
-    write_report(a, r, v, vh, runs, time.monotonic() - started)
+    write_report(a, r, v, vh, runs, time.monotonic() - started, failures)
+    if failures:
+        raise SystemExit("benchmark incomplete: " + "; ".join(failures))
 
 
-def write_report(a, r, v, vh, runs, total):
+def write_report(a, r, v, vh, runs, total, failures):
     qemu = subprocess.run(["qemu-system-x86_64", "--version"], text=True, capture_output=True).stdout.splitlines()[0]
     ver = subprocess.run([str(LABCTL), "--version"], text=True, capture_output=True).stdout.strip()
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
@@ -240,6 +256,8 @@ def write_report(a, r, v, vh, runs, total):
     ]
     if v:
         L.append(f"- `status`: Vagrant / labctl = **{median(v.get('status', [float('nan')])) / (median(r['status']) / 1000):.0f}×** (target ≥ 100×); `up` of 3 nodes labctl / Vagrant = **{ratio(r['up3'], v.get('up3', []))}** (target ≤ 0.5).")
+    for f_ in failures:
+        L.append(f"- **Incomplete**: {f_}.")
     for n in (v.get("_notes") or [])[:6]:
         L.append(f"- Vagrant note: {n}")
     L += ["", "Rerun: `scripts/bench/run.sh --vagrant` (everything, about an hour), `scripts/bench/run.sh` (labctl only), `scripts/bench/run.sh --quick` (one labctl round; CI).", ""]

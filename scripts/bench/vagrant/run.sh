@@ -203,6 +203,14 @@ stop_pid() { # stop_pid PID: TERM, up to 10 s, then KILL
     kill -KILL "$pid" 2>/dev/null || true
 }
 
+# live_daemons: PIDs of libvirtd/virtlogd processes that are not zombies.
+live_daemons() {
+    local p
+    for p in $(pgrep -x libvirtd) $(pgrep -x virtlogd); do
+        [[ $(awk '{ print $3 }' "/proc/$p/stat" 2>/dev/null) == Z ]] || printf '%s ' "$p"
+    done
+}
+
 netns_exists() {
     ip netns list 2>/dev/null | awk '{ print $1 }' | grep -qx "$NS"
 }
@@ -615,8 +623,14 @@ EOF_VF
 # ------------------------------------------------------------------ libvirt in the namespace
 setup_libvirt() {
     local i pid
-    if pgrep -x libvirtd >/dev/null || pgrep -x virtlogd >/dev/null || [[ -S /run/libvirt/libvirt-sock ]]; then
-        die "a libvirtd/virtlogd not started by this script is running; stop it first"
+    # A daemon stopped by the previous run may linger for a moment, or stay a zombie until
+    # PID 1 reaps it: wait up to 30 s for live ones to go, and ignore zombies.
+    for ((i = 0; i < 300; i++)); do
+        [[ -z $(live_daemons) ]] && break
+        sleep 0.1
+    done
+    if [[ -n $(live_daemons) ]] || [[ -S /run/libvirt/libvirt-sock ]]; then
+        die "a libvirtd/virtlogd not started by this script is running (pid $(live_daemons)); stop it first"
     fi
     ! netns_exists || die "network namespace $NS exists; remove it first (ip netns delete $NS)"
     : >"$STATE/active"
