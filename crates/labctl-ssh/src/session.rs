@@ -110,6 +110,15 @@ impl Session {
                     source,
                 }
             })?;
+        Session::connect_over(target, tcp, handshake)
+    }
+
+    /// Handshake and log in over a connected stream (whose banner is still unread).
+    fn connect_over(
+        target: &Target,
+        tcp: TcpStream,
+        handshake: Duration,
+    ) -> Result<Session, SshError> {
         let _ = tcp.set_nodelay(true);
         let mut sess = ssh2::Session::new().map_err(|e| SshError::Handshake {
             node: target.node.clone(),
@@ -181,23 +190,28 @@ impl Session {
             // full SSH handshake would then hang until its timeout. A short banner probe costs
             // the guest nothing until sshd answers; only then comes the real handshake, with a
             // timeout generous enough for a loaded host.
-            if let Err(e) = banner_probe(target.addr, Duration::from_secs(3)) {
-                last = format!("{}: {e}", target.addr);
-                if started.elapsed() >= deadline {
-                    return Err(SshError::NotReady {
-                        node: target.node.clone(),
-                        addr: target.addr,
-                        waited: started.elapsed(),
-                        last,
-                    });
+            let tcp = match banner_probe(target.addr, Duration::from_secs(3)) {
+                Ok(tcp) => tcp,
+                Err(e) => {
+                    last = format!("{}: {e}", target.addr);
+                    if started.elapsed() >= deadline {
+                        return Err(SshError::NotReady {
+                            node: target.node.clone(),
+                            addr: target.addr,
+                            waited: started.elapsed(),
+                            last,
+                        });
+                    }
+                    let spent = attempt.elapsed();
+                    if spent < Duration::from_millis(250) {
+                        std::thread::sleep(Duration::from_millis(250) - spent);
+                    }
+                    continue;
                 }
-                let spent = attempt.elapsed();
-                if spent < Duration::from_millis(250) {
-                    std::thread::sleep(Duration::from_millis(250) - spent);
-                }
-                continue;
-            }
-            match Session::connect(target, Duration::from_secs(20)) {
+            };
+            // The probe's connection goes on to the handshake: under TCG each connection costs
+            // sshd a fork and re-exec of seconds, so it is not thrown away.
+            match Session::connect_over(target, tcp, Duration::from_secs(20)) {
                 Ok(s) => return Ok(s),
                 // Wrong key is final: retrying will not help.
                 Err(e @ SshError::Auth { .. }) => return Err(e),
@@ -356,23 +370,89 @@ impl Session {
 }
 
 /// Connect and wait for the server's `SSH-` identification line.
-fn banner_probe(addr: SocketAddr, timeout: Duration) -> std::io::Result<()> {
-    let mut tcp = TcpStream::connect_timeout(&addr, timeout)?;
+fn banner_probe(addr: SocketAddr, timeout: Duration) -> std::io::Result<TcpStream> {
+    let tcp = TcpStream::connect_timeout(&addr, timeout)?;
     tcp.set_read_timeout(Some(timeout))?;
+    // Peek, not read: the banner stays in the socket for libssh2's handshake.
+    let started = std::time::Instant::now();
     let mut buf = [0u8; 4];
-    tcp.read_exact(&mut buf)?;
-    if &buf == b"SSH-" {
-        Ok(())
-    } else {
-        Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "not an SSH server",
-        ))
+    loop {
+        match tcp.peek(&mut buf)? {
+            0 => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "connection closed before the SSH banner",
+                ));
+            }
+            4 if &buf == b"SSH-" => break,
+            n if n < 4 && buf[..n] == b"SSH-"[..n] => {
+                if started.elapsed() >= timeout {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "incomplete SSH banner",
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            _ => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "not an SSH server",
+                ));
+            }
+        }
     }
+    tcp.set_read_timeout(None)?;
+    Ok(tcp)
 }
 
 /// The last `n` non-empty lines of a text.
 pub fn last_lines(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::net::TcpListener;
+
+    /// A one-connection server on 127.0.0.1 that writes these chunks, pausing between them.
+    fn server(chunks: &'static [&'static [u8]]) -> SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().expect("addr");
+        std::thread::spawn(move || {
+            if let Ok((mut s, _)) = l.accept() {
+                for c in chunks {
+                    let _ = s.write_all(c);
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn banner_probe_leaves_the_banner_for_the_handshake() {
+        let addr = server(&[b"SS", b"H-2.0-OpenSSH_9.2\r\n"]);
+        let mut tcp = banner_probe(addr, Duration::from_secs(2)).expect("an SSH server");
+        let mut line = [0u8; 19];
+        tcp.read_exact(&mut line).expect("banner still there");
+        assert_eq!(&line, b"SSH-2.0-OpenSSH_9.2");
+    }
+
+    #[test]
+    fn banner_probe_rejects_a_closed_or_foreign_port() {
+        let closed = server(&[]);
+        let e = banner_probe(closed, Duration::from_secs(2)).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof, "{e}");
+        let http = server(&[b"HTTP/1.1 400 Bad Request\r\n"]);
+        let e = banner_probe(http, Duration::from_secs(2)).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidData, "{e}");
+        let silent = server(&[b"SS"]);
+        let e = banner_probe(silent, Duration::from_millis(150)).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}");
+    }
 }
