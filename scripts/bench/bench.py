@@ -196,6 +196,8 @@ def main():
 def write_report(a, r, v, vh, runs, total, failures):
     qemu = subprocess.run(["qemu-system-x86_64", "--version"], text=True, capture_output=True).stdout.splitlines()[0]
     ver = subprocess.run([str(LABCTL), "--version"], text=True, capture_output=True).stdout.strip()
+    rev = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], text=True, capture_output=True).stdout.strip()
+    ver += f" (commit {rev})" if rev else ""
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     f = lambda xs, d=1: ", ".join(f"{x:.{d}f}" for x in xs) or "—"
     m = lambda xs, d=1: f"{median(xs):.{d}f}" if xs else "—"
@@ -260,7 +262,7 @@ def write_report(a, r, v, vh, runs, total, failures):
         L.append(f"- **Incomplete**: {f_}.")
     for n in (v.get("_notes") or [])[:6]:
         L.append(f"- Vagrant note: {n}")
-    L += ["", "Rerun: `scripts/bench/run.sh --vagrant` (everything, about an hour), `scripts/bench/run.sh` (labctl only), `scripts/bench/run.sh --quick` (one labctl round; CI).", ""]
+    L += ["", "Rerun: `scripts/bench/run.sh --vagrant` (everything, about an hour), `scripts/bench/run.sh` (labctl only), `scripts/bench/run.sh --quick` (one labctl round; CI); `scripts/bench/boot-breakdown.sh` splits one node's boot-to-SSH time.", ""]
     Path(a.out).write_text("\n".join(L))
     print("\n".join(L))
 
