@@ -172,7 +172,6 @@ impl Session {
         vm_alive: &dyn Fn() -> Result<(), String>,
     ) -> Result<Session, SshError> {
         let started = Instant::now();
-        let mut last;
         loop {
             if cancel.load(Ordering::Relaxed) {
                 return Err(SshError::Cancelled {
@@ -190,36 +189,20 @@ impl Session {
             // full SSH handshake would then hang until its timeout. A short banner probe costs
             // the guest nothing until sshd answers; only then comes the real handshake, with a
             // timeout generous enough for a loaded host.
-            let tcp = match banner_probe(target.addr, Duration::from_secs(3)) {
-                Ok(tcp) => tcp,
-                Err(e) => {
-                    last = format!("{}: {e}", target.addr);
-                    if started.elapsed() >= deadline {
-                        return Err(SshError::NotReady {
-                            node: target.node.clone(),
-                            addr: target.addr,
-                            waited: started.elapsed(),
-                            last,
-                        });
+            let last = match banner_probe(target.addr, Duration::from_secs(3)) {
+                // The probe's connection goes on to the handshake: under TCG each connection
+                // costs sshd a fork and re-exec of seconds, so it is not thrown away.
+                Ok(tcp) => match Session::connect_over(target, tcp, Duration::from_secs(20)) {
+                    Ok(s) => return Ok(s),
+                    // Wrong key is final: retrying will not help.
+                    Err(e @ SshError::Auth { .. }) => return Err(e),
+                    Err(e) => {
+                        tracing::trace!(node = %target.node, error = %e, "ssh not ready yet");
+                        e.to_string()
                     }
-                    let spent = attempt.elapsed();
-                    if spent < Duration::from_millis(250) {
-                        std::thread::sleep(Duration::from_millis(250) - spent);
-                    }
-                    continue;
-                }
+                },
+                Err(e) => format!("{}: {e}", target.addr),
             };
-            // The probe's connection goes on to the handshake: under TCG each connection costs
-            // sshd a fork and re-exec of seconds, so it is not thrown away.
-            match Session::connect_over(target, tcp, Duration::from_secs(20)) {
-                Ok(s) => return Ok(s),
-                // Wrong key is final: retrying will not help.
-                Err(e @ SshError::Auth { .. }) => return Err(e),
-                Err(e) => {
-                    tracing::trace!(node = %target.node, error = %e, "ssh not ready yet");
-                    last = e.to_string();
-                }
-            }
             if started.elapsed() >= deadline {
                 return Err(SshError::NotReady {
                     node: target.node.clone(),
