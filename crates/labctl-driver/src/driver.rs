@@ -120,9 +120,6 @@ pub enum SnapshotOp {
 pub struct DriverInfo {
     pub name: &'static str,
     pub version: String,
-    pub live_snapshots: bool,
-    /// Whether `egress = false` is enforced (QEMU: `restrict=on`; VirtualBox NAT has no such switch).
-    pub blocks_egress: bool,
 }
 
 /// Driver errors.
@@ -163,6 +160,9 @@ fn tail_text(t: &str) -> String {
 /// A hypervisor backend.
 pub trait Driver: Send + Sync {
     fn info(&self) -> DriverInfo;
+    /// Whether `egress = false` cuts the guests off the internet (QEMU: `restrict=on`;
+    /// VirtualBox's NAT has no such switch). A fixed property: no I/O.
+    fn blocks_egress(&self) -> bool;
     /// Bring up the lab's private networks (idempotent).
     fn networks_up(
         &self,

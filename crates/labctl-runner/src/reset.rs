@@ -2,7 +2,7 @@
 //! on this host.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant, SystemTime};
@@ -527,11 +527,7 @@ fn write_registry(env: &Env, reg: &BTreeMap<String, LabEntry>) {
 /// Record a lab in the host's registry (by its state dir).
 pub(crate) fn register(env: &Env, paths: &LabPaths, name: &str) {
     let mut reg = read_registry(env);
-    let dir = paths
-        .state_dir
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
+    let dir = paths.lab_dir();
     reg.insert(
         paths.id.clone(),
         LabEntry {
@@ -545,11 +541,7 @@ pub(crate) fn register(env: &Env, paths: &LabPaths, name: &str) {
 /// Forget a destroyed lab.
 pub(crate) fn unregister(env: &Env, paths: &LabPaths) {
     let mut reg = read_registry(env);
-    let dir = paths
-        .state_dir
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
+    let dir = paths.lab_dir();
     reg.retain(|_, e| e.dir != dir);
     write_registry(env, &reg);
 }

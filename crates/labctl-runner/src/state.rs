@@ -26,6 +26,14 @@ pub struct LabPaths {
 }
 
 impl LabPaths {
+    /// The directory holding lab.toml (and `.labctl/`).
+    pub fn lab_dir(&self) -> PathBuf {
+        self.state_dir
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
+    }
+
     pub fn new(lab_dir: &Path, name: &str) -> LabPaths {
         let canon = std::fs::canonicalize(lab_dir).unwrap_or_else(|_| {
             std::path::absolute(lab_dir).unwrap_or_else(|_| lab_dir.to_path_buf())

@@ -233,7 +233,7 @@ pub fn up(
             },
         );
     }
-    if !lab.egress && !driver.info().blocks_egress {
+    if !lab.egress && !driver.blocks_egress() {
         emit(
             &*reporter,
             "",

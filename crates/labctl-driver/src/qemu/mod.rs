@@ -212,9 +212,11 @@ impl Driver for QemuDriver {
         DriverInfo {
             name: "qemu",
             version,
-            live_snapshots: true,
-            blocks_egress: true,
         }
+    }
+
+    fn blocks_egress(&self) -> bool {
+        true
     }
 
     fn networks_up(&self, run_dir: &Path, nets: &[NetworkConfig]) -> Result<(), DriverError> {

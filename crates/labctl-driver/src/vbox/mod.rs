@@ -523,7 +523,7 @@ impl VBoxDriver {
             return Ok(());
         }
         if !m.egress {
-            // The runner tells the user once per lab (DriverInfo::blocks_egress).
+            // The runner tells the user once per lab (Driver::blocks_egress).
             tracing::debug!(vm = %m.id, "VirtualBox NAT cannot block guest internet access");
         }
         let serial = m.dir.join(SERIAL_LOG);
@@ -666,9 +666,11 @@ impl Driver for VBoxDriver {
                 .get()
                 .map(|(raw, _)| raw.clone())
                 .unwrap_or_default(),
-            live_snapshots: true,
-            blocks_egress: false,
         }
+    }
+
+    fn blocks_egress(&self) -> bool {
+        false
     }
 
     fn networks_up(&self, run_dir: &Path, nets: &[NetworkConfig]) -> Result<(), DriverError> {
