@@ -278,21 +278,35 @@ pub fn describe_status(st: ExitStatus) -> String {
 }
 
 /// Find a program: an environment override (e.g. `LABCTL_QEMU_IMG`), else PATH.
+/// An override that names no executable file is refused here, with the variable in the hint,
+/// rather than when the program is first started.
 pub fn find_program(name: &str, env_override: &str, hint: &str) -> Result<PathBuf, ToolError> {
     if let Some(p) = std::env::var_os(env_override).filter(|p| !p.is_empty()) {
-        return Ok(PathBuf::from(p));
+        let p = PathBuf::from(p);
+        let found = if p.components().count() > 1 {
+            is_executable(&p).then_some(p.clone())
+        } else {
+            search_path(&p.to_string_lossy())
+        };
+        return found.ok_or_else(|| ToolError::NotFound {
+            program: p.display().to_string(),
+            hint: Some(format!(
+                "{env_override} is set to {}, which is not an executable file: correct it, or unset it to use `{name}` from PATH",
+                p.display()
+            )),
+        });
     }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for dir in std::env::split_paths(&path) {
-        let candidate = dir.join(name);
-        if is_executable(&candidate) {
-            return Ok(candidate);
-        }
-    }
-    Err(ToolError::NotFound {
+    search_path(name).ok_or_else(|| ToolError::NotFound {
         program: name.to_string(),
         hint: Some(hint.to_string()),
     })
+}
+
+fn search_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|c| is_executable(c))
 }
 
 fn is_executable(p: &Path) -> bool {

@@ -42,8 +42,12 @@ pub enum RunnerError {
     UnknownStep { name: String, known: Vec<String> },
     #[error("{} is not a private directory of this user", path.display())]
     UnsafeDir { path: PathBuf },
+    /// `built` is where the locally built default box is picked up from (None for other boxes).
     #[error("box `{name}` is not installed")]
-    BoxMissing { name: String, hint: String },
+    BoxMissing {
+        name: String,
+        built: Option<PathBuf>,
+    },
     #[error(transparent)]
     Box(#[from] labctl_driver::boxes::BoxError),
     #[error(transparent)]
@@ -58,8 +62,14 @@ pub enum RunnerError {
     Render(#[from] labctl_spec::RenderFailure),
     #[error("interrupted")]
     Interrupted,
-    #[error("cannot reset from the golden snapshot: {why}")]
-    NoGolden { why: String },
+    #[error("cannot reset from the golden snapshot: {reason}")]
+    NoGolden { reason: NoGolden },
+    /// Nodes a command needs running (or created) are not.
+    #[error("{}", not_running_text(nodes))]
+    NotRunning {
+        /// (node, state): `Stopped` or `NotCreated`.
+        nodes: Vec<(String, labctl_driver::MachineStatus)>,
+    },
     #[error("{node}: {what} failed: {message}")]
     Hook {
         node: String,
@@ -80,32 +90,38 @@ impl RunnerError {
             )) | RunnerError::Provider { .. }
         )
     }
+}
 
-    /// A hint for the user, when there is one.
-    pub fn hint(&self) -> Option<String> {
-        match self {
-            RunnerError::BoxMissing { hint, .. } => Some(hint.clone()),
-            RunnerError::NotUp => Some("run `labctl up` first".into()),
-            RunnerError::UnknownNode { known, .. } => Some(format!("nodes: {}", known.join(", "))),
-            RunnerError::UnknownStep { known, .. } => Some(format!("steps: {}", known.join(", "))),
-            RunnerError::UnsafeDir { .. } => Some(
-                "it holds the VMs' control sockets: remove it, or set XDG_RUNTIME_DIR to a directory only you can write".into(),
-            ),
-            RunnerError::Driver(labctl_driver::DriverError::VirtualBox(e)) => e.hint(),
-            RunnerError::Locked { .. } => {
-                Some("wait for it to finish, or stop it with Ctrl-C".into())
-            }
-            RunnerError::CorruptState { .. } => {
-                Some("`labctl destroy -f` stops the VMs it can find and removes .labctl/".into())
-            }
-            RunnerError::Driver(labctl_driver::DriverError::Tool(
-                labctl_driver::exec::ToolError::NotFound { hint: Some(h), .. },
-            )) => Some(h.clone()),
-            RunnerError::Interrupted => Some("`labctl up` continues where this one stopped".into()),
-            RunnerError::NoGolden { .. } => Some("`labctl reset --rebuild NODE` rebuilds it; `labctl reset --all` returns the whole lab to its golden state".into()),
-            _ => None,
-        }
-    }
+/// Why a node cannot be reset from the golden snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NoGolden {
+    #[error("there is no golden snapshot yet")]
+    NotTaken,
+    #[error(
+        "values published since the golden snapshot (e.g. a new join token) differ, so one node restored alone would not match the others"
+    )]
+    ValuesChanged,
+    #[error("{node} is not in the golden snapshot")]
+    NodeNotIncluded { node: String },
+}
+
+fn not_running_text(nodes: &[(String, labctl_driver::MachineStatus)]) -> String {
+    let list: Vec<String> = nodes
+        .iter()
+        .map(|(n, s)| {
+            let state = match s {
+                labctl_driver::MachineStatus::NotCreated => "not created",
+                labctl_driver::MachineStatus::Stopped => "stopped",
+                labctl_driver::MachineStatus::Running { .. } => "running",
+            };
+            format!("{n} is {state}")
+        })
+        .collect();
+    format!(
+        "{} not running: {}",
+        if nodes.len() == 1 { "node" } else { "nodes" },
+        list.join(", ")
+    )
 }
 
 /// The arguments that start the lab switch from the labctl binary.

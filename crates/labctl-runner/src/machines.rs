@@ -95,14 +95,9 @@ pub(crate) fn resolve_box(lab: &Lab, env: &Env) -> Result<BoxMeta, RunnerError> 
             &|_| {},
         )?);
     }
-    let hint = if lab.box_name == labctl_spec::DEFAULT_BOX {
-        "build it once with `sudo scripts/build-box.sh` (Debian/Ubuntu host; needs only Debian's package mirror); labctl adds it automatically".to_string()
-    } else {
-        format!("`labctl box add {} FILE|URL`", lab.box_name)
-    };
     Err(RunnerError::BoxMissing {
         name: lab.box_name.clone(),
-        hint,
+        built: (lab.box_name == labctl_spec::DEFAULT_BOX).then_some(built),
     })
 }
 

@@ -346,17 +346,19 @@ pub fn reset(
         } else {
             st.select(&opts.nodes)?
         };
-        let golden = st.golden.clone().ok_or_else(|| RunnerError::NoGolden {
-            why: "no golden snapshot yet: it is saved after a fully successful `labctl up`".into(),
+        let golden = st.golden.clone().ok_or(RunnerError::NoGolden {
+            reason: crate::NoGolden::NotTaken,
         })?;
         if !opts.all && golden.values_hash != values_hash(&load_values(&paths)) {
             return Err(RunnerError::NoGolden {
-                why: "values published since the golden snapshot (e.g. a new join token) differ, so one node restored alone would not match the others".into(),
+                reason: crate::NoGolden::ValuesChanged,
             });
         }
         if let Some(missing) = names.iter().find(|n| !golden.nodes.contains(n)) {
             return Err(RunnerError::NoGolden {
-                why: format!("{missing} is not in the golden snapshot"),
+                reason: crate::NoGolden::NodeNotIncluded {
+                    node: missing.clone(),
+                },
             });
         }
         for n in &names {

@@ -2,6 +2,10 @@
 
 use std::path::PathBuf;
 
+use labctl_driver::boxes::BoxError;
+use labctl_driver::exec::ToolError;
+use labctl_driver::{DriverError, MachineStatus};
+use labctl_runner::{NoGolden, RunnerError};
 use labctl_spec::SpecError;
 
 /// Exit codes, documented in docs/internals.md.
@@ -93,7 +97,106 @@ impl ExpectedError {
             ExpectedError::Spec(SpecError::Invalid { .. }) => {
                 Some("fix the problems above, then `labctl validate`".into())
             }
-            _ => None,
+            ExpectedError::Runner(r) => runner_hint(r),
+            ExpectedError::Box(b) => box_hint(b),
+            ExpectedError::NeedsForce
+            | ExpectedError::UnknownValue { .. }
+            | ExpectedError::Write { .. }
+            | ExpectedError::Spec(_) => None,
         }
+    }
+}
+
+/// What to do about a runner error. The runner returns typed errors; the wording (and every
+/// `labctl …` command in it) lives here.
+fn runner_hint(e: &RunnerError) -> Option<String> {
+    match e {
+        RunnerError::BoxMissing {
+            built: Some(path), ..
+        } => Some(format!(
+            "build it once, as root, in labctl's source tree: `sudo scripts/build-box.sh` (or `scripts/build-box.sh` in a root shell); labctl then adds {} by itself",
+            path.display()
+        )),
+        RunnerError::BoxMissing { name, built: None } => {
+            Some(format!("add it with `labctl box add {name} FILE|URL`"))
+        }
+        RunnerError::NotUp => Some("run `labctl up` first".into()),
+        RunnerError::NotRunning { nodes } => Some(not_running_hint(nodes)),
+        RunnerError::UnknownNode { known, .. } => Some(format!("nodes: {}", known.join(", "))),
+        RunnerError::UnknownStep { known, .. } => Some(format!("steps: {}", known.join(", "))),
+        RunnerError::UnsafeDir { .. } => Some(
+            "it holds the VMs' control sockets: remove it, or set XDG_RUNTIME_DIR to a directory only you can write".into(),
+        ),
+        RunnerError::Locked { holder, .. } => Some(if holder.is_empty() {
+            "wait for the other labctl to finish, or stop it with Ctrl-C".into()
+        } else {
+            format!("wait for the other labctl ({holder}) to finish, or stop it with Ctrl-C")
+        }),
+        RunnerError::CorruptState { .. } => {
+            Some("`labctl destroy -f` stops the VMs it can find and removes .labctl/".into())
+        }
+        RunnerError::Interrupted => Some("`labctl up` continues where this one stopped".into()),
+        RunnerError::NoGolden { reason } => Some(match reason {
+            NoGolden::NotTaken => "the golden snapshot is saved after a fully successful `labctl up`; until then, `labctl reset --rebuild NODE` rebuilds a node from the box".into(),
+            NoGolden::ValuesChanged | NoGolden::NodeNotIncluded { .. } => "`labctl reset --rebuild NODE` rebuilds it; `labctl reset --all` returns the whole lab to its golden state".into(),
+        }),
+        RunnerError::Driver(d) => driver_hint(d),
+        RunnerError::Box(b) => box_hint(b),
+        RunnerError::Provider { .. } => Some("providers: qemu, virtualbox".into()),
+        RunnerError::Io { .. }
+        | RunnerError::Key(_)
+        | RunnerError::Ssh(_)
+        | RunnerError::Render(_)
+        | RunnerError::Hook { .. } => None,
+    }
+}
+
+/// `labctl up NODE…` for the nodes that are not running.
+fn not_running_hint(nodes: &[(String, MachineStatus)]) -> String {
+    let names: Vec<&str> = nodes.iter().map(|(n, _)| n.as_str()).collect();
+    let what = if nodes
+        .iter()
+        .all(|(_, s)| matches!(s, MachineStatus::NotCreated))
+    {
+        "creates and provisions"
+    } else if nodes
+        .iter()
+        .all(|(_, s)| matches!(s, MachineStatus::Stopped))
+    {
+        "starts"
+    } else {
+        "starts or creates"
+    };
+    format!(
+        "`labctl up {}` {what} {}; `labctl status` shows every node",
+        names.join(" "),
+        if nodes.len() == 1 { "it" } else { "them" }
+    )
+}
+
+fn driver_hint(e: &DriverError) -> Option<String> {
+    match e {
+        DriverError::Tool(t) => tool_hint(t),
+        DriverError::VirtualBox(v) => v.hint(),
+        _ => None,
+    }
+}
+
+fn box_hint(e: &BoxError) -> Option<String> {
+    match e {
+        BoxError::Tool(t) => tool_hint(t),
+        BoxError::NotFound { known, .. } if !known.is_empty() => {
+            Some(format!("installed boxes: {}", known.join(", ")))
+        }
+        BoxError::NotFound { .. } => Some("no box is installed; see `labctl box add`".into()),
+        BoxError::Exists { .. } => Some("pass `--force` to replace it".into()),
+        _ => None,
+    }
+}
+
+fn tool_hint(e: &ToolError) -> Option<String> {
+    match e {
+        ToolError::NotFound { hint, .. } => hint.clone(),
+        _ => None,
     }
 }
