@@ -59,6 +59,63 @@ pub fn status(paths: &LabPaths, env: &Env) -> Result<Vec<NodeStatus>, RunnerErro
         .collect())
 }
 
+/// What a command needs of the nodes it works on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Booted (`ssh`, `provision`).
+    Running,
+    /// With a disk, running or not (`snapshot`, `reset` to the golden snapshot: a stopped
+    /// node is snapshotted offline or booted into the snapshot).
+    Created,
+}
+
+/// Refuse, naming each node and its state, when one of `nodes` (every recorded node when
+/// empty) is not as `need` says. A node of the lab that the state does not record yet counts
+/// as not created. Asks the driver (pidfile and `/proc` for QEMU), never SSH.
+pub fn require_nodes(
+    paths: &LabPaths,
+    env: &Env,
+    nodes: &[String],
+    need: Need,
+) -> Result<(), RunnerError> {
+    let st = LabState::load(paths)?.ok_or(RunnerError::NotUp)?;
+    let driver = driver_for(&st.provider, env)?;
+    let names: Vec<String> = if nodes.is_empty() {
+        st.nodes.keys().cloned().collect()
+    } else {
+        nodes.to_vec()
+    };
+    check_nodes(&*driver, &st, &names, need)
+}
+
+/// [`require_nodes`] on loaded state (callers that hold the lab lock).
+pub(crate) fn check_nodes(
+    driver: &dyn labctl_driver::Driver,
+    st: &LabState,
+    names: &[String],
+    need: Need,
+) -> Result<(), RunnerError> {
+    let bad: Vec<(String, MachineStatus)> = names
+        .iter()
+        .filter_map(|name| {
+            let status = st
+                .nodes
+                .get(name)
+                .map_or(MachineStatus::NotCreated, |n| driver.status(&n.machine));
+            let ok = matches!(
+                (need, &status),
+                (_, MachineStatus::Running { .. }) | (Need::Created, MachineStatus::Stopped)
+            );
+            (!ok).then(|| (name.clone(), status))
+        })
+        .collect();
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(RunnerError::NotRunning { nodes: bad })
+    }
+}
+
 /// How to log in to a node.
 #[derive(Debug, Clone)]
 pub struct SshInfo {

@@ -125,6 +125,7 @@ pub fn snapshot(
     let mut st = LabState::load(paths)?.ok_or(RunnerError::NotUp)?;
     let driver = driver_for(&st.provider, env)?;
     let names = st.select(nodes)?;
+    crate::ops::check_nodes(&*driver, &st, &names, crate::ops::Need::Created)?;
     let started = Instant::now();
     let out = snapshot_locked(&*driver, &st, &names, cmd)?;
     if let SnapshotCmd::Restore(_) = cmd {
@@ -346,6 +347,7 @@ pub fn reset(
         } else {
             st.select(&opts.nodes)?
         };
+        crate::ops::check_nodes(&*driver, &st, &names, crate::ops::Need::Created)?;
         let golden = st.golden.clone().ok_or(RunnerError::NoGolden {
             reason: crate::NoGolden::NotTaken,
         })?;

@@ -14,6 +14,12 @@ pub(crate) fn run(args: &SshArgs, _p: &Printer) -> Result<u8> {
     let Some(info) = info.first() else {
         return Ok(code::OTHER);
     };
+    labctl_runner::require_nodes(
+        &paths,
+        &super::env(),
+        std::slice::from_ref(&info.node),
+        labctl_runner::Need::Running,
+    )?;
     let ssh = find_program(
         "ssh",
         "LABCTL_SSH",

@@ -44,6 +44,11 @@ fn go(lab_args: &crate::cli::LabArgs, opts: UpOptions, json: bool, p: &Printer) 
         .filter(|n| opts.nodes.is_empty() || opts.nodes.contains(&n.name))
         .map(|n| n.name.clone())
         .collect();
+    if opts.selection != labctl_runner::Selection::Up {
+        // `provision` runs steps on running nodes; it never boots or creates one.
+        let paths = labctl_runner::lab_paths(&lab.dir, &lab.name);
+        labctl_runner::require_nodes(&paths, &env, &names, labctl_runner::Need::Running)?;
+    }
     let mode = Mode::pick(json, p.quiet, p.verbose);
     let reporter = Arc::new(TermReporter::new(mode, p.err_styles, &names));
     let cancel = Arc::new(AtomicBool::new(false));
