@@ -142,6 +142,7 @@ fn vm_states() {
         ("saved", VmState::Saved, false),
         ("aborted-saved", VmState::Saved, false),
         ("starting", VmState::Other("starting".into()), true),
+        ("gurumeditation", VmState::GuruMeditation, false),
         ("stopping", VmState::Other("stopping".into()), true),
     ];
     for (text, state, up) in table {
@@ -226,14 +227,113 @@ fn hostonlyif_create_names_the_interface() {
         parse::hostonlyif_created(&data("hostonlyif-create.txt")).as_deref(),
         Some("vboxnet2")
     );
+    assert_eq!(
+        parse::hostonlyif_created(&data("hostonlyif-create-machinereadable.txt")).as_deref(),
+        Some("vboxnet2")
+    );
+    assert_eq!(
+        parse::hostonlyif_created("0%...100%\r\nvboxnet3\r\n").as_deref(),
+        Some("vboxnet3"),
+        "CRLF"
+    );
     assert_eq!(parse::hostonlyif_created("0%...100%\n"), None);
+    // Translated human-readable text is not mistaken for a name.
+    assert_eq!(
+        parse::hostonlyif_created("Интерфейс 'vboxnet0' успешно создан\n"),
+        None
+    );
+}
+
+#[test]
+fn list_hostonlyifs_in_russian_reads_values_by_position() {
+    let got = parse::list_hostonlyifs(&data("list-hostonlyifs-ru.txt"));
+    let names: Vec<(&str, Option<Ipv4Addr>, Option<Ipv4Addr>)> = got
+        .iter()
+        .map(|i| (i.name.as_str(), i.ip, i.netmask))
+        .collect();
+    let mask = Some(Ipv4Addr::new(255, 255, 255, 0));
+    assert_eq!(
+        names,
+        [
+            ("vboxnet0", Some(Ipv4Addr::new(192, 168, 56, 1)), mask),
+            ("vboxnet1", Some(Ipv4Addr::new(192, 168, 57, 1)), mask),
+        ]
+    );
+    // CRLF (VBoxManage.exe) parses the same.
+    let crlf = data("list-hostonlyifs-windows.txt").replace('\n', "\r\n");
+    assert_eq!(
+        parse::list_hostonlyifs(&crlf),
+        parse::list_hostonlyifs(&data("list-hostonlyifs-windows.txt"))
+    );
+}
+
+#[test]
+fn list_hostonlynets_on_macos() {
+    let got = parse::list_hostonlynets(&data("list-hostonlynets-macos.txt"));
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[1].name, "labctl-192.168.1.0-24");
+    assert_eq!(got[1].lower_ip, Some(Ipv4Addr::new(192, 168, 1, 1)));
+    assert_eq!(got[1].upper_ip, Some(Ipv4Addr::new(192, 168, 1, 254)));
+    assert_eq!(got[1].netmask, Some(Ipv4Addr::new(255, 255, 255, 0)));
+    assert_eq!(got[0].name, "HostNetwork");
+    assert_eq!(got[0].upper_ip, Some(Ipv4Addr::new(192, 168, 56, 199)));
+}
+
+#[test]
+fn nat_redirect_failures_in_vbox_log() {
+    assert_eq!(
+        parse::nat_redirect_failures(&data("vbox-log-nat.txt")),
+        [60010, 2222]
+    );
+    assert!(
+        parse::nat_redirect_failures("00:00:01.0 NAT: Set redirect TCP 127.0.0.1:1 -> 0.0.0.0:2\n")
+            .is_empty()
+    );
+}
+
+#[test]
+fn raw_values_and_snapshot_names() {
+    // Forwarding and snapshot names are raw; other strings escaped.
+    let info = parse::showvminfo(
+        "name=\"a \\\"b\\\"\"\r\nUUID=\"u\"\r\nVMState=\"gurumeditation\"\r\nLogFldr=\"C:\\\\VMs\\\\x\\\\Logs\"\r\nnic1=\"nat\"\r\nForwarding(0)=\"ssh,tcp,127.0.0.1,2222,,22\"\r\nSnapshotName=\"a\\b\"\r\nSnapshotName-1=\"say \"hi\"\"\r\n",
+    )
+    .expect("parses");
+    assert_eq!(info.name, "a \"b\"");
+    assert_eq!(info.log_folder.as_deref(), Some("C:\\VMs\\x\\Logs"));
+    assert_eq!(info.snapshots, ["a\\b", "say \"hi\""]);
+    assert_eq!(info.state, VmState::GuruMeditation);
+    assert!(!info.state.is_up() && info.state.has_process() && info.state.is_dead());
+    assert_eq!(info.nic(1).map(|n| n.nat_rules.len()), Some(1));
+    for (name, ok) in [
+        ("base", true),
+        ("before class", true),
+        ("a\"b", false),
+        ("a\\b", false),
+        ("x\ny", false),
+        ("", false),
+    ] {
+        assert_eq!(parse::snapshot_name_ok(name), ok, "{name:?}");
+    }
+}
+
+#[test]
+fn extradata_in_any_language() {
+    assert_eq!(
+        parse::extradata_value("[ru]Значение: lab-1\r\n").as_deref(),
+        Some("lab-1")
+    );
+    assert_eq!(
+        parse::extradata_value("[ru]Значение не установлено!\n"),
+        None
+    );
 }
 
 #[test]
 fn snapshot_lists() {
     assert_eq!(
         parse::snapshot_list(&data("snapshot-list-tree.txt")),
-        ["base", "provisioned", "cni", "ingress \"nginx\""]
+        ["base", "provisioned", "cni", "ingress \"nginx\""],
+        "raw, as VirtualBox prints them"
     );
     assert!(parse::snapshot_list(&data("snapshot-list-none.txt")).is_empty());
     // showvminfo carries the same lines at its end.

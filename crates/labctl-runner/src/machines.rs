@@ -72,7 +72,9 @@ pub fn driver_for(provider: &str, env: &Env) -> Result<Arc<dyn Driver>, RunnerEr
         "qemu" => Ok(Arc::new(QemuDriver::new(QemuConfig::discover(
             env.switch_command.clone(),
         )?))),
-        "virtualbox" => Ok(Arc::new(labctl_driver::vbox::VBoxDriver::discover()?)),
+        "virtualbox" => Ok(Arc::new(labctl_driver::vbox::VBoxDriver::new(
+            labctl_driver::vbox::VBoxConfig::discover()?.with_data_dir(env.data_dir.clone()),
+        ))),
         other => Err(RunnerError::Provider {
             provider: other.to_string(),
             reason: "this build has no driver for it".into(),

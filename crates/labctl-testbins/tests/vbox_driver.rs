@@ -77,8 +77,12 @@ impl Lab {
             vboxmanage: self.wrapper(),
             networks_conf: self.root().join("networks.conf"),
             host_os: HostOs::Linux,
+            host_arch: "x86_64".into(),
             retry_backoff: Duration::from_millis(5),
             poll_interval: Duration::from_millis(20),
+            locale: "C.UTF-8".into(),
+            data_dir: Some(self.root().join("home")),
+            record: None,
         }
     }
 
@@ -574,7 +578,7 @@ fn networks_reuse_or_create_hostonly_interfaces_and_name_internal_ones() {
     d.networks_up(&lab.run_dir(), &nets).expect("networks_up");
     assert_eq!(
         lab.calls(),
-        "--version\nlist hostonlyifs\nhostonlyif create\nhostonlyif ipconfig vboxnet1 --ip 192.168.57.1 --netmask 255.255.255.0\n"
+        "--version\nlist hostonlyifs\nhostonlyif create --machinereadable\nhostonlyif ipconfig vboxnet1 --ip 192.168.57.1 --netmask 255.255.255.0\n"
     );
     let map: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(lab.run_dir().join(vbox::NETWORKS_FILE)).expect("recorded"),
@@ -667,22 +671,63 @@ fn hostonly_ranges_virtualbox_would_refuse_are_caught_before_anything_is_created
 #[test]
 fn the_version_is_detected_once_and_shapes_modifyvm() {
     let lab = Lab::new();
-    lab.env(&[("FAKE_VBOX_VERSION", "5.2.44r139111")]);
+    lab.env(&[("FAKE_VBOX_VERSION", "6.1.50_Debianr161033")]);
     let d = lab.driver();
     assert_eq!(d.info().name, "virtualbox");
-    assert_eq!(d.info().version, "5.2.44r139111");
+    assert_eq!(d.info().version, "6.1.50_Debianr161033");
     lab.up(&d, &["node1"]);
-    let mut m = lab.machine("node1");
-    m.nested_virt = true;
-    d.start(&m).expect("start");
+    d.start(&m_with_nested(&lab)).expect("start");
     assert_eq!(lab.count("--version"), 1);
-    assert!(!lab.calls().contains("--nested-hw-virt"));
+    assert!(lab.calls().contains("--nested-hw-virt on"));
+}
 
+#[test]
+fn versions_before_6_1_and_7_0_0_are_refused_before_anything_is_created() {
+    for (version, why) in [
+        ("5.2.44r139111", "6.1 or later"),
+        ("6.0.24r139119", "6.1 or later"),
+        ("7.0.0r153978", "leaves NAT port-forwarding rules out"),
+    ] {
+        let lab = Lab::new();
+        lab.env(&[("FAKE_VBOX_VERSION", version)]);
+        let d = lab.driver();
+        let err = d.create(&lab.machine("node1")).unwrap_err();
+        let v = vbox_err(&err);
+        assert!(
+            matches!(v, VBoxError::UnsupportedVersion { found, .. } if found == version),
+            "{v:?}"
+        );
+        let msg = err.to_string();
+        assert!(msg.contains(version) && msg.contains(why), "{msg}");
+        assert!(v.hint().expect("hint").contains("virtualbox.org"));
+        assert_eq!(lab.calls(), "--version\n", "{version}: nothing else ran");
+        let err = d.networks_up(&lab.run_dir(), &lab.nets()).unwrap_err();
+        assert!(matches!(
+            vbox_err(&err),
+            VBoxError::UnsupportedVersion { .. }
+        ));
+    }
+}
+
+/// What 7.0.0 would have done to labctl: with two rules on NIC 1, `showvminfo` shows none, so
+/// the second boot's `modifyvm` would not delete them and fail on "already exists". The
+/// stand-in reproduces the omission; labctl refuses 7.0.0 (above) instead of tripping on it.
+#[test]
+fn the_7_0_0_stand_in_omits_forwarding_lines() {
     let lab = Lab::new();
     let d = lab.driver();
     lab.up(&d, &["node1"]);
-    d.start(&m_with_nested(&lab)).expect("start");
-    assert!(lab.calls().contains("--nested-hw-virt on"));
+    let m = lab.machine("node1");
+    d.start(&m).expect("start");
+    let info = |lab: &Lab| lab.vboxmanage(&["showvminfo", &m.id, "--machinereadable"]);
+    assert_eq!(info(&lab).matches("Forwarding(").count(), 2);
+    lab.env(&[("FAKE_VBOX_VERSION", "7.0.0r153978")]);
+    assert_eq!(
+        info(&lab).matches("Forwarding(").count(),
+        0,
+        "{}",
+        info(&lab)
+    );
 }
 
 fn m_with_nested(lab: &Lab) -> MachineConfig {

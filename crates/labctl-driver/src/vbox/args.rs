@@ -21,6 +21,9 @@ pub enum Attachment {
     Hostonly(String),
     /// An internal network (`--intnet`), only the VMs are on it.
     Intnet(String),
+    /// A host-only network (`--host-only-net`): VirtualBox 7 on macOS, where host-only
+    /// interfaces are gone.
+    Hostonlynet(String),
 }
 
 /// What the running VirtualBox version supports.
@@ -69,6 +72,9 @@ pub fn import(ovf: &Path, vm: &str, basefolder: &Path) -> Vec<String> {
         vm.into(),
         "--basefolder".into(),
         path(basefolder),
+        // The box's NAT MAC: guests tie their first NIC's configuration to it.
+        "--options".into(),
+        "keepnatmacs".into(),
     ])
 }
 
@@ -80,7 +86,7 @@ pub fn clone_linked(master: &str, snapshot: &str, vm: &str, basefolder: &Path) -
         "--snapshot".into(),
         snapshot.into(),
         "--options".into(),
-        "link".into(),
+        "link,keepnatmacs".into(),
         "--name".into(),
         vm.into(),
         "--register".into(),
@@ -134,9 +140,63 @@ pub fn unregister_delete(vm: &str) -> Vec<String> {
     s(["unregistervm", vm, "--delete"])
 }
 
-/// `hostonlyif create`
+/// `hostonlyif create --machinereadable` (prints the bare interface name, in any language)
 pub fn hostonlyif_create() -> Vec<String> {
-    s(["hostonlyif", "create"])
+    s(["hostonlyif", "create", "--machinereadable"])
+}
+
+/// `list hostonlynets` (VirtualBox 7, macOS)
+pub fn list_hostonlynets() -> Vec<String> {
+    s(["list", "hostonlynets"])
+}
+
+/// `hostonlynet add --name N --netmask M --lower-ip L --upper-ip U --enable`
+pub fn hostonlynet_add(
+    name: &str,
+    netmask: Ipv4Addr,
+    lower: Ipv4Addr,
+    upper: Ipv4Addr,
+) -> Vec<String> {
+    s([
+        "hostonlynet".to_string(),
+        "add".into(),
+        "--name".into(),
+        name.into(),
+        "--netmask".into(),
+        netmask.to_string(),
+        "--lower-ip".into(),
+        lower.to_string(),
+        "--upper-ip".into(),
+        upper.to_string(),
+        "--enable".into(),
+    ])
+}
+
+/// `controlvm NAME natpf1 delete RULE` (running VM)
+pub fn natpf_delete(vm: &str, rule: &str) -> Vec<String> {
+    s(["controlvm", vm, "natpf1", "delete", rule])
+}
+
+/// `controlvm NAME natpf1 SPEC` (running VM)
+pub fn natpf_add(vm: &str, spec: &str) -> Vec<String> {
+    s(["controlvm", vm, "natpf1", spec])
+}
+
+/// NIC 1's NAT rules for a machine: (rule name, `--natpf1` spec), SSH first, bound to
+/// 127.0.0.1 only.
+pub fn nat_rules(m: &MachineConfig) -> Vec<(String, String)> {
+    let mut out = vec![(
+        "ssh".to_string(),
+        format!("ssh,tcp,127.0.0.1,{},,{}", m.ssh.host, m.ssh.guest),
+    )];
+    for f in &m.forwards {
+        let name = forward_rule_name(f.host);
+        out.push((
+            name.clone(),
+            format!("{name},tcp,127.0.0.1,{},,{}", f.host, f.guest),
+        ));
+    }
+    out
 }
 
 /// `hostonlyif ipconfig IF --ip A --netmask M`
@@ -210,33 +270,16 @@ pub fn modifyvm(
     if features.nested_hw_virt {
         push(&["--nested-hw-virt", if m.nested_virt { "on" } else { "off" }]);
     }
-    push(&[
-        "--nic1",
-        "nat",
-        "--macaddress1",
-        &vbox_mac(&m.nat_mac),
-        "--cableconnected1",
-        "on",
-    ]);
+    // NIC 1 keeps the box's MAC (import/clone keep NAT MACs): the guest's own network
+    // configuration for its first NIC may match that MAC.
+    push(&["--nic1", "nat", "--cableconnected1", "on"]);
     if let Some(nic1) = current.and_then(|c| c.nic(1)) {
         for rule in &nic1.nat_rules {
             push(&["--natpf1", "delete", &rule.name]);
         }
     }
-    push(&[
-        "--natpf1",
-        &format!("ssh,tcp,127.0.0.1,{},,{}", m.ssh.host, m.ssh.guest),
-    ]);
-    for f in &m.forwards {
-        push(&[
-            "--natpf1",
-            &format!(
-                "{},tcp,127.0.0.1,{},,{}",
-                forward_rule_name(f.host),
-                f.host,
-                f.guest
-            ),
-        ]);
+    for (_, spec) in nat_rules(m) {
+        push(&["--natpf1", &spec]);
     }
     let mut last = 1u8;
     for (i, (nic, att)) in m.private_nics.iter().zip(nets).enumerate() {
@@ -254,6 +297,12 @@ pub fn modifyvm(
                 &format!("--nic{idx}"),
                 "intnet",
                 &format!("--intnet{idx}"),
+                name,
+            ]),
+            Attachment::Hostonlynet(name) => push(&[
+                &format!("--nic{idx}"),
+                "hostonlynet",
+                &format!("--host-only-net{idx}"),
                 name,
             ]),
         }
@@ -432,9 +481,41 @@ mod tests {
             ),
             setextradata("k8s-1a2b3c4d-m-k8s", "/labctl/id", "k8s-1a2b3c4d-m-k8s"),
             getextradata("k8s-1a2b3c4d-m-k8s", "/labctl/id"),
+            list_hostonlynets(),
+            hostonlynet_add(
+                "labctl-192.168.1.0-24",
+                Ipv4Addr::new(255, 255, 255, 0),
+                Ipv4Addr::new(192, 168, 1, 1),
+                Ipv4Addr::new(192, 168, 1, 254),
+            ),
+            natpf_delete("k8s-1a2b3c4d-m-k8s", "ssh"),
+            natpf_add("k8s-1a2b3c4d-m-k8s", "ssh,tcp,127.0.0.1,60011,,22"),
         ];
         let text: Vec<String> = all.iter().map(|a| a.join(" ")).collect();
         insta::assert_snapshot!(text.join("\n"));
+    }
+
+    #[test]
+    fn hostonly_networks_attach_with_host_only_net() {
+        let argv = modifyvm(
+            &machine(),
+            &[
+                Attachment::Hostonlynet("labctl-192.168.1.0-24".into()),
+                Attachment::Intnet("labctl-1a2b3c4d-storage".into()),
+            ],
+            None,
+            NEW,
+            Path::new("/s.log"),
+        )
+        .join(" ");
+        assert!(
+            argv.contains("--nic2 hostonlynet --host-only-net2 labctl-192.168.1.0-24 --macaddress2 525400BB0001"),
+            "{argv}"
+        );
+        assert!(
+            !argv.contains("--macaddress1"),
+            "NIC 1 keeps the box's MAC: {argv}"
+        );
     }
 
     #[test]

@@ -29,6 +29,17 @@ pub enum VBoxError {
         disk.display()
     )]
     NoOvf { vm: String, disk: PathBuf },
+    #[error("VirtualBox {found} is not supported: {reason}")]
+    UnsupportedVersion { found: String, reason: String },
+    #[error(
+        "{} is not an ARM (arm64) box, and VirtualBox on Apple silicon runs only ARM guests",
+        ovf.display()
+    )]
+    ArchMismatch { ovf: PathBuf },
+    #[error(
+        "snapshot name `{name}` cannot be used with VirtualBox: it prints snapshot names unescaped, so `\"`, `\\` and line breaks are not allowed"
+    )]
+    BadSnapshotName { name: String },
     #[error("machine `{vm}` has no snapshot `{name}`")]
     NoSuchSnapshot { vm: String, name: String },
     #[error("lab network `{network}` is not set up in VirtualBox")]
@@ -72,6 +83,17 @@ impl VBoxError {
                 "add a box made for VirtualBox (`labctl box add` of a virtualbox .box), or use the qemu provider"
                     .into(),
             ),
+            VBoxError::UnsupportedVersion { .. } => Some(
+                "install the current VirtualBox 7.1 (or 7.0.x after 7.0.0, or 6.1.50) from https://www.virtualbox.org/wiki/Downloads, or use the qemu provider"
+                    .into(),
+            ),
+            VBoxError::ArchMismatch { .. } => Some(
+                "use an arm64 box made for VirtualBox, or the qemu provider (QEMU can emulate x86, slowly)"
+                    .into(),
+            ),
+            VBoxError::BadSnapshotName { .. } => {
+                Some("pick a name of letters, digits, `-`, `_`, `.` and spaces".into())
+            }
             VBoxError::NetworkNotUp { .. } => {
                 Some("`labctl up` sets the lab's networks up before starting machines".into())
             }

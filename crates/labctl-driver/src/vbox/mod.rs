@@ -13,9 +13,17 @@
 //! - A VM is labctl's when its settings file lives in the machine directory or it carries
 //!   extradata `/labctl/id` = machine id; a same-named VM that is neither is never touched.
 //!
-//! Not covered: `egress = false` (VirtualBox NAT has no "restrict"), direct kernel boot, and
-//! macOS's host-only *networks* (VirtualBox 7 on Apple hosts); host-only interfaces are left in
-//! place by `networks_down` since other labs or VMs may use them.
+//! - VBoxManage runs with `LC_ALL`/`LANG` set to a UTF-8 C or en_US locale, and only
+//!   machine-readable output is parsed (VirtualBox 7 translates the rest, and its own language
+//!   setting overrides the environment): snapshot names from `showvminfo --machinereadable`,
+//!   the new interface from `hostonlyif create --machinereadable`, list blocks by position.
+//! - Supported: VirtualBox 6.1 and later, except 7.0.0 (it omits `Forwarding(n)` lines).
+//! - VirtualBox 7 on macOS has no host-only interfaces: host-only *networks* instead.
+//! - `LABCTL_VBOX_RECORD=FILE` appends every call (argv, locale, exit, output, duration) to FILE
+//!   as JSON lines, for transcripts users contribute (docs/virtualbox.md).
+//!
+//! Not covered: `egress = false` (VirtualBox NAT has no "restrict") and direct kernel boot;
+//! host-only interfaces are left in place by `networks_down` since other labs or VMs may use them.
 
 pub mod args;
 mod error;
@@ -23,6 +31,8 @@ pub mod parse;
 pub mod preflight;
 
 use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsString;
+use std::io::Write as _;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, OnceLock};
@@ -43,6 +53,18 @@ pub use preflight::{HostOs, PreflightError};
 
 /// Serialises the VBoxManage calls that race inside VirtualBox, process-wide.
 static RACY: Mutex<()> = Mutex::new(());
+/// Serialises appends to the transcript file.
+static RECORD: Mutex<()> = Mutex::new(());
+
+fn check_version(raw: &str, v: VBoxVersion) -> Result<VBoxVersion, VBoxError> {
+    match version_problem(v) {
+        Some(reason) => Err(VBoxError::UnsupportedVersion {
+            found: raw.to_string(),
+            reason: reason.to_string(),
+        }),
+        None => Ok(v),
+    }
+}
 
 fn racy() -> MutexGuard<'static, ()> {
     RACY.lock()
@@ -76,40 +98,155 @@ pub struct VBoxConfig {
     /// `/etc/vbox/networks.conf` (host-only ranges).
     pub networks_conf: PathBuf,
     pub host_os: HostOs,
+    /// The host CPU architecture (`x86_64`, `aarch64`), as `std::env::consts::ARCH` says.
+    pub host_arch: String,
     /// Pause before the first retry of a transient error; doubles after.
     pub retry_backoff: Duration,
     /// How often `stop` looks whether the guest has powered off.
     pub poll_interval: Duration,
+    /// `LC_ALL` and `LANG` for VBoxManage ([`child_locale`]).
+    pub locale: String,
+    /// labctl's data directory: the host-wide host-only network lock lives there.
+    pub data_dir: Option<PathBuf>,
+    /// Append every call to this file as JSON lines (`LABCTL_VBOX_RECORD`).
+    pub record: Option<PathBuf>,
+}
+
+/// The locale VBoxManage runs in: English, UTF-8. Plain `C` gave empty output on some hosts
+/// (vagrant#13145), so a UTF-8 locale: `C.UTF-8` on Linux when it is installed, else
+/// `en_US.UTF-8` (macOS has no `C.UTF-8`). Windows ignores both variables (VirtualBox follows
+/// the system language there), which is why only machine-readable output is parsed.
+pub fn child_locale(host_os: HostOs, c_utf8_installed: bool) -> &'static str {
+    match host_os {
+        HostOs::Linux | HostOs::Other if c_utf8_installed => "C.UTF-8",
+        _ => "en_US.UTF-8",
+    }
+}
+
+fn c_utf8_installed() -> bool {
+    ["/usr/lib/locale/C.utf8", "/usr/lib/locale/C.UTF-8"]
+        .iter()
+        .any(|p| Path::new(p).exists())
+}
+
+/// Where VBoxManage may be installed, in the order to try, for a host OS. `env` reads an
+/// environment variable. Windows: `%VBOX_MSI_INSTALL_PATH%` (set by the MSI installer),
+/// `%VBOX_INSTALL_PATH%` (older installers; may hold several `;`-separated folders), then
+/// `%ProgramFiles%\\Oracle\\VirtualBox` and `C:\\Program Files\\Oracle\\VirtualBox`. Windows
+/// paths are built as text so that this is testable on any host.
+pub fn vboxmanage_candidates(
+    host_os: HostOs,
+    env: &dyn Fn(&str) -> Option<OsString>,
+) -> Vec<PathBuf> {
+    match host_os {
+        HostOs::Windows => {
+            let mut dirs: Vec<String> = Vec::new();
+            for var in ["VBOX_MSI_INSTALL_PATH", "VBOX_INSTALL_PATH"] {
+                if let Some(v) = env(var) {
+                    dirs.extend(
+                        v.to_string_lossy()
+                            .split(';')
+                            .map(str::trim)
+                            .filter(|d| !d.is_empty())
+                            .map(String::from),
+                    );
+                }
+            }
+            if let Some(pf) = env("ProgramFiles") {
+                dirs.push(format!("{}\\Oracle\\VirtualBox", pf.to_string_lossy()));
+            }
+            dirs.push("C:\\Program Files\\Oracle\\VirtualBox".into());
+            let mut out: Vec<PathBuf> = Vec::new();
+            for d in dirs {
+                let p = PathBuf::from(format!(
+                    "{}\\VBoxManage.exe",
+                    d.trim_end_matches(['\\', '/'])
+                ));
+                if !out.contains(&p) {
+                    out.push(p);
+                }
+            }
+            out
+        }
+        HostOs::MacOs => vec![
+            PathBuf::from("/Applications/VirtualBox.app/Contents/MacOS/VBoxManage"),
+            PathBuf::from("/usr/local/bin/VBoxManage"),
+        ],
+        _ => vec![
+            PathBuf::from("/usr/bin/VBoxManage"),
+            PathBuf::from("/usr/local/bin/VBoxManage"),
+            PathBuf::from("/usr/lib/virtualbox/VBoxManage"),
+        ],
+    }
 }
 
 impl VBoxConfig {
-    /// VBoxManage from `LABCTL_VBOXMANAGE`, PATH, or where the installers put it.
+    /// VBoxManage from `LABCTL_VBOXMANAGE`, PATH, or where the installers put it
+    /// ([`vboxmanage_candidates`]).
     pub fn discover() -> Result<VBoxConfig, DriverError> {
-        match find_program("VBoxManage", "LABCTL_VBOXMANAGE", NOT_INSTALLED_HINT) {
+        let host_os = HostOs::current();
+        let name = if host_os == HostOs::Windows {
+            "VBoxManage.exe"
+        } else {
+            "VBoxManage"
+        };
+        match find_program(name, "LABCTL_VBOXMANAGE", NOT_INSTALLED_HINT) {
             Ok(p) => Ok(VBoxConfig::with_program(p)),
-            Err(e) => [
-                "/usr/bin/VBoxManage",
-                "/usr/local/bin/VBoxManage",
-                "/Applications/VirtualBox.app/Contents/MacOS/VBoxManage",
-            ]
-            .iter()
-            .map(PathBuf::from)
-            .find(|p| p.is_file())
-            .map(VBoxConfig::with_program)
-            .ok_or(DriverError::Tool(e)),
+            Err(e) => vboxmanage_candidates(host_os, &|k| std::env::var_os(k))
+                .into_iter()
+                .find(|p| p.is_file())
+                .map(VBoxConfig::with_program)
+                .ok_or(DriverError::Tool(e)),
         }
     }
 
-    /// Defaults for a given VBoxManage.
+    /// Defaults for a given VBoxManage; `LABCTL_VBOX_RECORD` names the transcript file.
     pub fn with_program(vboxmanage: PathBuf) -> VBoxConfig {
+        let host_os = HostOs::current();
         VBoxConfig {
             vboxmanage,
             networks_conf: PathBuf::from(preflight::NETWORKS_CONF),
-            host_os: HostOs::current(),
+            host_os,
+            host_arch: std::env::consts::ARCH.to_string(),
             retry_backoff: Duration::from_millis(500),
             poll_interval: Duration::from_millis(500),
+            locale: child_locale(host_os, c_utf8_installed()).to_string(),
+            data_dir: None,
+            record: std::env::var_os("LABCTL_VBOX_RECORD")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
         }
     }
+
+    /// labctl's data directory (for the host-only network lock).
+    #[must_use]
+    pub fn with_data_dir(mut self, dir: PathBuf) -> VBoxConfig {
+        self.data_dir = Some(dir);
+        self
+    }
+}
+
+/// The oldest VirtualBox labctl drives: 6.0 placed imported disks differently
+/// (ApplianceImplImport.cpp), and 6.1 is the oldest release still seen in classrooms.
+pub const MIN_VERSION: VBoxVersion = VBoxVersion::new(6, 1, 0);
+
+/// Why a VirtualBox version is refused, if it is.
+pub fn version_problem(v: VBoxVersion) -> Option<&'static str> {
+    if v < MIN_VERSION {
+        Some("labctl needs VirtualBox 6.1 or later")
+    } else if v == VBoxVersion::new(7, 0, 0) {
+        Some(
+            "VirtualBox 7.0.0 leaves NAT port-forwarding rules out of `showvminfo --machinereadable` when an adapter has several, so labctl cannot manage them",
+        )
+    } else {
+        None
+    }
+}
+
+/// Whether an OVF describes a 64-bit ARM guest (VirtualBox OS type `*_arm64`).
+pub fn ovf_is_arm(ovf_text: &str) -> bool {
+    let t = ovf_text.to_ascii_lowercase();
+    t.contains("_arm64") || t.contains("aarch64")
 }
 
 /// The VirtualBox driver.
@@ -164,14 +301,59 @@ pub fn master_name(box_dir: &Path) -> String {
 
 /// An exclusive lock on a file, held until the file is dropped (across processes).
 fn file_lock(path: &Path) -> Option<std::fs::File> {
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
     let f = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(path)
         .ok()?;
-    rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive).ok()?;
+    f.lock().ok()?;
     Some(f)
+}
+
+/// The VM's `VBox.log`: `<machine dir>/<vm>/Logs/VBox.log` (clones are made with
+/// `--basefolder <machine dir>`).
+fn vbox_log(m: &MachineConfig) -> PathBuf {
+    m.dir.join(&m.id).join("Logs").join("VBox.log")
+}
+
+fn file_len(p: &Path) -> u64 {
+    std::fs::metadata(p).map_or(0, |m| m.len())
+}
+
+/// The part of a file after `offset` bytes (all of it when the file got shorter: rotated).
+fn read_from(p: &Path, offset: u64) -> String {
+    let Ok(bytes) = std::fs::read(p) else {
+        return String::new();
+    };
+    let start = usize::try_from(offset)
+        .ok()
+        .filter(|o| *o <= bytes.len())
+        .unwrap_or(0);
+    String::from_utf8_lossy(&bytes[start..]).into_owned()
+}
+
+/// One recorded VBoxManage call (`LABCTL_VBOX_RECORD`), a JSON line.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct TranscriptEntry {
+    pub argv: Vec<String>,
+    /// The locale variables VBoxManage ran with.
+    pub env: BTreeMap<String, String>,
+    /// Exit code; None when killed by a signal.
+    pub exit: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub duration_ms: u64,
+}
+
+/// Lab-private host-only networks on this host: (host address, prefix) → name for VirtualBox 7
+/// on macOS (`labctl-192.168.56.0-24`).
+pub fn hostonlynet_name(ip: Ipv4Addr, prefix: u8) -> String {
+    let net = Ipv4Addr::from(u32::from(ip) & u32::from(netmask(prefix)));
+    format!("labctl-{net}-{prefix}")
 }
 
 impl VBoxDriver {
@@ -197,10 +379,14 @@ impl VBoxDriver {
     /// Run VBoxManage. A non-zero exit or `VBoxManage: error:` on stderr is a failure;
     /// transient failures are retried.
     pub fn run(&self, argv: &[String], timeout: Duration) -> Result<Output, VBoxError> {
-        let cmd = Cmd::new(&self.cfg.vboxmanage).args(argv).timeout(timeout);
+        let cmd = Cmd::new(&self.cfg.vboxmanage)
+            .args(argv)
+            .env("LC_ALL", &self.cfg.locale)
+            .env("LANG", &self.cfg.locale)
+            .timeout(timeout);
         let mut attempt = 1;
         loop {
-            let out = cmd.run_unchecked()?;
+            let out = self.run_recorded(&cmd, argv)?;
             if out.status.success() && !parse::reports_error(&out.stderr) {
                 return Ok(out);
             }
@@ -214,14 +400,48 @@ impl VBoxDriver {
         }
     }
 
-    /// The VirtualBox version (detected once).
+    /// One call, appended to the transcript file when recording.
+    fn run_recorded(&self, cmd: &Cmd, argv: &[String]) -> Result<Output, VBoxError> {
+        let started = Instant::now();
+        let out = cmd.run_unchecked()?;
+        if let Some(path) = &self.cfg.record {
+            let entry = TranscriptEntry {
+                argv: argv.to_vec(),
+                env: [
+                    ("LC_ALL".to_string(), self.cfg.locale.clone()),
+                    ("LANG".to_string(), self.cfg.locale.clone()),
+                ]
+                .into_iter()
+                .collect(),
+                exit: out.status.code(),
+                stdout: out.stdout.clone(),
+                stderr: out.stderr.clone(),
+                duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            };
+            let _guard = lock(&RECORD);
+            let written = serde_json::to_string(&entry).ok().and_then(|line| {
+                let mut f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .ok()?;
+                f.write_all(format!("{line}\n").as_bytes()).ok()
+            });
+            if written.is_none() {
+                tracing::warn!(file = %path.display(), "cannot append to the VirtualBox transcript");
+            }
+        }
+        Ok(out)
+    }
+
+    /// The VirtualBox version (detected once); versions labctl cannot drive are refused.
     pub fn version(&self) -> Result<VBoxVersion, VBoxError> {
-        if let Some((_, v)) = self.version.get() {
-            return Ok(*v);
+        if let Some((raw, v)) = self.version.get() {
+            return check_version(raw, *v);
         }
         let _probe = lock(&self.version_probe);
-        if let Some((_, v)) = self.version.get() {
-            return Ok(*v);
+        if let Some((raw, v)) = self.version.get() {
+            return check_version(raw, *v);
         }
         let out = self.run(&args::version(), Duration::from_secs(30))?;
         let v = parse::version(&out.stdout).ok_or_else(|| VBoxError::Unexpected {
@@ -239,8 +459,13 @@ impl VBoxDriver {
             .find(|l| l.starts_with(|c: char| c.is_ascii_digit()))
             .unwrap_or_default()
             .to_string();
-        let _ = self.version.set((raw, v));
-        Ok(v)
+        let _ = self.version.set((raw.clone(), v));
+        check_version(&raw, v)
+    }
+
+    /// VirtualBox 7 on macOS: host-only networks instead of interfaces.
+    fn uses_hostonlynets(&self) -> Result<bool, VBoxError> {
+        Ok(self.cfg.host_os == HostOs::MacOs && self.version()?.at_least(7, 0, 0))
     }
 
     fn features(&self) -> Result<Features, VBoxError> {
@@ -287,17 +512,21 @@ impl VBoxDriver {
         }
     }
 
+    /// Snapshot names, from `showvminfo --machinereadable` (`SnapshotName*`, never translated).
     fn snapshots(&self, vm: &str) -> Result<Vec<String>, VBoxError> {
-        match self.run(&args::snapshot_list(vm), SHORT) {
-            Ok(out) => Ok(parse::snapshot_list(&out.stdout)),
-            Err(e)
-                if e.output()
-                    .is_some_and(|o| o.contains("does not have any snapshots")) =>
-            {
-                Ok(Vec::new())
-            }
-            Err(e) => Err(e),
+        Ok(self.vm_info(vm)?.map(|i| i.snapshots).unwrap_or_default())
+    }
+
+    /// An interrupted import or clone leaves `<base>/<vm>/` with a settings file, and every
+    /// later try fails with "settings file already exists". Called only when no VM of that name
+    /// is registered; the folder is labctl's (inside a box or machine directory).
+    fn clean_machine_folder(&self, base: &Path, vm: &str) -> Result<(), VBoxError> {
+        let folder = base.join(vm);
+        if folder.exists() {
+            tracing::warn!(folder = %folder.display(), "removing a machine folder an interrupted import or clone left behind");
+            std::fs::remove_dir_all(&folder).map_err(io_err("cannot remove", &folder))?;
         }
+        Ok(())
     }
 
     /// The master VM of the box whose OVF is `ovf`, imported and snapshotted if needed.
@@ -315,6 +544,8 @@ impl VBoxDriver {
         let info = match self.vm_info(&name)? {
             Some(info) => info,
             None => {
+                self.check_arch(ovf)?;
+                self.clean_machine_folder(box_dir, &name)?;
                 tracing::info!(ovf = %ovf.display(), vm = %name, "importing the box into VirtualBox (once per box)");
                 self.run(&args::import(ovf, &name, box_dir), LONG)?;
                 self.run(
@@ -346,6 +577,20 @@ impl VBoxDriver {
         .map_err(io_err("cannot write", &path))?;
         lock(&self.masters).insert(ovf.to_path_buf(), name.clone());
         Ok(name)
+    }
+
+    /// Apple-silicon hosts run only ARM guests (VirtualBox 7.1): refuse an x86 box before the
+    /// import rather than fail at the first boot.
+    fn check_arch(&self, ovf: &Path) -> Result<(), VBoxError> {
+        if self.cfg.host_os == HostOs::MacOs && self.cfg.host_arch == "aarch64" {
+            let text = std::fs::read_to_string(ovf).map_err(io_err("cannot read", ovf))?;
+            if !ovf_is_arm(&text) {
+                return Err(VBoxError::ArchMismatch {
+                    ovf: ovf.to_path_buf(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The attachments of the machine's private NICs, from `networks_up`.
@@ -380,7 +625,7 @@ impl VBoxDriver {
         match self.run(&args::poweroff(vm), SHORT) {
             Ok(_) => Ok(()),
             Err(e) => match self.vm_info(vm)? {
-                Some(i) if i.state.is_up() => Err(e),
+                Some(i) if i.state.has_process() => Err(e),
                 _ => Ok(()),
             },
         }
@@ -401,6 +646,8 @@ impl VBoxDriver {
         }
     }
 
+    /// `startvm`; an error after which the VM runs anyway is accepted (VBoxManage has exited
+    /// 1 after a successful start, e.g. when the GUI frontend's session closed early).
     fn startvm(&self, vm: &str) -> Result<(), VBoxError> {
         match self.run(&args::startvm(vm), BOOT) {
             Ok(_) => Ok(()),
@@ -416,6 +663,11 @@ impl VBoxDriver {
                         vm: vm.to_string(),
                         detail,
                     })
+                } else if matches!(e, VBoxError::Tool(ToolError::Failed { .. }))
+                    && self.vm_info(vm)?.is_some_and(|i| i.state.is_up())
+                {
+                    tracing::warn!(vm, error = %e, "startvm reported an error but the VM is running");
+                    Ok(())
                 } else {
                     Err(e)
                 }
@@ -423,57 +675,108 @@ impl VBoxDriver {
         }
     }
 
+    /// Make NIC 1's NAT rules of a running VM what the machine wants (`controlvm natpf1
+    /// delete/add`): a saved VM resumes with the rules it was saved with, and a port that was
+    /// taken moves. Returns a port VirtualBox could not bind, from `VBox.log`.
+    fn apply_forwards_live(
+        &self,
+        m: &MachineConfig,
+        info: &VmInfo,
+    ) -> Result<Option<u16>, VBoxError> {
+        let want = args::nat_rules(m);
+        let have: Vec<parse::NatRule> =
+            info.nic(1).map(|n| n.nat_rules.clone()).unwrap_or_default();
+        let ours = |name: &str| {
+            name == "ssh"
+                || name
+                    .strip_prefix("tcp")
+                    .is_some_and(|p| p.parse::<u16>().is_ok())
+        };
+        let log = vbox_log(m);
+        let offset = file_len(&log);
+        let mut changed = false;
+        for rule in &have {
+            let wanted = want.iter().find(|(n, _)| *n == rule.name);
+            let same =
+                wanted.is_some_and(|(_, spec)| parse::NatRule::parse(spec).as_ref() == Some(rule));
+            if ours(&rule.name) && !same {
+                self.run(&args::natpf_delete(&m.id, &rule.name), SHORT)?;
+                changed = true;
+            }
+        }
+        for (name, spec) in &want {
+            let present = have
+                .iter()
+                .any(|r| r.name == *name && parse::NatRule::parse(spec).as_ref() == Some(r));
+            if !present {
+                self.run(&args::natpf_add(&m.id, spec), SHORT)?;
+                changed = true;
+            }
+        }
+        if !changed {
+            return Ok(None);
+        }
+        Ok(self.taken_port(m, &read_from(&log, offset)))
+    }
+
+    /// The first of the machine's host ports that `VBox.log` text says NAT could not bind.
+    fn taken_port(&self, m: &MachineConfig, log: &str) -> Option<u16> {
+        let ours: Vec<u16> = std::iter::once(m.ssh.host)
+            .chain(m.forwards.iter().map(|f| f.host))
+            .collect();
+        parse::nat_redirect_failures(log)
+            .into_iter()
+            .find(|p| ours.contains(p))
+    }
+
+    /// The last lines of the serial console and, for a VM that died, of `VBox.log`.
+    fn death_note(&self, m: &MachineConfig, serial: &Path) -> String {
+        let mut t = tail_file(serial, 20);
+        let log = tail_file(&vbox_log(m), 15);
+        if !log.trim().is_empty() {
+            if !t.trim().is_empty() {
+                t.push('\n');
+            }
+            t.push_str("VBox.log:\n");
+            t.push_str(&log);
+        }
+        t
+    }
+
+    /// The host-wide lock around host-only network setup, so that two labctl processes do not
+    /// both create an interface for the same subnet.
+    fn hostonly_lock(&self) -> Option<std::fs::File> {
+        let dir = self.cfg.data_dir.clone().unwrap_or_else(std::env::temp_dir);
+        file_lock(&dir.join("vbox-hostonly.lock"))
+    }
+
     fn up_networks(&self, run_dir: &Path, nets: &[NetworkConfig]) -> Result<(), VBoxError> {
         let hostonly: Vec<(&NetworkConfig, (Ipv4Addr, u8))> = nets
             .iter()
             .filter_map(|n| n.host_ip.map(|h| (n, h)))
             .collect();
-        if !hostonly.is_empty() {
-            // Refuse before creating anything.
-            let v = self.version()?;
-            for (_, h) in &hostonly {
-                preflight::check_hostonly_range_on_host(
-                    v,
-                    self.cfg.host_os,
-                    &self.cfg.networks_conf,
-                    *h,
-                )?;
-            }
-        }
         let mut map: BTreeMap<String, Attachment> = BTreeMap::new();
         if !hostonly.is_empty() {
+            let v = self.version()?;
+            let networks = self.uses_hostonlynets()?;
+            if !networks {
+                // Refuse before creating anything. (macOS host-only networks are not
+                // restricted by networks.conf.)
+                for (_, h) in &hostonly {
+                    preflight::check_hostonly_range_on_host(
+                        v,
+                        self.cfg.host_os,
+                        &self.cfg.networks_conf,
+                        *h,
+                    )?;
+                }
+            }
             let _racy = racy();
-            let mut ifs =
-                parse::list_hostonlyifs(&self.run(&args::list_hostonlyifs(), SHORT)?.stdout);
-            for (n, (ip, prefix)) in hostonly {
-                let mask = netmask(prefix);
-                let ifname = match ifs.iter().find(|i| i.ip == Some(ip)) {
-                    Some(i) => {
-                        if i.netmask != Some(mask) {
-                            self.run(&args::hostonlyif_ipconfig(&i.name, ip, mask), SHORT)?;
-                        }
-                        i.name.clone()
-                    }
-                    None => {
-                        let out = self.run(&args::hostonlyif_create(), SHORT)?;
-                        let name = parse::hostonlyif_created(&out.stdout).ok_or_else(|| {
-                            VBoxError::Unexpected {
-                                command: "VBoxManage hostonlyif create".into(),
-                                message: format!("no interface name in {:?}", out.stdout.trim()),
-                            }
-                        })?;
-                        self.run(&args::hostonlyif_ipconfig(&name, ip, mask), SHORT)?;
-                        ifs.push(parse::HostOnlyIf {
-                            name: name.clone(),
-                            ip: Some(ip),
-                            netmask: Some(mask),
-                            dhcp: None,
-                            status: None,
-                        });
-                        name
-                    }
-                };
-                map.insert(n.name.clone(), Attachment::Hostonly(ifname));
+            let _flock = self.hostonly_lock();
+            if networks {
+                self.up_hostonlynets(&hostonly, &mut map)?;
+            } else {
+                self.up_hostonlyifs(&hostonly, &mut map)?;
             }
         }
         for n in nets.iter().filter(|n| n.host_ip.is_none()) {
@@ -494,7 +797,82 @@ impl VBoxDriver {
         Ok(())
     }
 
+    fn up_hostonlyifs(
+        &self,
+        hostonly: &[(&NetworkConfig, (Ipv4Addr, u8))],
+        map: &mut BTreeMap<String, Attachment>,
+    ) -> Result<(), VBoxError> {
+        let mut ifs = parse::list_hostonlyifs(&self.run(&args::list_hostonlyifs(), SHORT)?.stdout);
+        for (n, (ip, prefix)) in hostonly {
+            let (ip, mask) = (*ip, netmask(*prefix));
+            let ifname = match ifs.iter().find(|i| i.ip == Some(ip)) {
+                Some(i) => {
+                    if i.netmask != Some(mask) {
+                        self.run(&args::hostonlyif_ipconfig(&i.name, ip, mask), SHORT)?;
+                    }
+                    i.name.clone()
+                }
+                None => {
+                    let out = self.run(&args::hostonlyif_create(), SHORT)?;
+                    let name = parse::hostonlyif_created(&out.stdout).ok_or_else(|| {
+                        VBoxError::Unexpected {
+                            command: "VBoxManage hostonlyif create --machinereadable".into(),
+                            message: format!("no interface name in {:?}", out.stdout.trim()),
+                        }
+                    })?;
+                    self.run(&args::hostonlyif_ipconfig(&name, ip, mask), SHORT)?;
+                    ifs.push(parse::HostOnlyIf {
+                        name: name.clone(),
+                        ip: Some(ip),
+                        netmask: Some(mask),
+                        dhcp: None,
+                        status: None,
+                    });
+                    name
+                }
+            };
+            map.insert(n.name.clone(), Attachment::Hostonly(ifname));
+        }
+        Ok(())
+    }
+
+    /// VirtualBox 7 on macOS: one host-only network per subnet, the host's address as vmnet's
+    /// start address (`--lower-ip`), the rest of the subnet up to `--upper-ip`.
+    fn up_hostonlynets(
+        &self,
+        hostonly: &[(&NetworkConfig, (Ipv4Addr, u8))],
+        map: &mut BTreeMap<String, Attachment>,
+    ) -> Result<(), VBoxError> {
+        let mut existing =
+            parse::list_hostonlynets(&self.run(&args::list_hostonlynets(), SHORT)?.stdout);
+        for (n, (ip, prefix)) in hostonly {
+            let (ip, mask) = (*ip, netmask(*prefix));
+            let name = match existing
+                .iter()
+                .find(|h| h.lower_ip == Some(ip) && h.netmask == Some(mask))
+            {
+                Some(h) => h.name.clone(),
+                None => {
+                    let name = hostonlynet_name(ip, *prefix);
+                    let broadcast = u32::from(ip) | !u32::from(mask);
+                    let upper = Ipv4Addr::from(broadcast.saturating_sub(1));
+                    self.run(&args::hostonlynet_add(&name, mask, ip, upper), SHORT)?;
+                    existing.push(parse::HostOnlyNet {
+                        name: name.clone(),
+                        netmask: Some(mask),
+                        lower_ip: Some(ip),
+                        upper_ip: Some(upper),
+                    });
+                    name
+                }
+            };
+            map.insert(n.name.clone(), Attachment::Hostonlynet(name));
+        }
+        Ok(())
+    }
+
     fn create_vm(&self, m: &MachineConfig) -> Result<(), VBoxError> {
+        self.version()?;
         if self.lookup(m)?.is_some() {
             return Ok(());
         }
@@ -506,6 +884,7 @@ impl VBoxDriver {
         std::fs::create_dir_all(&m.dir).map_err(io_err("cannot create", &m.dir))?;
         {
             let _racy = racy();
+            self.clean_machine_folder(&m.dir, &m.id)?;
             self.run(
                 &args::clone_linked(&master, MASTER_SNAPSHOT, &m.id, &m.dir),
                 LONG,
@@ -516,18 +895,30 @@ impl VBoxDriver {
     }
 
     fn start_vm(&self, m: &MachineConfig) -> Result<(), DriverError> {
-        let info = self
+        let mut info = self
             .lookup(m)?
             .ok_or_else(|| DriverError::NotCreated { id: m.id.clone() })?;
         if info.state.is_up() {
-            return Ok(());
+            // Running: the forwards may have moved (a port was taken; see below).
+            return match self.apply_forwards_live(m, &info)? {
+                Some(port) => Err(DriverError::PortInUse { port }),
+                None => Ok(()),
+            };
         }
         if !m.egress {
             // The runner tells the user once per lab (Driver::blocks_egress).
             tracing::debug!(vm = %m.id, "VirtualBox NAT cannot block guest internet access");
         }
         let serial = m.dir.join(SERIAL_LOG);
-        if info.state.is_mutable() {
+        if info.state == VmState::GuruMeditation {
+            tracing::warn!(vm = %m.id, "the VM is stuck in a guru meditation; powering it off first");
+            self.force_off(&m.id)?;
+            info = self
+                .lookup(m)?
+                .ok_or_else(|| DriverError::NotCreated { id: m.id.clone() })?;
+        }
+        let configured = info.state.is_mutable();
+        if configured {
             let nets = self.attachments(m)?;
             let argv = args::modifyvm(m, &nets, Some(&info), self.features()?, &serial);
             self.run(&argv, SHORT)?;
@@ -535,13 +926,30 @@ impl VBoxDriver {
         if serial.exists() {
             let _ = std::fs::rename(&serial, m.dir.join(format!("{SERIAL_LOG}.1")));
         }
+        // VirtualBox starts a new VBox.log per boot (the old one becomes VBox.log.1).
+        let log = vbox_log(m);
+        let offset = if log.exists() { file_len(&log) } else { 0 };
         self.startvm(&m.id)?;
-        match self.vm_info(&m.id)? {
-            Some(i) if i.state.is_up() => Ok(()),
-            _ => Err(DriverError::DiedOnStart {
-                id: m.id.clone(),
-                serial_tail: tail_file(&serial, 20),
-            }),
+        let after = match self.vm_info(&m.id)? {
+            Some(i) if i.state.is_up() => i,
+            _ => {
+                return Err(DriverError::DiedOnStart {
+                    id: m.id.clone(),
+                    serial_tail: self.death_note(m, &serial),
+                });
+            }
+        };
+        let mut taken = self.taken_port(m, &read_from(&log, offset));
+        if !configured {
+            // Resumed from a saved state: settings were locked, apply the forwards now.
+            taken = taken.or(self.apply_forwards_live(m, &after)?);
+        }
+        match taken {
+            Some(port) => {
+                tracing::warn!(vm = %m.id, port, "VirtualBox's NAT could not bind a forwarded port (VBox.log: NAT: Failed to redirect)");
+                Err(DriverError::PortInUse { port })
+            }
+            None => Ok(()),
         }
     }
 
@@ -551,6 +959,12 @@ impl VBoxDriver {
             Ok(None) | Err(VBoxError::ForeignVm { .. }) => return Ok(StopOutcome::AlreadyStopped),
             Err(e) => return Err(e),
         };
+        if info.state == VmState::GuruMeditation {
+            self.force_off(&m.id)?;
+            return Ok(StopOutcome::Forced(
+                "the VM was stuck in a guru meditation".into(),
+            ));
+        }
         if !info.state.is_up() {
             return Ok(StopOutcome::AlreadyStopped);
         }
@@ -581,7 +995,7 @@ impl VBoxDriver {
     fn destroy_vm(&self, m: &MachineConfig) -> Result<(), VBoxError> {
         match self.lookup(m) {
             Ok(Some(info)) => {
-                if info.state.is_up() {
+                if info.state.has_process() {
                     self.force_off(&m.id)?;
                 }
                 self.run(&args::unregister_delete(&m.id), LONG)?;
@@ -602,12 +1016,17 @@ impl VBoxDriver {
         let info = self
             .lookup(m)?
             .ok_or_else(|| DriverError::NotCreated { id: m.id.clone() })?;
+        if let SnapshotOp::Save(n) | SnapshotOp::Restore(n) | SnapshotOp::Delete(n) = op
+            && !parse::snapshot_name_ok(n)
+        {
+            return Err(VBoxError::BadSnapshotName { name: n.clone() }.into());
+        }
         match op {
             SnapshotOp::Save(n) => {
                 self.run(&args::snapshot_take(&m.id, n), LONG)?;
             }
             SnapshotOp::Restore(n) => {
-                if !self.snapshots(&m.id)?.contains(n) {
+                if !info.snapshots.contains(n) {
                     return Err(VBoxError::NoSuchSnapshot {
                         vm: m.id.clone(),
                         name: n.clone(),
@@ -616,7 +1035,7 @@ impl VBoxDriver {
                 }
                 // VirtualBox restores only powered-off VMs; a running one comes back running.
                 let was_up = info.state.is_up();
-                if was_up {
+                if info.state.has_process() {
                     self.force_off(&m.id)?;
                 }
                 self.run(&args::snapshot_restore(&m.id, n), LONG)?;
@@ -627,7 +1046,7 @@ impl VBoxDriver {
             SnapshotOp::Delete(n) => {
                 self.run(&args::snapshot_delete(&m.id, n), LONG)?;
             }
-            SnapshotOp::List => {}
+            SnapshotOp::List => return Ok(info.snapshots),
         }
         Ok(self.snapshots(&m.id)?)
     }
@@ -702,7 +1121,12 @@ impl Driver for VBoxDriver {
     fn status(&self, m: &MachineConfig) -> MachineStatus {
         match self.lookup(m) {
             Ok(Some(info)) if info.state.is_up() => MachineStatus::Running { pid: 0 },
-            Ok(Some(_)) => MachineStatus::Stopped,
+            Ok(Some(info)) => {
+                if info.state.is_dead() {
+                    tracing::warn!(vm = %m.id, state = ?info.state, log = %tail_file(&vbox_log(m), 5), "the VM died");
+                }
+                MachineStatus::Stopped
+            }
             Ok(None) | Err(VBoxError::ForeignVm { .. }) => MachineStatus::NotCreated,
             Err(e) => {
                 tracing::warn!(vm = %m.id, error = %e, "cannot read the VM's state");
@@ -712,7 +1136,13 @@ impl Driver for VBoxDriver {
     }
 
     fn console_tail(&self, m: &MachineConfig, lines: usize) -> String {
-        tail_file(&m.dir.join(SERIAL_LOG), lines)
+        let serial = tail_file(&m.dir.join(SERIAL_LOG), lines);
+        if serial.trim().is_empty() {
+            // No console output: VirtualBox's own log says more than nothing.
+            tail_file(&vbox_log(m), lines)
+        } else {
+            serial
+        }
     }
 
     fn snapshot(&self, m: &MachineConfig, op: &SnapshotOp) -> Result<Vec<String>, DriverError> {

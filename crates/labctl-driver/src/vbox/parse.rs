@@ -54,8 +54,19 @@ pub fn version(text: &str) -> Option<VBoxVersion> {
     })
 }
 
-/// `key=value` pairs of `--machinereadable` output, in order, values unquoted and unescaped
-/// (VirtualBox escapes `"` and `\` with a backslash inside quoted strings; numbers are bare).
+/// Keys whose values VirtualBox prints raw, without escaping `"` or `\\`: snapshot names
+/// (VBoxManageInfo.cpp `showSnapshots`, 7.0.14 line 280) and NAT rules (`Forwarding(n)`, line
+/// 1686, "@todo … escaping"). Their value is everything between `="` and the line's last `"`.
+fn is_raw_key(key: &str) -> bool {
+    key.starts_with("SnapshotName")
+        || key.starts_with("CurrentSnapshotName")
+        || key.starts_with("SnapshotDescription")
+        || key.starts_with("Forwarding(")
+}
+
+/// `key=value` pairs of `--machinereadable` output, in order. Quoted values are unescaped
+/// (VirtualBox escapes `"` and `\\` with a backslash for most strings), except for the keys it
+/// prints raw ([`is_raw_key`]); numbers are bare. CRLF line ends are accepted.
 pub fn machine_readable(text: &str) -> Vec<(String, String)> {
     text.lines()
         .filter_map(|line| {
@@ -68,6 +79,7 @@ pub fn machine_readable(text: &str) -> Vec<(String, String)> {
                 (k.to_string(), v)
             };
             let value = match rest.strip_prefix('"') {
+                Some(q) if is_raw_key(&key) => q.strip_suffix('"').unwrap_or(q).to_string(),
                 Some(q) => unquote(q).map_or_else(|| q.to_string(), |(v, _)| v),
                 None => rest.to_string(),
             };
@@ -95,15 +107,20 @@ fn unquote(s: &str) -> Option<(String, usize)> {
     None
 }
 
-/// A machine's state, from `VMState="..."` (VirtualBox's short state names).
+/// A machine's state, from `VMState="..."` (VirtualBox's short state names,
+/// VBoxManageInfo.cpp `machineStateToName`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VmState {
     Running,
     Paused,
     PoweredOff,
+    /// The VM process died (crash, host OOM, killed).
     Aborted,
+    /// `saved` or `aborted-saved`: a state file to resume from; settings are locked.
     Saved,
-    /// Transitional or rare states (`starting`, `stopping`, `saving`, `gurumeditation`, …).
+    /// `gurumeditation`: the VM hit a fatal error; its process waits to be powered off.
+    GuruMeditation,
+    /// Transitional or rare states (`starting`, `stopping`, `saving`, …).
     Other(String),
 }
 
@@ -115,16 +132,28 @@ impl VmState {
             "poweroff" => VmState::PoweredOff,
             "aborted" => VmState::Aborted,
             "saved" | "aborted-saved" => VmState::Saved,
+            "gurumeditation" => VmState::GuruMeditation,
             other => VmState::Other(other.to_string()),
         }
     }
 
-    /// Running or paused: a VM process exists.
+    /// Running, paused or in transition: a working VM process exists.
     pub fn is_up(&self) -> bool {
         matches!(
             self,
             VmState::Running | VmState::Paused | VmState::Other(_) // starting, stopping, live snapshotting, …
         )
+    }
+
+    /// A VM process exists and must be powered off before the VM can start again or be
+    /// deleted (up, or stuck in a guru meditation).
+    pub fn has_process(&self) -> bool {
+        self.is_up() || *self == VmState::GuruMeditation
+    }
+
+    /// The guest died: `aborted` or `gurumeditation`.
+    pub fn is_dead(&self) -> bool {
+        matches!(self, VmState::Aborted | VmState::GuruMeditation)
     }
 
     /// Settings can be changed (`modifyvm` works).
@@ -171,6 +200,8 @@ pub struct NicInfo {
     /// 12 hex digits, no colons.
     pub mac: Option<String>,
     pub hostonly_adapter: Option<String>,
+    /// `hostonly-networkN`: the host-only *network* (VirtualBox 7 on macOS).
+    pub hostonly_network: Option<String>,
     pub intnet: Option<String>,
     pub cable_connected: Option<bool>,
     pub nat_rules: Vec<NatRule>,
@@ -184,6 +215,8 @@ pub struct VmInfo {
     pub state: VmState,
     /// The `.vbox` settings file.
     pub cfg_file: Option<String>,
+    /// `LogFldr`: where `VBox.log` is.
+    pub log_folder: Option<String>,
     pub groups: Option<String>,
     pub cpus: Option<u32>,
     pub memory_mb: Option<u32>,
@@ -192,6 +225,8 @@ pub struct VmInfo {
     /// Serial port 1 log file, when `uartmode1="file,<path>"`.
     pub uart1_file: Option<String>,
     pub current_snapshot: Option<String>,
+    /// Snapshot names in tree order (`SnapshotName*`, VBoxManageInfo.cpp `showSnapshots`).
+    pub snapshots: Vec<String>,
 }
 
 impl VmInfo {
@@ -240,6 +275,8 @@ pub fn showvminfo(text: &str) -> Option<VmInfo> {
             entry(&mut nics, i).mac = Some(v.clone());
         } else if let Some(i) = nic_index(k, "hostonlyadapter") {
             entry(&mut nics, i).hostonly_adapter = Some(v.clone());
+        } else if let Some(i) = nic_index(k, "hostonly-network") {
+            entry(&mut nics, i).hostonly_network = Some(v.clone());
         } else if let Some(i) = nic_index(k, "intnet") {
             entry(&mut nics, i).intnet = Some(v.clone());
         } else if let Some(i) = nic_index(k, "cableconnected") {
@@ -256,12 +293,14 @@ pub fn showvminfo(text: &str) -> Option<VmInfo> {
         uuid: get("UUID")?,
         state: VmState::parse(&get("VMState")?),
         cfg_file: get("CfgFile"),
+        log_folder: get("LogFldr"),
         groups: get("groups"),
         cpus: get("cpus").and_then(|v| v.parse().ok()),
         memory_mb: get("memory").and_then(|v| v.parse().ok()),
         nics,
         uart1_file: get("uartmode1").and_then(|v| v.strip_prefix("file,").map(str::to_string)),
         current_snapshot: get("CurrentSnapshotName"),
+        snapshots: snapshot_names(&pairs),
     })
 }
 
@@ -288,69 +327,175 @@ pub struct HostOnlyIf {
     pub status: Option<String>,
 }
 
-/// `VBoxManage list hostonlyifs`: `Key: value` blocks, one per interface, blank-line separated.
+/// `Key: value` lines of a `list` block, keys dropped (they are translated, the values are not).
+fn key_values(block: &[&str]) -> Vec<String> {
+    block
+        .iter()
+        .filter_map(|l| l.split_once(':').map(|(_, v)| v.trim().to_string()))
+        .collect()
+}
+
+/// `VBoxManage list hostonlyifs`: one block per interface (VBoxManageList.cpp
+/// `listHostOnlyNetworkInterfaces`: Name, GUID, DHCP, IPAddress, NetworkMask, IPV6Address,
+/// IPV6NetworkMaskPrefixLength, HardwareAddress, MediumType, Wireless, Status,
+/// VBoxNetworkName). The keys are translated in VirtualBox 7 (`List::tr`), so this reads the
+/// values by position: the name is the block's first value, the address and the mask the first
+/// two IPv4 values. Blocks are separated by blank lines.
 pub fn list_hostonlyifs(text: &str) -> Vec<HostOnlyIf> {
-    let mut out: Vec<HostOnlyIf> = Vec::new();
-    for line in text.lines() {
-        let Some((key, value)) = line.split_once(':') else {
-            continue;
-        };
-        let value = value.trim();
-        if key.trim() == "Name" {
-            out.push(HostOnlyIf {
-                name: value.to_string(),
-                ip: None,
-                netmask: None,
-                dhcp: None,
-                status: None,
+    let lines: Vec<&str> = text.lines().map(|l| l.trim_end_matches('\r')).collect();
+    lines
+        .split(|l| l.trim().is_empty())
+        .filter_map(|block| {
+            let values = key_values(block);
+            let name = values.first().filter(|n| !n.is_empty())?.clone();
+            let mut ips = values.iter().filter_map(|v| v.parse::<Ipv4Addr>().ok());
+            let (ip, netmask) = (ips.next(), ips.next());
+            // DHCP is the third value, Status the one before VBoxNetworkName (Windows and older
+            // releases print no `Wireless:` line); their words are translated, so English only.
+            let dhcp = values.get(2).and_then(|v| match v.as_str() {
+                "Enabled" => Some(true),
+                "Disabled" => Some(false),
+                _ => None,
             });
-            continue;
-        }
-        let Some(cur) = out.last_mut() else {
+            let status = values
+                .len()
+                .checked_sub(2)
+                .and_then(|i| values.get(i))
+                .filter(|v| ["Up", "Down"].contains(&v.as_str()))
+                .cloned();
+            Some(HostOnlyIf {
+                name,
+                ip,
+                netmask,
+                dhcp,
+                status,
+            })
+        })
+        .collect()
+}
+
+/// One host-only network from `VBoxManage list hostonlynets` (VirtualBox 7 on macOS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostOnlyNet {
+    pub name: String,
+    pub netmask: Option<Ipv4Addr>,
+    /// The host's address on the network (vmnet's start address).
+    pub lower_ip: Option<Ipv4Addr>,
+    pub upper_ip: Option<Ipv4Addr>,
+}
+
+/// `VBoxManage list hostonlynets` (VBoxManageList.cpp `listHostOnlyNetworks`: Name, GUID, a
+/// blank line, State, NetworkMask, LowerIP, UpperIP, `VBoxNetworkName: hostonly-NAME`, a blank
+/// line). Keys are translated; a network ends at its `hostonly-` line, the name is its first
+/// value, the IPv4 values are the mask, the lower and the upper address in that order.
+pub fn list_hostonlynets(text: &str) -> Vec<HostOnlyNet> {
+    let mut out = Vec::new();
+    let mut block: Vec<String> = Vec::new();
+    for line in text.lines() {
+        let Some((_, v)) = line.split_once(':') else {
             continue;
         };
-        match key.trim() {
-            "IPAddress" => cur.ip = value.parse().ok(),
-            "NetworkMask" => cur.netmask = value.parse().ok(),
-            "DHCP" => cur.dhcp = Some(value.eq_ignore_ascii_case("enabled")),
-            "Status" => cur.status = Some(value.to_string()),
-            _ => {}
+        let v = v.trim().to_string();
+        let end = v.starts_with("hostonly-");
+        block.push(v);
+        if end {
+            let mut ips = block.iter().filter_map(|v| v.parse::<Ipv4Addr>().ok());
+            if let Some(name) = block.first().filter(|n| !n.is_empty()) {
+                out.push(HostOnlyNet {
+                    name: name.clone(),
+                    netmask: ips.next(),
+                    lower_ip: ips.next(),
+                    upper_ip: ips.next(),
+                });
+            }
+            block.clear();
         }
     }
     out
 }
 
-/// The interface `VBoxManage hostonlyif create` made: `Interface 'vboxnet0' was successfully
-/// created` (or the bare name with `--machinereadable`).
+/// The interface `VBoxManage hostonlyif create --machinereadable` made: the bare name on its
+/// own line (VBoxManageHostonly.cpp, 6.x and 7.x); progress lines (`0%...`) are skipped. The
+/// English human-readable form, `Interface 'vboxnet0' was successfully created`, is accepted too.
 pub fn hostonlyif_created(text: &str) -> Option<String> {
-    for line in text.lines() {
-        if let Some(rest) = line.trim().strip_prefix("Interface '")
+    let lines: Vec<&str> = text
+        .lines()
+        .map(|l| l.trim())
+        .filter(|l| !l.is_empty() && !l.starts_with(|c: char| c.is_ascii_digit()))
+        .collect();
+    for line in &lines {
+        if let Some(rest) = line.strip_prefix("Interface '")
             && let Some((name, _)) = rest.split_once("' was successfully created")
         {
             return Some(name.to_string());
         }
     }
-    None
+    match lines.as_slice() {
+        [name] if !name.contains('\'') => Some((*name).to_string()),
+        _ => None,
+    }
 }
 
-/// Snapshot names from `VBoxManage snapshot <vm> list --machinereadable` (tree order:
-/// `SnapshotName`, `SnapshotName-1`, `SnapshotName-1-1`, …). "This machine does not have any
-/// snapshots" gives an empty list.
-pub fn snapshot_list(text: &str) -> Vec<String> {
-    machine_readable(text)
-        .into_iter()
+fn snapshot_names(pairs: &[(String, String)]) -> Vec<String> {
+    pairs
+        .iter()
         .filter(|(k, _)| {
             k.strip_prefix("SnapshotName")
                 .is_some_and(|rest| rest.chars().all(|c| c == '-' || c.is_ascii_digit()))
         })
-        .map(|(_, v)| v)
+        .map(|(_, v)| v.clone())
         .collect()
 }
 
-/// `VBoxManage getextradata <vm> <key>`: `Value: <v>`, or `No value set!`.
+/// Snapshot names from `showvminfo --machinereadable` or `snapshot <vm> list
+/// --machinereadable` (tree order: `SnapshotName`, `SnapshotName-1`, `SnapshotName-1-1`, …),
+/// read raw (VirtualBox does not escape them). No lines, no snapshots.
+pub fn snapshot_list(text: &str) -> Vec<String> {
+    snapshot_names(&machine_readable(text))
+}
+
+/// Whether a snapshot name survives VirtualBox's unescaped machine-readable output: no `"`,
+/// no `\\`, no line break, not empty.
+pub fn snapshot_name_ok(name: &str) -> bool {
+    !name.is_empty() && !name.contains(['"', '\\', '\n', '\r'])
+}
+
+/// `VBoxManage getextradata <vm> <key>`: `Value: <v>`, or `No value set!` (VBoxManageMisc.cpp;
+/// both translated in 7.x). Language-independent: the text after the first `: ` of the first
+/// line that has one.
 pub fn extradata_value(text: &str) -> Option<String> {
-    text.lines()
-        .find_map(|l| l.strip_prefix("Value: ").map(|v| v.trim_end().to_string()))
+    text.lines().find_map(|l| {
+        l.trim_end_matches('\r')
+            .split_once(": ")
+            .map(|(_, v)| v.trim_end().to_string())
+    })
+}
+
+/// Host ports VirtualBox's NAT could not bind, from a VM's `VBox.log`: slirp.c logs
+/// `NAT: Failed to redirect TCP 127.0.0.1:2222 -> 0.0.0.0:22 (Address already in use)` and
+/// the VM boots anyway (7.0's DrvNAT.cpp tests `< 0`, slirp returns 1). Older releases wrote
+/// `NAT: failed to redirect TCP 2222 => 22`.
+pub fn nat_redirect_failures(log: &str) -> Vec<u16> {
+    let mut ports = Vec::new();
+    for line in log.lines() {
+        let lower = line.to_ascii_lowercase();
+        let Some(i) = lower.find("nat: failed to redirect ") else {
+            continue;
+        };
+        let rest = &line[i + "nat: failed to redirect ".len()..];
+        let mut words = rest.split_whitespace();
+        let _proto = words.next();
+        let Some(host) = words.next() else {
+            continue;
+        };
+        let port = host.rsplit(':').next().and_then(|p| p.parse::<u16>().ok());
+        if let Some(p) = port
+            && !ports.contains(&p)
+        {
+            ports.push(p);
+        }
+    }
+    ports
 }
 
 /// Whether VBoxManage reported an error on stderr. "Sometimes, VBoxManage fails but doesn't

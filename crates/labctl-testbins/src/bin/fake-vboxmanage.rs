@@ -19,6 +19,26 @@
 //! - `FAKE_VBOX_NO_VTX=1`: `startvm` fails with `VERR_VMX_NO_VMX`.
 //! - `FAKE_VBOX_ACPI=ignore`: the guest ignores the ACPI power button.
 //! - `FAKE_VBOX_ACPI_DELAY_MS`: how long the guest takes to power off after it (default 150).
+//! - Language, as VirtualBox 7 picks it (VirtualBoxTranslator.cpp): `FAKE_VBOX_LANGUAGE_ID`
+//!   (VirtualBox's own language setting, which wins over the environment), else `LC_ALL`, else
+//!   `LC_MESSAGES`, else `LANG`. `ru*` prints the human-readable messages in Russian, with the
+//!   texts of VirtualBox's `VBoxManageNls_ru.ts` ([`ru`]); machine-readable output is never
+//!   translated.
+//! - `FAKE_VBOX_HOST=macos`: a macOS host. With VirtualBox 7 there are no host-only interfaces
+//!   (`hostonlyif create` fails on /dev/vboxnetctl, a VM with one fails at `startvm`: "Host-only
+//!   adapters are no longer supported!"); `hostonlynet add` and `list hostonlynets` work.
+//! - `FAKE_VBOX_VERSION=7.0.0`: `showvminfo` omits `Forwarding(n)` lines when NIC 1 has several
+//!   rules (the 7.0.0 bug Vagrant works around in version_7_0.rb).
+//! - `FAKE_VBOX_TAKEN_PORTS=P[,…]`: those host ports are taken; NAT logs `NAT: Failed to redirect
+//!   TCP 127.0.0.1:P -> 0.0.0.0:G (Address already in use)` to the VM's `Logs/VBox.log` and the VM
+//!   boots anyway (slirp.c returns 1, DrvNAT.cpp tests `< 0`).
+//! - `FAKE_VBOX_STARTVM_EXIT1=1`: `startvm` starts the VM, then reports an error and exits 1.
+//! - `FAKE_VBOX_GURU=1`: the guest crashes at `startvm` into `gurumeditation`, logged in VBox.log.
+//! - `FAKE_VBOX_INTERRUPT=sub:N`: the first N `import`/`clonevm` calls die half-way: the machine
+//!   folder and its settings file exist, nothing is registered.
+//! - `FAKE_VBOX_CRLF=1`: every output line ends in CRLF (VBoxManage.exe on Windows).
+//! - `FAKE_VBOX_REPLAY=FILE`: answer from a transcript (`LABCTL_VBOX_RECORD` JSON lines): each
+//!   call gets the first unused recorded call with the same argv, its stdout, stderr and exit.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -32,6 +52,8 @@ use serde_json::{Map, Value, json};
 const DEFAULT_VERSION: &str = "7.0.20r163906";
 const PROGRESS: &str = "0%...10%...20%...30%...40%...50%...60%...70%...80%...90%...100%";
 const MAX_NICS: u8 = 8;
+/// The NAT MAC of a box whose OVF names none.
+const BOX_MAC: &str = "080027B0C5E1";
 
 /// A failed call: stderr text and exit code.
 struct Fail {
@@ -101,6 +123,31 @@ impl Drop for StateLock {
 struct Fake {
     state: PathBuf,
     version: String,
+    /// Russian messages (see [`ru`]).
+    ru: bool,
+    macos: bool,
+}
+
+/// Human-readable messages in VirtualBox's Russian translation
+/// (src/VBox/Frontends/VBoxManage/nls/VBoxManageNls_ru.ts, contexts Snapshot, Misc, HostOnly,
+/// Info). The `list hostonlyifs` keys other than the name and `getextradata`'s `Value:` were not
+/// looked up: they are marked `[ru]` so that they are still not English.
+mod ru {
+    /// VBoxManageSnapshot.cpp:530 "This machine does not have any snapshots"
+    pub const NO_SNAPSHOTS: &str = "У этой машины нет снимков";
+    /// VBoxManageSnapshot.cpp:493 "Snapshot taken. UUID: %ls"
+    pub const SNAPSHOT_TAKEN: &str = "Снимок сделан. UUID:";
+    /// VBoxManageSnapshot.cpp:549-550 "%s snapshot '%ls' (%ls)", Restoring / Deleting
+    pub const RESTORING: &str = "Восстановление снимка";
+    pub const DELETING: &str = "Удаление снимка";
+    /// VBoxManageMisc.cpp:2670 "Waiting for VM '%ls' to power on..."
+    pub const WAITING: (&str, &str) = ("Ожидание запуска ВМ '", "'...");
+    /// VBoxManageMisc.cpp:2685 "VM '%ls' (%ls) has been successfully started."
+    pub const STARTED: &str = "успешно запущена.";
+    /// VBoxManageHostonly.cpp:114 "Interface '%ls' was successfully created"
+    pub const IF_CREATED: (&str, &str) = ("Интерфейс '", "' успешно создан");
+    /// VBoxManageInfo.cpp:294 "Name:" → "Имя:"
+    pub const NAME: &str = "Имя:";
 }
 
 fn now_ms() -> u64 {
@@ -148,6 +195,20 @@ fn s<'a>(v: &'a Value, k: &str) -> &'a str {
 }
 
 impl Fake {
+    fn major(&self) -> u32 {
+        self.version
+            .split('.')
+            .next()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(7)
+    }
+
+    fn hostonlynets(&self) -> Vec<Value> {
+        read_json(&self.state.join("hostonlynets.json"))
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
+    }
+
     fn vms_dir(&self) -> PathBuf {
         self.state.join("vms")
     }
@@ -266,6 +327,33 @@ impl Fake {
         disk
     }
 
+    /// `FAKE_VBOX_INTERRUPT=sub:N`: the first N calls of `sub` die after writing the machine
+    /// folder (the process is killed: no message, exit 137).
+    fn interrupted(&self, sub: &str) -> Option<Fail> {
+        for spec in env_list("FAKE_VBOX_INTERRUPT") {
+            let Some((name, n)) = spec.split_once(':') else {
+                continue;
+            };
+            if name != sub {
+                continue;
+            }
+            let n: u64 = n.parse().unwrap_or(0);
+            let counter = self.state.join(format!("interrupt-{name}.count"));
+            let done: u64 = fs::read_to_string(&counter)
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+                .unwrap_or(0);
+            if done < n {
+                let _ = fs::write(&counter, (done + 1).to_string());
+                return Some(Fail {
+                    stderr: String::new(),
+                    code: 137,
+                });
+            }
+        }
+        None
+    }
+
     fn run(&self, args: &[String]) -> Res {
         let sub = args.first().map_or("", String::as_str);
         match sub {
@@ -283,6 +371,7 @@ impl Fake {
             "unregistervm" => self.unregistervm(&args[1..]),
             "snapshot" => self.snapshot(&args[1..]),
             "hostonlyif" => self.hostonlyif(&args[1..]),
+            "hostonlynet" => self.hostonlynet(&args[1..]),
             "setextradata" => self.setextradata(&args[1..]),
             "getextradata" => self.getextradata(&args[1..]),
             "" => Err(syntax("No command specified")),
@@ -307,8 +396,38 @@ impl Fake {
                 Ok(())
             }
             Some("hostonlyifs") => {
+                let k = |en: &'static str| -> String {
+                    if self.ru {
+                        format!("[ru]{en}")
+                    } else {
+                        en.to_string()
+                    }
+                };
+                if self.macos && self.major() >= 7 {
+                    // No host-only interfaces on macOS with VirtualBox 7.
+                    return Ok(());
+                }
                 for i in self.hostonlyifs() {
                     let name = s(&i, "name");
+                    if self.ru {
+                        println!("{}            {name}", ru::NAME);
+                        println!("{}:            {}", k("GUID"), s(&i, "guid"));
+                        println!("{}:            {}", k("DHCP"), k("Disabled"));
+                        println!("{}:       {}", k("IPAddress"), s(&i, "ip"));
+                        println!("{}:     {}", k("NetworkMask"), s(&i, "netmask"));
+                        println!("{}:     ", k("IPV6Address"));
+                        println!("{}: 0", k("IPV6NetworkMaskPrefixLength"));
+                        println!(
+                            "{}: 0a:00:27:00:00:{:02x}",
+                            k("HardwareAddress"),
+                            i["index"].as_u64().unwrap_or(0)
+                        );
+                        println!("{}:      Ethernet", k("MediumType"));
+                        println!("{}:        {}", k("Wireless"), k("No"));
+                        println!("{}:          {}", k("Status"), k("Up"));
+                        println!("{}: HostInterfaceNetworking-{name}\n", k("VBoxNetworkName"));
+                        continue;
+                    }
                     println!("Name:            {name}");
                     println!("GUID:            {}", s(&i, "guid"));
                     println!("DHCP:            Disabled");
@@ -324,6 +443,19 @@ impl Fake {
                     println!("Wireless:        No");
                     println!("Status:          Up");
                     println!("VBoxNetworkName: HostInterfaceNetworking-{name}\n");
+                }
+                Ok(())
+            }
+            Some("hostonlynets") if self.major() >= 7 => {
+                for n in self.hostonlynets() {
+                    // VBoxManageList.cpp listHostOnlyNetworks (7.0): note the blank line after GUID.
+                    println!("Name:            {}", s(&n, "name"));
+                    println!("GUID:            {}\n", s(&n, "guid"));
+                    println!("State:           Enabled");
+                    println!("NetworkMask:     {}", s(&n, "netmask"));
+                    println!("LowerIP:         {}", s(&n, "lower"));
+                    println!("UpperIP:         {}", s(&n, "upper"));
+                    println!("VBoxNetworkName: hostonly-{}\n", s(&n, "name"));
                 }
                 Ok(())
             }
@@ -349,12 +481,7 @@ impl Fake {
 
     fn machine_readable(&self, vm: &Value) -> String {
         let mut o = String::new();
-        let major: u32 = self
-            .version
-            .split('.')
-            .next()
-            .and_then(|m| m.parse().ok())
-            .unwrap_or(7);
+        let major = self.major();
         let dir = s(vm, "dir").to_string();
         q(&mut o, "name", s(vm, "name"));
         if major >= 7 {
@@ -437,6 +564,12 @@ impl Fake {
             match ty {
                 "nat" => q(&mut o, &format!("natnet{i}"), "nat"),
                 "hostonly" => q(&mut o, &format!("hostonlyadapter{i}"), s(nic, "hostonly")),
+                // VBoxManageInfo.cpp:1813
+                "hostonlynet" => q(
+                    &mut o,
+                    &format!("hostonly-network{i}"),
+                    s(nic, "hostonlynet"),
+                ),
                 "intnet" => q(&mut o, &format!("intnet{i}"), s(nic, "intnet")),
                 _ => {}
             }
@@ -460,7 +593,9 @@ impl Fake {
                     q(&mut o, k, v);
                 }
                 let rules = nic["rules"].as_array().cloned().unwrap_or_default();
-                for (r, rule) in rules.iter().enumerate() {
+                // 7.0.0 printed no Forwarding lines for an adapter with several rules.
+                let omit = self.version.starts_with("7.0.0") && rules.len() > 1;
+                for (r, rule) in rules.iter().enumerate().filter(|_| !omit) {
                     // VirtualBox does not escape these (see the @todo in VBoxManageInfo.cpp).
                     o.push_str(&format!(
                         "Forwarding({r})=\"{}\"\n",
@@ -519,9 +654,28 @@ impl Fake {
             ]));
         }
         let disk = Self::write_vm_files(&vm, &format!("{name}-disk001.vmdk"));
+        if let Some(f) = self.interrupted("import") {
+            return Err(f);
+        }
         vm["disk"] = json!(disk);
         vm["memory"] = json!(1024);
         vm["cpus"] = json!(2);
+        // The NAT MAC: the OVF's with --options keepnatmacs/keepallmacs, else a new one.
+        let keep = opts.get("--options").is_some_and(|o| {
+            o.split(',').any(|x| {
+                x.eq_ignore_ascii_case("keepnatmacs") || x.eq_ignore_ascii_case("keepallmacs")
+            })
+        });
+        if keep {
+            let text = fs::read_to_string(ovf).unwrap_or_default();
+            let mac = text
+                .split("MACAddress=\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap_or(BOX_MAC)
+                .to_string();
+            vm["nics"]["1"]["mac"] = json!(mac);
+        }
         self.save(&vm);
         eprintln!("{PROGRESS}");
         println!("Interpreting {ovf}...\nOK.\n{PROGRESS}\nSuccessfully imported the appliance.");
@@ -571,10 +725,17 @@ impl Fake {
         for k in ["cpus", "memory", "ostype", "nested", "uart1", "uartmode1"] {
             vm[k] = src[k].clone();
         }
-        // New MACs for every NIC (clonevm's default without keepallmacs/keepnatmacs).
+        // New MACs for every NIC unless KeepAllMACs, or KeepNATMACs for NAT ones
+        // (VBoxManageMisc.cpp parseCloneOptions, case-insensitive).
+        let copt = |w: &str| {
+            opts.get("--options")
+                .is_some_and(|o| o.split(',').any(|x| x.eq_ignore_ascii_case(w)))
+        };
+        let (keep_all, keep_nat) = (copt("keepallmacs"), copt("keepnatmacs"));
         let mut nics = src["nics"].as_object().cloned().unwrap_or_default();
         for nic in nics.values_mut() {
-            if nic["mac"].is_string() {
+            let keep = keep_all || (keep_nat && s(nic, "type") == "nat");
+            if nic["mac"].is_string() && !keep {
                 nic["mac"] = json!(self.new_mac());
             }
         }
@@ -585,6 +746,9 @@ impl Fake {
             format!("{name}-disk1.vmdk")
         };
         vm["disk"] = json!(Self::write_vm_files(&vm, &disk_name));
+        if let Some(f) = self.interrupted("clonevm") {
+            return Err(f);
+        }
         if linked {
             vm["linked_to"] = json!(s(&src, "uuid"));
         }
@@ -634,6 +798,7 @@ impl Fake {
                         "bridged",
                         "intnet",
                         "hostonly",
+                        "hostonlynet",
                         "generic",
                         "natnetwork",
                     ]
@@ -659,6 +824,10 @@ impl Fake {
                 "--hostonlyadapter" if nic_ok => {
                     let v = value(&mut it, opt)?;
                     nic_entry(self, &mut vm, &nic_key)["hostonly"] = json!(v);
+                }
+                "--host-only-net" if nic_ok && self.major() >= 7 => {
+                    let v = value(&mut it, opt)?;
+                    nic_entry(self, &mut vm, &nic_key)["hostonlynet"] = json!(v);
                 }
                 "--intnet" if nic_ok => {
                     let v = value(&mut it, opt)?;
@@ -757,7 +926,11 @@ impl Fake {
                 "Details: code VBOX_E_INVALID_OBJECT_STATE (0x80bb0007), component MachineWrap, interface IMachine, callee nsISupports",
             ]));
         }
-        println!("Waiting for VM \"{name}\" to power on...");
+        if self.ru {
+            println!("{}{name}{}", ru::WAITING.0, ru::WAITING.1);
+        } else {
+            println!("Waiting for VM '{name}' to power on...");
+        }
         if std::env::var("FAKE_VBOX_NO_VTX").is_ok_and(|v| v == "1") {
             return Err(fail(&[
                 "VT-x is not available (VERR_VMX_NO_VMX)",
@@ -769,7 +942,21 @@ impl Fake {
             .iter()
             .map(|i| s(i, "name").to_string())
             .collect();
+        let nets: Vec<String> = self
+            .hostonlynets()
+            .iter()
+            .map(|i| s(i, "name").to_string())
+            .collect();
         for nic in vm["nics"].as_object().cloned().unwrap_or_default().values() {
+            if s(nic, "type") == "hostonly" && self.macos && self.major() >= 7 {
+                // vagrant#12959
+                return Err(fail(&[
+                    "Host-only adapters are no longer supported!",
+                    "For your convenience a host-only network named 'HostInterfaceNetworking-vboxnet0' has been created with network mask '255.255.255.0' and IP address range '192.168.56.1' - '192.168.56.254'.",
+                    "To fix this problem, switch to 'Host-only Network' attachment type in the VM settings.",
+                    "Details: code NS_ERROR_FAILURE (0x80004005), component ConsoleWrap, interface IConsole",
+                ]));
+            }
             if s(nic, "type") == "hostonly" && !ifs.iter().any(|i| i == s(nic, "hostonly")) {
                 return Err(fail(&[
                     &format!(
@@ -778,6 +965,15 @@ impl Fake {
                     ),
                     "Failed to attach the network LUN (VERR_INTNET_FLT_IF_NOT_FOUND)",
                     "Details: code NS_ERROR_FAILURE (0x80004005), component ConsoleWrap, interface IConsole",
+                ]));
+            }
+            if s(nic, "type") == "hostonlynet" && !nets.iter().any(|i| i == s(nic, "hostonlynet")) {
+                return Err(fail(&[
+                    &format!(
+                        "Could not find a host-only network named '{}'",
+                        s(nic, "hostonlynet")
+                    ),
+                    "Details: code VBOX_E_OBJECT_NOT_FOUND (0x80bb0001), component ConsoleWrap, interface IConsole",
                 ]));
             }
         }
@@ -791,10 +987,37 @@ impl Fake {
                 "\x1b[0;32m[    0.000000]\x1b[0m Linux version 6.1.0-fake (stand-in console)\r\nDebian GNU/Linux 12 {name} ttyS0\r\n\r\n{name} login: "
             );
         }
-        vm["state"] = json!("running");
+        // A new VBox.log per start; the previous one becomes VBox.log.1.
+        let logs = PathBuf::from(s(&vm, "dir")).join("Logs");
+        let _ = fs::create_dir_all(&logs);
+        let _ = fs::rename(logs.join("VBox.log"), logs.join("VBox.log.1"));
+        let mut log = format!(
+            "00:00:00.000000 VirtualBox VM {} linux.amd64 (fake-vboxmanage) release log\n00:00:00.000100 Log opened 2026-01-05T09:00:00.000000000Z\n",
+            self.version
+        );
+        for rule in nat_rules(&vm) {
+            log.push_str(&nat_log_line(&rule));
+        }
+        let guru = std::env::var("FAKE_VBOX_GURU").is_ok_and(|v| v == "1");
+        if guru {
+            log.push_str("00:00:02.100000 !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n00:00:02.100001 !!\n00:00:02.100002 !!         VCPU0: Guru Meditation -2403 (VERR_TRPM_DONT_PANIC)\n00:00:02.100003 !!\n");
+        }
+        let _ = fs::write(logs.join("VBox.log"), log);
+        vm["state"] = json!(if guru { "gurumeditation" } else { "running" });
         vm["acpi_off_at"] = Value::Null;
         self.save(&vm);
-        println!("VM \"{name}\" has been successfully started.");
+        let uuid = s(&vm, "uuid");
+        if self.ru {
+            println!("ВМ '{name}' ({uuid}) {}", ru::STARTED);
+        } else {
+            println!("VM '{name}' ({uuid}) has been successfully started.");
+        }
+        if std::env::var("FAKE_VBOX_STARTVM_EXIT1").is_ok_and(|v| v == "1") {
+            return Err(fail(&[
+                "The VM session was closed before any attempt to power it on",
+                "Details: code E_FAIL (0x80004005), component SessionMachine, interface ISession",
+            ]));
+        }
         Ok(())
     }
 
@@ -804,10 +1027,62 @@ impl Fake {
         };
         let mut vm = self.vm(name)?;
         let name = s(&vm, "name").to_string();
+        if s(&vm, "state") == "gurumeditation" && action == "poweroff" {
+            vm["state"] = json!("poweroff");
+            self.save(&vm);
+            eprintln!("{PROGRESS}");
+            return Ok(());
+        }
         if !matches!(s(&vm, "state"), "running" | "paused") {
             return Err(not_running(&name));
         }
         match action.as_str() {
+            "natpf1" => {
+                let Some(spec) = args.get(2) else {
+                    return Err(syntax("Missing argument to 'natpf1'"));
+                };
+                let mut rules: Vec<String> = vm["nics"]["1"]["rules"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|r| r.as_str().map(String::from))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if spec == "delete" {
+                    let Some(rule) = args.get(3) else {
+                        return Err(syntax("Missing argument to 'natpf1 delete'"));
+                    };
+                    let before = rules.len();
+                    rules.retain(|r| r.split(',').next() != Some(rule.as_str()));
+                    if rules.len() == before {
+                        return Err(fail(&[
+                            "A NAT rule for this name does not exist",
+                            "Details: code NS_ERROR_INVALID_ARG (0x80070057), component NATEngineWrap, interface INATEngine",
+                        ]));
+                    }
+                } else {
+                    let f: Vec<&str> = spec.split(',').collect();
+                    if f.len() != 6 || f[3].parse::<u16>().is_err() || f[5].parse::<u16>().is_err()
+                    {
+                        return Err(syntax(&format!("Invalid NAT rule '{spec}'")));
+                    }
+                    if rules.iter().any(|r| r.split(',').next() == Some(f[0])) {
+                        return Err(fail(&[
+                            "A NAT rule of this name already exists",
+                            "Details: code NS_ERROR_INVALID_ARG (0x80070057), component NATEngineWrap, interface INATEngine",
+                        ]));
+                    }
+                    rules.push(spec.clone());
+                    // The running NAT engine binds it now, or logs that it cannot.
+                    let log = PathBuf::from(s(&vm, "dir")).join("Logs/VBox.log");
+                    if let Ok(mut lf) = fs::OpenOptions::new().create(true).append(true).open(&log)
+                    {
+                        let _ = lf.write_all(nat_log_line(spec).as_bytes());
+                    }
+                }
+                vm["nics"]["1"]["rules"] = json!(rules);
+            }
             "acpipowerbutton" => {
                 if std::env::var("FAKE_VBOX_ACPI").is_ok_and(|v| v == "ignore") {
                     return Ok(());
@@ -912,7 +1187,11 @@ impl Fake {
                 }));
                 vm["current"] = json!(uuid);
                 eprintln!("{PROGRESS}");
-                println!("Snapshot taken. UUID: {uuid}");
+                if self.ru {
+                    println!("{} {uuid}", ru::SNAPSHOT_TAKEN);
+                } else {
+                    println!("Snapshot taken. UUID: {uuid}");
+                }
             }
             "restore" => {
                 let Some(snap) = args.get(2) else {
@@ -937,7 +1216,12 @@ impl Fake {
                     "poweroff"
                 });
                 println!(
-                    "Restoring snapshot '{}' ({})",
+                    "{} '{}' ({})",
+                    if self.ru {
+                        ru::RESTORING
+                    } else {
+                        "Restoring snapshot"
+                    },
                     s(&snaps[i], "name"),
                     s(&snaps[i], "uuid")
                 );
@@ -958,7 +1242,12 @@ impl Fake {
                     vm["current"] = gone["parent"].clone();
                 }
                 println!(
-                    "Deleting snapshot '{}' ({})",
+                    "{} '{}' ({})",
+                    if self.ru {
+                        ru::DELETING
+                    } else {
+                        "Deleting snapshot"
+                    },
                     s(&gone, "name"),
                     s(&gone, "uuid")
                 );
@@ -966,7 +1255,14 @@ impl Fake {
             }
             "list" => {
                 if snaps.is_empty() {
-                    println!("This machine does not have any snapshots");
+                    println!(
+                        "{}",
+                        if self.ru {
+                            ru::NO_SNAPSHOTS
+                        } else {
+                            "This machine does not have any snapshots"
+                        }
+                    );
                     return Err(Fail {
                         stderr: String::new(),
                         code: 1,
@@ -993,6 +1289,13 @@ impl Fake {
         let mut ifs = self.hostonlyifs();
         match args.first().map(String::as_str) {
             Some("create") => {
+                if self.macos && self.major() >= 7 {
+                    // vagrant#12967
+                    return Err(fail(&[
+                        "VBoxNetAdpCtl: Error while adding new interface: failed to open /dev/vboxnetctl: No such file or directory",
+                        "Details: code NS_ERROR_FAILURE (0x80004005), component HostNetworkInterfaceWrap, interface IHostNetworkInterface",
+                    ]));
+                }
                 let index = (0u64..)
                     .find(|n| !ifs.iter().any(|i| i["index"].as_u64() == Some(*n)))
                     .unwrap_or(0);
@@ -1005,7 +1308,15 @@ impl Fake {
                     "netmask": "255.255.255.0",
                 }));
                 self.save_hostonlyifs(&ifs);
-                println!("{PROGRESS}\nInterface '{name}' was successfully created");
+                println!("{PROGRESS}");
+                if args.iter().any(|a| a == "--machinereadable") {
+                    // VBoxManageHostonly.cpp: the bare name.
+                    println!("{name}");
+                } else if self.ru {
+                    println!("{}{name}{}", ru::IF_CREATED.0, ru::IF_CREATED.1);
+                } else {
+                    println!("Interface '{name}' was successfully created");
+                }
                 Ok(())
             }
             Some("ipconfig") => {
@@ -1035,6 +1346,41 @@ impl Fake {
                 };
                 ifs.retain(|i| s(i, "name") != name);
                 self.save_hostonlyifs(&ifs);
+                Ok(())
+            }
+            _ => Err(syntax("Unknown sub-command")),
+        }
+    }
+
+    fn hostonlynet(&self, args: &[String]) -> Res {
+        if self.major() < 7 {
+            return Err(syntax("Invalid command 'hostonlynet'"));
+        }
+        let opts = options(&args[1..]);
+        match args.first().map(String::as_str) {
+            Some("add") => {
+                let mut nets = self.hostonlynets();
+                let get = |k: &str| opts.get(k).cloned().unwrap_or_default();
+                for k in ["--name", "--netmask", "--lower-ip", "--upper-ip"] {
+                    if get(k).is_empty() {
+                        return Err(syntax(&format!("The {k} parameter must be specified")));
+                    }
+                }
+                if nets.iter().any(|n| s(n, "name") == get("--name")) {
+                    return Err(fail(&[&format!(
+                        "A host-only network named '{}' already exists",
+                        get("--name")
+                    )]));
+                }
+                let guid = self.new_uuid();
+                nets.push(json!({
+                    "name": get("--name"),
+                    "guid": guid,
+                    "netmask": get("--netmask"),
+                    "lower": get("--lower-ip"),
+                    "upper": get("--upper-ip"),
+                }));
+                write_json(&self.state.join("hostonlynets.json"), &json!(nets));
                 Ok(())
             }
             _ => Err(syntax("Unknown sub-command")),
@@ -1086,10 +1432,46 @@ impl Fake {
             self.vm(target)?["extradata"].clone()
         };
         match data.get(key.as_str()).and_then(Value::as_str) {
+            Some(v) if !v.is_empty() && self.ru => println!("[ru]Значение: {v}"),
             Some(v) if !v.is_empty() => println!("Value: {v}"),
+            _ if self.ru => println!("[ru]Значение не установлено!"),
             _ => println!("No value set!"),
         }
         Ok(())
+    }
+}
+
+/// NIC 1's NAT rules (`name,tcp,hostip,hostport,guestip,guestport`).
+fn nat_rules(vm: &Value) -> Vec<String> {
+    vm["nics"]["1"]["rules"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|r| r.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// What VirtualBox's NAT logs for a rule (slirp.c): "Set redirect", or "Failed to redirect"
+/// when the host port is taken (`FAKE_VBOX_TAKEN_PORTS`).
+fn nat_log_line(rule: &str) -> String {
+    let f: Vec<&str> = rule.split(',').collect();
+    if f.len() != 6 {
+        return String::new();
+    }
+    let host_ip = if f[2].is_empty() { "0.0.0.0" } else { f[2] };
+    let taken = env_list("FAKE_VBOX_TAKEN_PORTS").iter().any(|p| p == f[3]);
+    if taken {
+        format!(
+            "00:00:01.234567 NAT: Failed to redirect TCP {host_ip}:{} -> 0.0.0.0:{} (Address already in use)\n",
+            f[3], f[5]
+        )
+    } else {
+        format!(
+            "00:00:01.234567 NAT: Set redirect TCP {host_ip}:{} -> 0.0.0.0:{}\n",
+            f[3], f[5]
+        )
     }
 }
 
@@ -1152,16 +1534,11 @@ fn snapshot_tree(vm: &Value) -> String {
     let snaps: Vec<Value> = vm["snapshots"].as_array().cloned().unwrap_or_default();
     let mut out = String::new();
     fn walk(snaps: &[Value], vm: &Value, node: &Value, prefix: &str, out: &mut String) {
-        out.push_str(&format!(
-            "SnapshotName{prefix}=\"{}\"\n",
-            esc(s(node, "name"))
-        ));
+        // Raw, as VBoxManageInfo.cpp prints snapshot names (no escaping).
+        out.push_str(&format!("SnapshotName{prefix}=\"{}\"\n", s(node, "name")));
         out.push_str(&format!("SnapshotUUID{prefix}=\"{}\"\n", s(node, "uuid")));
         if vm["current"] == node["uuid"] {
-            out.push_str(&format!(
-                "CurrentSnapshotName=\"{}\"\n",
-                esc(s(node, "name"))
-            ));
+            out.push_str(&format!("CurrentSnapshotName=\"{}\"\n", s(node, "name")));
             out.push_str(&format!("CurrentSnapshotUUID=\"{}\"\n", s(node, "uuid")));
             out.push_str(&format!("CurrentSnapshotNode=\"SnapshotName{prefix}\"\n"));
         }
@@ -1179,8 +1556,80 @@ fn snapshot_tree(vm: &Value) -> String {
     out
 }
 
+/// The language VirtualBox 7 would print in (VirtualBoxTranslator.cpp): its own setting,
+/// else LC_ALL, LC_MESSAGES, LANG (the first that is set and not empty).
+fn language() -> String {
+    ["FAKE_VBOX_LANGUAGE_ID", "LC_ALL", "LC_MESSAGES", "LANG"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        .unwrap_or_default()
+}
+
+/// `FAKE_VBOX_CRLF=1`: run again without it and turn every `\n` into `\r\n`.
+fn crlf(args: &[String]) -> ExitCode {
+    let out = std::env::current_exe().and_then(|exe| {
+        std::process::Command::new(exe)
+            .args(args)
+            .env_remove("FAKE_VBOX_CRLF")
+            .output()
+    });
+    let Ok(out) = out else {
+        eprintln!("fake-vboxmanage: cannot re-run itself");
+        return ExitCode::from(2);
+    };
+    let conv = |b: &[u8]| {
+        String::from_utf8_lossy(b)
+            .replace("\r\n", "\n")
+            .replace('\n', "\r\n")
+    };
+    print!("{}", conv(&out.stdout));
+    eprint!("{}", conv(&out.stderr));
+    let _ = std::io::stdout().flush();
+    ExitCode::from(u8::try_from(out.status.code().unwrap_or(1)).unwrap_or(1))
+}
+
+/// `FAKE_VBOX_REPLAY=FILE`: the first unused recorded call with this argv.
+fn replay(state: &Path, file: &Path, args: &[String]) -> ExitCode {
+    let text = fs::read_to_string(file).unwrap_or_default();
+    let used_path = state.join("replay-used.json");
+    let mut used: Vec<u64> = read_json(&used_path)
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default();
+    for (i, line) in text.lines().enumerate() {
+        let i = i as u64;
+        let Ok(entry) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        let argv: Vec<String> = entry["argv"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if argv != args || used.contains(&i) {
+            continue;
+        }
+        used.push(i);
+        write_json(&used_path, &json!(used));
+        print!("{}", s(&entry, "stdout"));
+        eprint!("{}", s(&entry, "stderr"));
+        let code = entry["exit"].as_i64().unwrap_or(1);
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
+    eprintln!(
+        "fake-vboxmanage: no unused recorded call for {args:?} in {}",
+        file.display()
+    );
+    ExitCode::from(2)
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if std::env::var("FAKE_VBOX_CRLF").is_ok_and(|v| v == "1") {
+        return crlf(&args);
+    }
     let Some(state) = std::env::var_os("FAKE_VBOX_STATE").map(PathBuf::from) else {
         eprintln!(
             "fake-vboxmanage: FAKE_VBOX_STATE is not set (this is a test stand-in for VBoxManage)"
@@ -1197,9 +1646,14 @@ fn main() -> ExitCode {
         let line: Vec<String> = args.iter().map(|a| quote_arg(a)).collect();
         let _ = writeln!(log, "{}", line.join(" "));
     }
+    if let Some(file) = std::env::var_os("FAKE_VBOX_REPLAY").filter(|v| !v.is_empty()) {
+        return replay(&state, Path::new(&file), &args);
+    }
     let fake = Fake {
         state: state.clone(),
         version: std::env::var("FAKE_VBOX_VERSION").unwrap_or_else(|_| DEFAULT_VERSION.into()),
+        ru: language().starts_with("ru"),
+        macos: std::env::var("FAKE_VBOX_HOST").is_ok_and(|v| v == "macos"),
     };
     let sub = args.first().cloned().unwrap_or_default();
 
