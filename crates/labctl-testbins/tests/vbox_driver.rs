@@ -781,3 +781,598 @@ fn discover_honours_labctl_vboxmanage() {
     );
     assert_eq!(lab.calls(), "--version\n");
 }
+
+// ---- Stand-in modes: VirtualBox as users have it (issue #15) ----
+
+/// The calls since the last `clear_calls`, `showvminfo` polls left out.
+fn actions(lab: &Lab) -> Vec<String> {
+    lab.calls()
+        .lines()
+        .filter(|l| !l.starts_with("showvminfo "))
+        .map(String::from)
+        .collect()
+}
+
+/// The fake's output for a call, run with extra environment (no assertion on success).
+fn fake_raw(lab: &Lab, env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
+    let mut c = Command::new(lab.wrapper());
+    c.args(args).env_remove("LC_ALL").env_remove("LC_MESSAGES");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("run fake")
+}
+
+fn ssh_rule(lab: &Lab, vm: &str) -> String {
+    lab.vboxmanage(&["showvminfo", vm, "--machinereadable"])
+        .lines()
+        .find(|l| l.starts_with("Forwarding(") && l.contains("\"ssh,"))
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn russian_virtualbox_works_through_machine_readable_output() {
+    // 1: the user's locale is Russian; labctl's LC_ALL wins. 2: VirtualBox's own language
+    // setting is Russian; it wins over LC_ALL, and only machine-readable parsing helps.
+    for vars in [
+        [("LANG", "ru_RU.UTF-8")],
+        [("FAKE_VBOX_LANGUAGE_ID", "ru_RU")],
+    ] {
+        let lab = Lab::new();
+        lab.env(&vars);
+        // The stand-in really speaks Russian here (VBoxManageNls_ru.ts texts).
+        let out = fake_raw(&lab, &[], &["hostonlyif", "create"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("Интерфейс 'vboxnet0' успешно создан"),
+            "{text}"
+        );
+        lab.vboxmanage(&[
+            "hostonlyif",
+            "ipconfig",
+            "vboxnet0",
+            "--ip",
+            "192.168.56.1",
+            "--netmask",
+            "255.255.255.0",
+        ]);
+        lab.clear_calls();
+        let d = lab.driver();
+        lab.up(&d, &["node1"]);
+        d.networks_up(&lab.run_dir(), &lab.nets()).expect("again");
+        assert_eq!(
+            lab.count("hostonlyif create"),
+            0,
+            "{vars:?}: the existing interface is found, not duplicated: {}",
+            lab.calls()
+        );
+        let m = lab.machine("node1");
+        assert!(d.snapshot(&m, &SnapshotOp::List).expect("list").is_empty());
+        d.start(&m).expect("start");
+        assert_eq!(
+            d.snapshot(&m, &SnapshotOp::Save("provisioned".into()))
+                .expect("save"),
+            ["provisioned"]
+        );
+        d.stop(&m, StopMode::Graceful(Duration::from_secs(10)))
+            .expect("stop");
+        assert_eq!(d.status(&m), MachineStatus::Stopped);
+        // A same-named VM elsewhere marked as labctl's is adopted through getextradata.
+        let n2 = lab.machine("node2");
+        let elsewhere = lab.root().join("elsewhere");
+        lab.vboxmanage(&[
+            "import",
+            lab.ovf().to_str().expect("utf8"),
+            "--vsys",
+            "0",
+            "--vmname",
+            &n2.id,
+            "--basefolder",
+            elsewhere.to_str().expect("utf8"),
+        ]);
+        lab.vboxmanage(&["setextradata", &n2.id, vbox::EXTRADATA_ID, &n2.id]);
+        assert_eq!(d.status(&n2), MachineStatus::Stopped, "{vars:?}");
+        d.destroy(&m).expect("destroy");
+    }
+}
+
+#[test]
+fn macos_virtualbox_7_uses_host_only_networks() {
+    let lab = Lab::new();
+    lab.env(&[("FAKE_VBOX_HOST", "macos")]);
+    let out = fake_raw(&lab, &[], &["hostonlyif", "create"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/dev/vboxnetctl"));
+    let d = VBoxDriver::new(VBoxConfig {
+        host_os: HostOs::MacOs,
+        locale: "en_US.UTF-8".into(),
+        ..lab.config()
+    });
+    let nets = vec![
+        NetworkConfig {
+            name: "private".into(),
+            // Outside 192.168.56.0/21 and no networks.conf: fine for host-only networks.
+            host_ip: Some((Ipv4Addr::new(192, 168, 1, 1), 24)),
+        },
+        NetworkConfig {
+            name: "storage".into(),
+            host_ip: None,
+        },
+    ];
+    lab.clear_calls();
+    d.networks_up(&lab.run_dir(), &nets).expect("networks_up");
+    assert_eq!(
+        lab.calls(),
+        "--version\nlist hostonlynets\nhostonlynet add --name labctl-192.168.1.0-24 --netmask 255.255.255.0 --lower-ip 192.168.1.1 --upper-ip 192.168.1.254 --enable\n"
+    );
+    lab.clear_calls();
+    d.networks_up(&lab.run_dir(), &nets).expect("again");
+    assert_eq!(lab.calls(), "list hostonlynets\n", "found, not added twice");
+    let m = lab.machine("node1");
+    d.create(&m).expect("create");
+    d.start(&m).expect("start");
+    assert!(
+        lab.calls().contains(
+            "--nic2 hostonlynet --host-only-net2 labctl-192.168.1.0-24 --macaddress2 525400BB0001"
+        ),
+        "{}",
+        lab.calls()
+    );
+    assert_eq!(d.status(&m), MachineStatus::Running { pid: 0 });
+    let info = lab.vboxmanage(&["showvminfo", &m.id, "--machinereadable"]);
+    assert!(
+        info.contains("hostonly-network2=\"labctl-192.168.1.0-24\""),
+        "{info}"
+    );
+
+    // macOS with VirtualBox 6.1: host-only interfaces and the networks.conf rule.
+    let lab = Lab::new();
+    lab.env(&[
+        ("FAKE_VBOX_HOST", "macos"),
+        ("FAKE_VBOX_VERSION", "6.1.50r161033"),
+    ]);
+    let d = VBoxDriver::new(VBoxConfig {
+        host_os: HostOs::MacOs,
+        ..lab.config()
+    });
+    let err = d.networks_up(&lab.run_dir(), &nets).unwrap_err();
+    assert!(
+        matches!(vbox_err(&err), VBoxError::HostOnlyRange(_)),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn apple_silicon_refuses_x86_boxes_before_import() {
+    let lab = Lab::new();
+    let d = VBoxDriver::new(VBoxConfig {
+        host_os: HostOs::MacOs,
+        host_arch: "aarch64".into(),
+        ..lab.config()
+    });
+    let m = lab.machine("node1");
+    let err = d.create(&m).unwrap_err();
+    assert!(
+        matches!(vbox_err(&err), VBoxError::ArchMismatch { .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("Apple silicon"), "{err}");
+    assert_eq!(lab.count("import "), 0, "{}", lab.calls());
+    std::fs::write(
+        lab.ovf(),
+        "<Envelope><vbox:Machine OSType=\"Debian_arm64\"/></Envelope>\n",
+    )
+    .expect("ovf");
+    d.create(&m).expect("an arm64 box imports");
+}
+
+#[test]
+fn the_box_nat_mac_is_kept_for_the_master_and_every_clone() {
+    let lab = Lab::new();
+    std::fs::write(
+        lab.ovf(),
+        "<Envelope><Adapter slot=\"0\" enabled=\"true\" MACAddress=\"080027AB12CD\" type=\"82540EM\"/></Envelope>\n",
+    )
+    .expect("ovf");
+    let d = lab.driver();
+    lab.up(&d, &["node1", "node2"]);
+    let d2 = lab.driver();
+    d2.start(&lab.machine("node1")).expect("start");
+    for vm in [
+        "labctl-master-labctl--debian-12",
+        "lab-1a2b3c4d-node1",
+        "lab-1a2b3c4d-node2",
+    ] {
+        let info = lab.vboxmanage(&["showvminfo", vm, "--machinereadable"]);
+        assert!(
+            info.contains("macaddress1=\"080027AB12CD\""),
+            "{vm}: {info}"
+        );
+    }
+    let info = lab.vboxmanage(&["showvminfo", "lab-1a2b3c4d-node1", "--machinereadable"]);
+    assert!(info.contains("macaddress2=\"525400BB0001\""), "{info}");
+}
+
+#[test]
+fn a_port_nat_could_not_bind_is_reported_then_moved_on_the_running_vm() {
+    let lab = Lab::new();
+    let d = lab.driver();
+    lab.up(&d, &["node1"]);
+    let mut m = lab.machine("node1");
+    lab.env(&[("FAKE_VBOX_TAKEN_PORTS", "60011")]);
+    let err = d.start(&m).unwrap_err();
+    assert!(
+        matches!(err, DriverError::PortInUse { port: 60011 }),
+        "{err:?}"
+    );
+    assert_eq!(
+        d.status(&m),
+        MachineStatus::Running { pid: 0 },
+        "VirtualBox boots anyway"
+    );
+    let log = std::fs::read_to_string(m.dir.join(&m.id).join("Logs/VBox.log")).expect("log");
+    assert!(
+        log.contains("NAT: Failed to redirect TCP 127.0.0.1:60011 -> 0.0.0.0:22"),
+        "{log}"
+    );
+    // The runner picks another port and calls start again: applied to the running VM.
+    m.ssh.host = 60111;
+    lab.clear_calls();
+    d.start(&m).expect("moved");
+    assert_eq!(
+        actions(&lab),
+        [
+            "controlvm lab-1a2b3c4d-node1 natpf1 delete ssh",
+            "controlvm lab-1a2b3c4d-node1 natpf1 ssh,tcp,127.0.0.1,60111,,22",
+        ]
+    );
+    assert!(
+        ssh_rule(&lab, &m.id).contains(",60111,"),
+        "{}",
+        ssh_rule(&lab, &m.id)
+    );
+    // Taken again: reported again.
+    lab.env(&[("FAKE_VBOX_TAKEN_PORTS", "60111,60211")]);
+    m.ssh.host = 60211;
+    assert!(matches!(
+        d.start(&m).unwrap_err(),
+        DriverError::PortInUse { port: 60211 }
+    ));
+}
+
+#[test]
+fn startvm_exit_1_after_the_vm_started_is_accepted() {
+    let lab = Lab::new();
+    let d = lab.driver();
+    lab.up(&d, &["node1"]);
+    let m = lab.machine("node1");
+    lab.env(&[("FAKE_VBOX_STARTVM_EXIT1", "1")]);
+    d.start(&m).expect("the VM runs, so the start counts");
+    assert_eq!(d.status(&m), MachineStatus::Running { pid: 0 });
+    assert_eq!(lab.count("startvm "), 1);
+}
+
+#[test]
+fn a_saved_vm_whose_port_moved_gets_the_new_forward_after_start() {
+    let lab = Lab::new();
+    let d = lab.driver();
+    lab.up(&d, &["node1"]);
+    let mut m = lab.machine("node1");
+    d.start(&m).expect("start");
+    lab.vboxmanage(&["controlvm", &m.id, "savestate"]);
+    assert_eq!(d.status(&m), MachineStatus::Stopped);
+    m.ssh.host = 60111;
+    lab.clear_calls();
+    d.start(&m).expect("resume");
+    assert_eq!(
+        actions(&lab),
+        [
+            "startvm lab-1a2b3c4d-node1 --type headless",
+            "controlvm lab-1a2b3c4d-node1 natpf1 delete ssh",
+            "controlvm lab-1a2b3c4d-node1 natpf1 ssh,tcp,127.0.0.1,60111,,22",
+        ],
+        "no modifyvm on a saved VM"
+    );
+    assert!(ssh_rule(&lab, &m.id).contains(",60111,"));
+}
+
+#[test]
+fn a_guru_meditation_is_a_dead_vm_with_its_vbox_log() {
+    let lab = Lab::new();
+    let d = lab.driver();
+    lab.up(&d, &["node1"]);
+    let m = lab.machine("node1");
+    lab.env(&[("FAKE_VBOX_GURU", "1")]);
+    let err = d.start(&m).unwrap_err();
+    match &err {
+        DriverError::DiedOnStart { serial_tail, .. } => {
+            assert!(serial_tail.contains("VBox.log:"), "{serial_tail}");
+            assert!(serial_tail.contains("Guru Meditation"), "{serial_tail}");
+        }
+        other => panic!("expected DiedOnStart, got {other:?}"),
+    }
+    assert_eq!(d.status(&m), MachineStatus::Stopped, "dead, not running");
+    lab.env(&[]);
+    lab.clear_calls();
+    d.start(&m).expect("powered off, then started");
+    let a = actions(&lab);
+    assert_eq!(a[0], "controlvm lab-1a2b3c4d-node1 poweroff", "{a:?}");
+    assert!(a.iter().any(|c| c.starts_with("startvm ")), "{a:?}");
+    // Stop and destroy of a guru-meditation VM power it off.
+    lab.env(&[("FAKE_VBOX_GURU", "1")]);
+    d.stop(&m, StopMode::Force).expect("stop");
+    let _ = d.start(&m);
+    assert_eq!(
+        d.stop(&m, StopMode::Graceful(Duration::from_secs(1)))
+            .expect("stop"),
+        StopOutcome::Forced("the VM was stuck in a guru meditation".into())
+    );
+    let _ = d.start(&m);
+    d.destroy(&m).expect("destroy");
+    assert_eq!(d.status(&m), MachineStatus::NotCreated);
+}
+
+#[test]
+fn machine_folders_of_interrupted_imports_and_clones_are_removed() {
+    let lab = Lab::new();
+    lab.env(&[("FAKE_VBOX_INTERRUPT", "import:1,clonevm:1")]);
+    let d = lab.driver();
+    let m = lab.machine("node1");
+    assert!(d.create(&m).is_err(), "import interrupted");
+    let master_dir = lab
+        .root()
+        .join("boxes/labctl--debian-12/labctl-master-labctl--debian-12");
+    assert!(
+        master_dir
+            .join("labctl-master-labctl--debian-12.vbox")
+            .exists()
+    );
+    assert!(d.create(&m).is_err(), "clone interrupted");
+    assert!(m.dir.join(&m.id).join(format!("{}.vbox", m.id)).exists());
+    d.create(&m).expect("third time: both folders cleaned");
+    assert_eq!(
+        lab.vm_names(),
+        ["labctl-master-labctl--debian-12", "lab-1a2b3c4d-node1"]
+    );
+    assert_eq!(lab.count("import "), 2);
+    assert_eq!(lab.count("clonevm "), 2);
+}
+
+#[test]
+fn snapshot_names_are_read_raw_and_unsafe_ones_refused() {
+    let lab = Lab::new();
+    let d = lab.driver();
+    lab.up(&d, &["node1"]);
+    let m = lab.machine("node1");
+    lab.clear_calls();
+    for bad in ["say \"hi\"", "a\\b", "two\nlines"] {
+        let err = d.snapshot(&m, &SnapshotOp::Save(bad.into())).unwrap_err();
+        assert!(
+            matches!(vbox_err(&err), VBoxError::BadSnapshotName { name } if name == bad),
+            "{err:?}"
+        );
+    }
+    assert_eq!(lab.count("snapshot "), 0);
+    assert_eq!(
+        d.snapshot(&m, &SnapshotOp::Save("before class".into()))
+            .expect("save"),
+        ["before class"]
+    );
+    // Taken behind labctl's back: VirtualBox prints it unescaped, labctl reads it as it is.
+    lab.vboxmanage(&["snapshot", &m.id, "take", "it's \"odd\\"]);
+    assert_eq!(
+        d.snapshot(&m, &SnapshotOp::List).expect("list"),
+        ["before class", "it's \"odd\\"]
+    );
+    let info = lab.vboxmanage(&["showvminfo", &m.id, "--machinereadable"]);
+    assert!(info.contains("SnapshotName-1=\"it's \"odd\\\"\n"), "{info}");
+}
+
+#[test]
+fn crlf_output_everywhere_like_vboxmanage_exe() {
+    let lab = Lab::new();
+    lab.env(&[("FAKE_VBOX_CRLF", "1")]);
+    let raw = fake_raw(&lab, &[], &["--version"]);
+    assert!(String::from_utf8_lossy(&raw.stdout).ends_with("\r\n"));
+    let d = VBoxDriver::new(VBoxConfig {
+        host_os: HostOs::Windows,
+        ..lab.config()
+    });
+    lab.up(&d, &["node1"]);
+    d.networks_up(&lab.run_dir(), &lab.nets()).expect("again");
+    assert_eq!(lab.count("hostonlyif create"), 1, "{}", lab.calls());
+    let m = lab.machine("node1");
+    d.start(&m).expect("start");
+    assert_eq!(d.status(&m), MachineStatus::Running { pid: 0 });
+    assert_eq!(
+        d.snapshot(&m, &SnapshotOp::Save("s1".into()))
+            .expect("save"),
+        ["s1"]
+    );
+    let out = d
+        .stop(&m, StopMode::Graceful(Duration::from_secs(10)))
+        .expect("stop");
+    assert!(matches!(out, StopOutcome::Graceful(_)), "{out:?}");
+    d.start(&m)
+        .expect("start again (NAT rules deleted by name, no CR in them)");
+    d.destroy(&m).expect("destroy");
+    assert_eq!(d.status(&m), MachineStatus::NotCreated);
+}
+
+/// Two labctl processes setting up the same host-only network: one interface, not two. The
+/// children are copies of this test binary.
+#[test]
+fn hostonly_setup_is_locked_across_processes() {
+    if let Some(root) = std::env::var_os("LABCTL_TEST_HOSTONLY_CHILD") {
+        let root = PathBuf::from(root);
+        let d = VBoxDriver::new(VBoxConfig {
+            vboxmanage: root.join("bin/VBoxManage"),
+            networks_conf: root.join("networks.conf"),
+            host_os: HostOs::Linux,
+            host_arch: "x86_64".into(),
+            retry_backoff: Duration::from_millis(5),
+            poll_interval: Duration::from_millis(20),
+            locale: "C.UTF-8".into(),
+            data_dir: Some(root.join("home")),
+            record: None,
+        });
+        let nets = [NetworkConfig {
+            name: "private".into(),
+            host_ip: Some((Ipv4Addr::new(192, 168, 56, 1), 24)),
+        }];
+        d.networks_up(&root.join(format!("run-{}", std::process::id())), &nets)
+            .expect("networks_up");
+        return;
+    }
+    let lab = Lab::new();
+    let children: Vec<std::process::Child> = (0..4)
+        .map(|_| {
+            Command::new(std::env::current_exe().expect("test binary"))
+                .args(["--exact", "hostonly_setup_is_locked_across_processes"])
+                .env("LABCTL_TEST_HOSTONLY_CHILD", lab.root())
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("spawn child")
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().expect("wait").success());
+    }
+    assert_eq!(lab.count("hostonlyif create"), 1, "{}", lab.calls());
+    assert!(lab.root().join("home/vbox-hostonly.lock").exists());
+}
+
+#[test]
+fn transcripts_record_every_call_and_the_stand_in_replays_them() {
+    let lab = Lab::new();
+    let file = lab.root().join("transcript.jsonl");
+    let flow = |d: &VBoxDriver| -> Vec<String> {
+        lab.up(d, &["node1"]);
+        let m = lab.machine("node1");
+        d.start(&m).expect("start");
+        let snaps = d
+            .snapshot(&m, &SnapshotOp::Save("s1".into()))
+            .expect("save");
+        d.stop(&m, StopMode::Force).expect("stop");
+        assert_eq!(d.status(&m), MachineStatus::Stopped);
+        snaps
+    };
+    let recorded = flow(&VBoxDriver::new(VBoxConfig {
+        record: Some(file.clone()),
+        ..lab.config()
+    }));
+    let text = std::fs::read_to_string(&file).expect("transcript");
+    // To refresh the example in transcripts/: LABCTL_TEST_KEEP_TRANSCRIPT=PATH.
+    if let Some(keep) = std::env::var_os("LABCTL_TEST_KEEP_TRANSCRIPT") {
+        std::fs::write(
+            keep,
+            text.replace(&lab.root().display().to_string(), "/tmp/labctl-test"),
+        )
+        .expect("keep");
+    }
+    let entries: Vec<vbox::TranscriptEntry> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(entries.len(), lab.calls().lines().count());
+    assert_eq!(entries[0].argv, ["--version"]);
+    assert_eq!(entries[0].env["LC_ALL"], "C.UTF-8");
+    assert_eq!(entries[0].env["LANG"], "C.UTF-8");
+    assert_eq!(entries[0].exit, Some(0));
+    assert!(entries[0].stdout.starts_with("7.0.20"));
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.argv.first().is_some_and(|a| a == "startvm"))
+    );
+    // Replayed: the same calls get the same answers, without the stand-in's VM state.
+    lab.env(&[("FAKE_VBOX_REPLAY", file.to_str().expect("utf8"))]);
+    lab.clear_calls();
+    let _ = std::fs::remove_file(lab.run_dir().join(vbox::NETWORKS_FILE));
+    let replayed = flow(&lab.driver());
+    assert_eq!(replayed, recorded);
+}
+
+/// Every transcript under `crates/labctl-testbins/transcripts/` (recorded with
+/// `LABCTL_VBOX_RECORD`): each answer parses, and the stand-in replays each call verbatim.
+#[test]
+fn every_transcript_parses_and_replays() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("transcripts");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("transcripts dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no transcripts in {}", dir.display());
+    for file in files {
+        let name = file.display().to_string();
+        let text = std::fs::read_to_string(&file).expect("read");
+        let entries: Vec<vbox::TranscriptEntry> = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{name}: {e}")))
+            .collect();
+        for e in entries.iter().filter(|e| e.exit == Some(0)) {
+            let sub: Vec<&str> = e.argv.iter().map(String::as_str).collect();
+            match sub.as_slice() {
+                ["--version"] => {
+                    assert!(vbox::parse::version(&e.stdout).is_some(), "{name}: {e:?}");
+                }
+                ["showvminfo", _, "--machinereadable"] => {
+                    assert!(
+                        vbox::parse::showvminfo(&e.stdout).is_some(),
+                        "{name}: {e:?}"
+                    );
+                }
+                ["list", "hostonlyifs"] => {
+                    let n = e
+                        .stdout
+                        .lines()
+                        .filter(|l| l.contains("HostInterfaceNetworking-"))
+                        .count();
+                    assert_eq!(
+                        vbox::parse::list_hostonlyifs(&e.stdout).len(),
+                        n,
+                        "{name}: {e:?}"
+                    );
+                }
+                ["list", "hostonlynets"] => {
+                    let n = e.stdout.matches(": hostonly-").count();
+                    assert_eq!(
+                        vbox::parse::list_hostonlynets(&e.stdout).len(),
+                        n,
+                        "{name}: {e:?}"
+                    );
+                }
+                ["hostonlyif", "create", "--machinereadable"] => {
+                    assert!(
+                        vbox::parse::hostonlyif_created(&e.stdout).is_some(),
+                        "{name}: {e:?}"
+                    );
+                }
+                _ => {}
+            }
+        }
+        let lab = Lab::new();
+        lab.env(&[("FAKE_VBOX_REPLAY", file.to_str().expect("utf8"))]);
+        for e in &entries {
+            let args: Vec<&str> = e.argv.iter().map(String::as_str).collect();
+            let out = fake_raw(&lab, &[], &args);
+            assert_eq!(out.status.code(), e.exit, "{name}: {:?}", e.argv);
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout),
+                e.stdout,
+                "{name}: {:?}",
+                e.argv
+            );
+            assert_eq!(
+                String::from_utf8_lossy(&out.stderr),
+                e.stderr,
+                "{name}: {:?}",
+                e.argv
+            );
+        }
+    }
+}
