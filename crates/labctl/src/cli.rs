@@ -44,6 +44,8 @@ pub(crate) enum Command {
     Init(InitArgs),
     /// Check lab.toml and its templates; list every problem found.
     Validate(ValidateArgs),
+    /// Write a lab (lab.toml and the provisioning scripts) from a Vagrantfile.
+    Import(ImportArgs),
     /// Show the nodes (CPUs, memory, addresses, ports) and the provisioning steps in order.
     Plan(PlanArgs),
     /// Write every provisioning script exactly as it would be uploaded.
@@ -78,6 +80,22 @@ pub(crate) enum Command {
     /// (internal) Run the lab switch that connects the VMs' private NICs.
     #[command(name = "__switch", hide = true)]
     Switch(SwitchArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ImportArgs {
+    /// The Vagrantfile to read.
+    #[arg(default_value = "Vagrantfile", value_name = "VAGRANTFILE")]
+    pub(crate) vagrantfile: PathBuf,
+    /// Directory to write lab.toml and templates/ into [default: the Vagrantfile's directory].
+    #[arg(long, value_name = "DIR")]
+    pub(crate) out: Option<PathBuf>,
+    /// The lab's name [default: from the directory name].
+    #[arg(long, value_name = "NAME")]
+    pub(crate) name: Option<String>,
+    /// Overwrite an existing lab.toml and scripts.
+    #[arg(long, short)]
+    pub(crate) force: bool,
 }
 
 #[derive(Debug, Args)]

@@ -49,6 +49,12 @@ pub(crate) enum ExpectedError {
         lab: String,
         known: Vec<String>,
     },
+    #[error("cannot import {}", path.display())]
+    Import {
+        path: PathBuf,
+        #[source]
+        source: crate::commands::import::ImportFailure,
+    },
     #[error("cannot write {}", path.display())]
     Write {
         path: PathBuf,
@@ -60,7 +66,7 @@ pub(crate) enum ExpectedError {
 impl ExpectedError {
     pub(crate) fn exit_code(&self) -> u8 {
         match self {
-            ExpectedError::Spec(_) => code::SPEC,
+            ExpectedError::Spec(_) | ExpectedError::Import { .. } => code::SPEC,
             ExpectedError::UnknownNode { .. } => code::USAGE,
             ExpectedError::NoLab { .. }
             | ExpectedError::UnknownBundledLab { .. }

@@ -36,6 +36,7 @@ pub fn main_impl(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     let result = match cli.command {
         Command::Init(a) => commands::init::run(&a, &printer),
         Command::Validate(a) => commands::validate::run(&a, &printer),
+        Command::Import(a) => commands::import::run(&a, &printer),
         Command::Plan(a) => commands::plan::run(&a, &printer),
         Command::Render(a) => commands::render::run(&a, &printer),
         Command::Up(a) => commands::up::run(&a, &printer),

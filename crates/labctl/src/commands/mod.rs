@@ -2,6 +2,7 @@
 
 pub(crate) mod boxes;
 pub(crate) mod halt;
+pub(crate) mod import;
 pub(crate) mod init;
 pub(crate) mod plan;
 pub(crate) mod render;
