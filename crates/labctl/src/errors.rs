@@ -105,7 +105,19 @@ impl ExpectedError {
             }
             ExpectedError::Runner(r) => runner_hint(r),
             ExpectedError::Box(b) => box_hint(b),
-            ExpectedError::NeedsForce
+            ExpectedError::Import {
+                source:
+                    crate::commands::import::ImportFailure::Import(
+                        labctl_import::ImportError::Unevaluable { .. }
+                        | labctl_import::ImportError::Unsupported { .. },
+                    ),
+                ..
+            } => Some(
+                "write that value as a literal in a copy of the Vagrantfile, then import the copy"
+                    .into(),
+            ),
+            ExpectedError::Import { .. }
+            | ExpectedError::NeedsForce
             | ExpectedError::UnknownValue { .. }
             | ExpectedError::Write { .. }
             | ExpectedError::Spec(_) => None,
