@@ -33,6 +33,7 @@ pub(crate) struct RawLab {
     pub(crate) golden_snapshot: Option<S<bool>>,
     pub(crate) boot_timeout: Option<S<i64>>,
     pub(crate) templates: Option<S<String>>,
+    pub(crate) trusted_dirs: Vec<S<String>>,
     pub(crate) vars: Vec<(S<String>, S<String>)>,
     pub(crate) networks: Vec<RawNetwork>,
     pub(crate) roles: Vec<RawRole>,
@@ -106,6 +107,7 @@ pub(crate) const LAB_KEYS: &[&str] = &[
     "golden_snapshot",
     "boot_timeout",
     "templates",
+    "trusted_dirs",
 ];
 const TOP_KEYS: &[&str] = &["lab", "vars", "network", "role"];
 const NETWORK_KEYS: &[&str] = &["name", "cidr", "kind", "host_ip", "reserved"];
@@ -173,6 +175,7 @@ pub(crate) fn parse(src: &str, sink: &mut Sink<'_>) -> RawLab {
             raw.golden_snapshot = get_bool(t, "lab", "golden_snapshot", sink);
             raw.boot_timeout = get_int(t, "lab", "boot_timeout", sink);
             raw.templates = get_str(t, "lab", "templates", sink);
+            raw.trusted_dirs = get_str_array(t, "lab", "trusted_dirs", sink);
         }
         None => {
             if top.get("lab").is_none() {

@@ -35,13 +35,14 @@ fn ident_ok(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// A host name labctl also uses as a directory name: it starts and ends with a letter or
+/// digit, so `.` and `..` (and `-x`) are not names.
 fn dns_label_ok(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
+    s.len() <= 63
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
 
 fn lab_name_ok(s: &str) -> bool {
@@ -92,6 +93,39 @@ fn enum_value<T: Copy>(
     };
     sink.hint(&v.span, field, format!("unknown value `{}`", v.v), hint);
     default
+}
+
+/// Where a lab may read its templates and scripts from: its own directory and the
+/// directories it names in `lab.trusted_dirs`, after resolving symbolic links. A lab handed
+/// around as a zip cannot make labctl upload `~/.ssh/id_ed25519` to a guest as a "script".
+struct Roots {
+    lab: PathBuf,
+    resolved: Vec<PathBuf>,
+}
+
+impl Roots {
+    fn new(dir: &Path, trusted: &[S<String>], sink: &mut Sink<'_>) -> Roots {
+        let mut resolved: Vec<PathBuf> = std::fs::canonicalize(dir).into_iter().collect();
+        for t in trusted {
+            match std::fs::canonicalize(dir.join(&t.v)) {
+                Ok(p) if p.is_dir() => resolved.push(p),
+                _ => sink.at(
+                    &t.span,
+                    "lab.trusted_dirs",
+                    format!("directory `{}` does not exist", t.v),
+                ),
+            }
+        }
+        Roots {
+            lab: dir.to_path_buf(),
+            resolved,
+        }
+    }
+
+    /// Whether `path` (which exists) resolves inside the lab or a trusted directory.
+    fn allows(&self, path: &Path) -> bool {
+        std::fs::canonicalize(path).is_ok_and(|p| self.resolved.iter().any(|r| p.starts_with(r)))
+    }
 }
 
 struct Ctx<'a, 's> {
@@ -203,6 +237,21 @@ pub(crate) fn build(raw: RawLab, file: &Path, ov: Overrides, sink: &mut Sink<'_>
             &t.span,
             "lab.templates",
             format!("directory {} does not exist", templates_dir.display()),
+        );
+    }
+    let roots = Roots::new(&dir, &raw.trusted_dirs, sink);
+    if let Some(t) = &raw.templates
+        && templates_dir.is_dir()
+        && !roots.allows(&templates_dir)
+    {
+        sink.hint(
+            &t.span,
+            "lab.templates",
+            format!("`{}` is outside the lab directory", t.v),
+            format!(
+                "list it in `lab.trusted_dirs` to allow it: trusted_dirs = [\"{}\"]",
+                t.v
+            ),
         );
     }
 
@@ -405,7 +454,7 @@ pub(crate) fn build(raw: RawLab, file: &Path, ov: Overrides, sink: &mut Sink<'_>
         networks_declared,
         workers,
         &templates_dir,
-        &dir,
+        &roots,
         &mut cx,
     );
     let sink = &mut *cx.sink;
@@ -478,7 +527,7 @@ fn build_roles(
     networks_declared: bool,
     workers: u32,
     templates_dir: &Path,
-    lab_dir: &Path,
+    roots: &Roots,
     cx: &mut Ctx<'_, '_>,
 ) -> (Vec<Role>, Vec<Node>) {
     let sink = &mut *cx.sink;
@@ -553,7 +602,7 @@ fn build_roles(
                 "put `{i}` where the node number goes, e.g. \"w{i}-k8s\"",
             );
         }
-        let steps = build_steps(&rr.steps, &path, templates_dir, lab_dir, sink);
+        let steps = build_steps(&rr.steps, &path, templates_dir, roots, sink);
         // Addresses for each network.
         let mut bases: Vec<(usize, S<Ipv4Addr>)> = Vec::new();
         if let Some(net) = networks.first() {
@@ -697,9 +746,10 @@ fn build_steps(
     raw: &[RawStep],
     role_path: &str,
     templates_dir: &Path,
-    lab_dir: &Path,
+    roots: &Roots,
     sink: &mut Sink<'_>,
 ) -> Vec<Step> {
+    let lab_dir = roots.lab.as_path();
     let mut steps: Vec<Step> = Vec::new();
     for rs in raw {
         let source = match (&rs.template, &rs.script) {
@@ -725,6 +775,13 @@ fn build_steps(
                         format!("template `{}` not found", t.v),
                         hint,
                     );
+                } else if !roots.allows(&p) {
+                    sink.hint(
+                        &t.span,
+                        &format!("{}.template", rs.path),
+                        format!("template `{}` is outside the lab directory", t.v),
+                        "list its directory in `lab.trusted_dirs` to allow it",
+                    );
                 }
                 Some(StepSource::Template(PathBuf::from(&t.v)))
             }
@@ -734,6 +791,13 @@ fn build_steps(
                         &s.span,
                         &format!("{}.script", rs.path),
                         format!("script `{}` not found next to lab.toml", s.v),
+                    );
+                } else if !roots.allows(&lab_dir.join(&s.v)) {
+                    sink.hint(
+                        &s.span,
+                        &format!("{}.script", rs.path),
+                        format!("script `{}` is outside the lab directory", s.v),
+                        "list its directory in `lab.trusted_dirs` to allow it",
                     );
                 }
                 Some(StepSource::Script(PathBuf::from(&s.v)))

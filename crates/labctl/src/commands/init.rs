@@ -55,9 +55,11 @@ pub(crate) fn run(args: &InitArgs, p: &Printer) -> Result<u8> {
     Ok(code::OK)
 }
 
-/// Bundled labs point at the repository's shared `../../templates`; an initialised lab has its own copy.
+/// Bundled labs point at the repository's shared `../../templates` (and trust it); an
+/// initialised lab has its own copy and trusts nothing outside itself.
 fn rewrite_templates_dir(toml: &str) -> String {
     toml.lines()
+        .filter(|l| !(l.trim_start().starts_with("trusted_dirs") && l.contains("../../templates")))
         .map(|l| {
             if l.trim_start().starts_with("templates") && l.contains("../../templates") {
                 l.replace("../../templates", "templates")
@@ -90,7 +92,7 @@ mod tests {
 
     #[test]
     fn templates_dir_is_made_local() {
-        let t = "[lab]\nname = \"k8s\"\ntemplates = \"../../templates\"\n";
+        let t = "[lab]\nname = \"k8s\"\ntemplates = \"../../templates\"\ntrusted_dirs = [\"../../templates\"]\n";
         assert_eq!(
             rewrite_templates_dir(t),
             "[lab]\nname = \"k8s\"\ntemplates = \"templates\"\n"
