@@ -1,4 +1,8 @@
 //! Process liveness and signals, by PID.
+//!
+//! A PID read from a pidfile is only a hint: after the process ended (or the host rebooted)
+//! the number may belong to anyone's process. Before a signal, [`signal_if`] pins the
+//! process with a pidfd and checks its command line, so a reused PID is never signalled.
 
 use std::path::Path;
 
@@ -44,11 +48,53 @@ pub fn signal(pid: u32, force: bool) -> bool {
     rustix::process::kill_process(p, sig).is_ok()
 }
 
-/// Whether the process's command line contains `needle` (guards against PID reuse).
+/// The process's arguments (`/proc/PID/cmdline`), None when it cannot be read.
+pub fn argv(pid: u32) -> Option<Vec<String>> {
+    let bytes = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    Some(
+        bytes
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect(),
+    )
+}
+
+/// Whether the process's command line contains `needle` (a weak check; prefer [`is_ours`]).
 pub fn cmdline_contains(pid: u32, needle: &str) -> bool {
     match std::fs::read(format!("/proc/{pid}/cmdline")) {
         Ok(bytes) => String::from_utf8_lossy(&bytes).contains(needle),
         Err(_) => !Path::new("/proc/self").exists(),
+    }
+}
+
+/// Whether `pid` is alive and one of its arguments satisfies `is_mark` (for QEMU, an
+/// argument ending in `,process=labctl-<machine id>`; for the switch, its run directory).
+/// Without /proc (not Linux) nothing can be verified and the answer is false.
+pub fn is_ours(pid: u32, is_mark: &dyn Fn(&str) -> bool) -> bool {
+    alive(pid) && argv(pid).is_some_and(|a| a.iter().any(|x| is_mark(x)))
+}
+
+/// Signal `pid` only if it is ours: the process is pinned with a pidfd first, then its
+/// command line is checked, then the signal goes to the pidfd, so neither a PID reused
+/// before the check nor one reused between check and signal is hit. Returns whether the
+/// signal was sent.
+pub fn signal_if(pid: u32, force: bool, is_mark: &dyn Fn(&str) -> bool) -> bool {
+    let Some(p) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return false;
+    };
+    let sig = if force {
+        rustix::process::Signal::KILL
+    } else {
+        rustix::process::Signal::TERM
+    };
+    match rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()) {
+        Ok(fd) => is_ours(pid, is_mark) && rustix::process::pidfd_send_signal(&fd, sig).is_ok(),
+        // Kernels before 5.3 have no pidfd: check, then signal (a tiny race remains).
+        Err(_) => is_ours(pid, is_mark) && rustix::process::kill_process(p, sig).is_ok(),
     }
 }
 
@@ -73,6 +119,22 @@ mod tests {
         assert!(alive(std::process::id()));
         assert!(!alive(0));
         assert!(!alive(u32::MAX));
+    }
+
+    #[test]
+    fn a_process_without_the_mark_is_not_signalled() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("sleep");
+        let pid = child.id();
+        // A recorded PID now used by an unrelated `sleep`: never signalled.
+        assert!(!is_ours(pid, &|a| a.ends_with(",process=labctl-x-m")));
+        assert!(!signal_if(pid, true, &|a| a.ends_with(",process=labctl-x-m")));
+        assert!(alive(pid));
+        assert!(signal_if(pid, true, &|a| a == "30"));
+        let _ = child.wait();
+        assert!(!alive(pid));
     }
 
     #[test]

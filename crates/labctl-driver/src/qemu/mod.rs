@@ -75,10 +75,13 @@ impl QemuDriver {
         &self.cfg
     }
 
+    /// The PID of this machine's QEMU: the pidfile's number, and only if that process's
+    /// `-name` carries this machine's unique `process=labctl-<id>` (a copied lab's pidfile
+    /// or a PID reused after a reboot names someone else's process).
     fn running_pid(&self, m: &MachineConfig) -> Option<u32> {
         let p = MachinePaths::of(m);
         let pid = proc::read_pidfile(&p.pidfile)?;
-        (proc::alive(pid) && proc::cmdline_contains(pid, "qemu")).then_some(pid)
+        proc::is_ours(pid, &qemu_mark(m)).then_some(pid)
     }
 
     fn cleanup_runtime(m: &MachineConfig) {
@@ -140,7 +143,7 @@ impl QemuDriver {
     /// PID of the lab switch, if it runs.
     pub fn switch_pid(run_dir: &Path) -> Option<u32> {
         let pid = proc::read_pidfile(&Self::switch_pidfile(run_dir))?;
-        proc::alive(pid).then_some(pid)
+        proc::is_ours(pid, &switch_mark(run_dir)).then_some(pid)
     }
 }
 
@@ -231,7 +234,7 @@ impl Driver for QemuDriver {
             return Ok(());
         }
         if let Some(pid) = Self::switch_pid(run_dir) {
-            proc::signal(pid, false);
+            proc::signal_if(pid, false, &switch_mark(run_dir));
             proc::wait_gone(pid, Duration::from_secs(3));
         }
         std::fs::create_dir_all(run_dir).map_err(io_err("cannot create", run_dir))?;
@@ -269,12 +272,10 @@ impl Driver for QemuDriver {
         for n in nets {
             let _ = std::fs::remove_dir_all(args::net_dir(run_dir, &n.name));
         }
-        if let Some(pid) = Self::switch_pid(run_dir)
-            && proc::cmdline_contains(pid, "switch")
-        {
-            proc::signal(pid, false);
+        if let Some(pid) = Self::switch_pid(run_dir) {
+            proc::signal_if(pid, false, &switch_mark(run_dir));
             if !proc::wait_gone(pid, Duration::from_secs(3)) {
-                proc::signal(pid, true);
+                proc::signal_if(pid, true, &switch_mark(run_dir));
             }
         }
         let _ = std::fs::remove_file(Self::switch_pidfile(run_dir));
@@ -329,20 +330,20 @@ impl Driver for QemuDriver {
                         StopOutcome::Graceful(started.elapsed())
                     }
                     Ok(_) => {
-                        force(pid, &p.qmp);
+                        force(m, pid, &p.qmp);
                         StopOutcome::Forced(format!(
                             "the guest did not power off within {} s",
                             timeout.as_secs()
                         ))
                     }
                     Err(e) => {
-                        force(pid, &p.qmp);
+                        force(m, pid, &p.qmp);
                         StopOutcome::Forced(format!("QMP unreachable ({e})"))
                     }
                 }
             }
             StopMode::Force => {
-                force(pid, &p.qmp);
+                force(m, pid, &p.qmp);
                 StopOutcome::Forced("forced stop requested".into())
             }
         };
@@ -389,7 +390,7 @@ impl Driver for QemuDriver {
             return Ok(parse_snapshot_list(&text));
         }
         let mut cmd = Cmd::new(&self.cfg.qemu_img)
-            .arg("snapshot")
+            .args(["snapshot", "-f", "qcow2"])
             .timeout(Duration::from_secs(300));
         cmd = match op {
             SnapshotOp::Save(n) => cmd.arg("-c").arg(n),
@@ -402,14 +403,26 @@ impl Driver for QemuDriver {
     }
 }
 
-fn force(pid: u32, qmp_path: &Path) {
+/// Recognises this machine's QEMU by the end of its `-name` argument.
+fn qemu_mark(m: &MachineConfig) -> impl Fn(&str) -> bool + use<> {
+    let suffix = format!(",process=labctl-{}", m.id);
+    move |arg: &str| arg.ends_with(&suffix)
+}
+
+/// Recognises a lab's switch by its `--run-dir` argument.
+fn switch_mark(run_dir: &Path) -> impl Fn(&str) -> bool + use<> {
+    let dir = run_dir.to_string_lossy().into_owned();
+    move |arg: &str| arg == dir
+}
+
+fn force(m: &MachineConfig, pid: u32, qmp_path: &Path) {
     if let Ok(mut q) = qmp::Qmp::connect(qmp_path, Duration::from_secs(3)) {
         let _ = q.execute("quit", None);
         if proc::wait_gone(pid, Duration::from_secs(5)) {
             return;
         }
     }
-    proc::signal(pid, true);
+    proc::signal_if(pid, true, &qemu_mark(m));
     proc::wait_gone(pid, Duration::from_secs(5));
 }
 
