@@ -36,6 +36,26 @@ pub enum RunnerError {
     CorruptState { path: PathBuf, message: String },
     #[error("the lab has not been brought up yet")]
     NotUp,
+    #[error(
+        "this lab's state belongs to another directory ({}): the lab was copied or moved here ({})",
+        if recorded_dir.as_os_str().is_empty() { recorded_id.as_str().into() } else { recorded_dir.display().to_string() },
+        dir.display()
+    )]
+    ForeignState {
+        recorded_dir: PathBuf,
+        recorded_id: String,
+        dir: PathBuf,
+    },
+    #[error("{node}: unsafe {what} for ssh: \"{value}\"")]
+    UnsafeSshValue {
+        node: String,
+        what: &'static str,
+        value: String,
+    },
+    #[error("cannot adopt: {reason}")]
+    CannotAdopt { reason: AdoptRefusal },
+    #[error("the state belongs to this lab; `--forget` is for a copied or moved lab's state")]
+    NotForeign,
     #[error("no node named `{name}`")]
     UnknownNode { name: String, known: Vec<String> },
     #[error("no step named `{name}` on the chosen nodes")]
@@ -90,6 +110,15 @@ impl RunnerError {
             )) | RunnerError::Provider { .. }
         )
     }
+}
+
+/// Why `adopt` refuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdoptRefusal {
+    #[error("the lab is still in {}, so this directory is a copy", old.display())]
+    StillThere { old: PathBuf },
+    #[error("{node} still runs from the old place (pid {pid})")]
+    StillRunning { node: String, pid: u32 },
 }
 
 /// Why a node cannot be reset from the golden snapshot.

@@ -33,7 +33,7 @@ pub struct NodeStatus {
 
 /// `status`: state file plus one cheap liveness check per node; no SSH.
 pub fn status(paths: &LabPaths, env: &Env) -> Result<Vec<NodeStatus>, RunnerError> {
-    let Some(st) = LabState::load(paths)? else {
+    let Some(st) = LabState::load_checked(paths, env)? else {
         return Ok(Vec::new());
     };
     let driver = driver_for(&st.provider, env)?;
@@ -123,11 +123,19 @@ pub struct SshInfo {
     pub port: u16,
     pub user: String,
     pub key: PathBuf,
+    /// The lab's pinned host keys and this node's name in them.
+    pub known_hosts: PathBuf,
+    pub host_key_alias: String,
 }
 
 /// Login details of every node (or one).
-pub fn ssh_info(paths: &LabPaths, node: Option<&str>) -> Result<Vec<SshInfo>, RunnerError> {
-    let st = LabState::load(paths)?.ok_or(RunnerError::NotUp)?;
+pub fn ssh_info(
+    paths: &LabPaths,
+    env: &Env,
+    node: Option<&str>,
+) -> Result<Vec<SshInfo>, RunnerError> {
+    let st = LabState::load_checked(paths, env)?.ok_or(RunnerError::NotUp)?;
+    let own = st.owner_paths(paths)?;
     if let Some(n) = node
         && !st.nodes.contains_key(n)
     {
@@ -145,61 +153,104 @@ pub fn ssh_info(paths: &LabPaths, node: Option<&str>) -> Result<Vec<SshInfo>, Ru
             port: n.machine.ssh.host,
             user: n.user.clone(),
             key: if n.configured {
-                paths.key()
+                own.key()
             } else {
-                n.box_key.clone().unwrap_or_else(|| paths.key())
+                n.box_key.clone().unwrap_or_else(|| own.key())
             },
+            known_hosts: own.known_hosts(),
+            host_key_alias: own.host_key_alias(name),
         })
         .collect())
 }
 
-/// OpenSSH client config for every node.
-pub fn ssh_config_text(infos: &[SshInfo]) -> String {
-    let mut s = String::new();
-    for i in infos {
-        s.push_str(&format!(
-            "Host {}\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  IdentityFile {}\n  IdentitiesOnly yes\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n\n",
-            i.node,
-            i.port,
-            i.user,
-            i.key.display()
-        ));
+/// A value for ssh_config or `ssh -o`: double-quoted, `%` doubled (OpenSSH expands `%`
+/// tokens in paths). Refused when it holds a quote or a control character, which the
+/// config syntax cannot carry safely.
+fn ssh_quote(info: &SshInfo, what: &'static str, value: &str) -> Result<String, RunnerError> {
+    if value.is_empty() || value.chars().any(|c| c == '"' || c.is_control()) {
+        return Err(RunnerError::UnsafeSshValue {
+            node: info.node.clone(),
+            what,
+            value: value.escape_debug().to_string(),
+        });
     }
-    s
+    Ok(format!("\"{}\"", value.replace('%', "%%")))
 }
 
-/// The `ssh` argv (without the program) to reach a node, optionally running a command.
-pub fn ssh_args(info: &SshInfo, command: &[String], tty: bool) -> Vec<String> {
-    let mut a: Vec<String> = [
-        "-o",
-        "StrictHostKeyChecking=no",
-        "-o",
-        "UserKnownHostsFile=/dev/null",
-        "-o",
-        "LogLevel=ERROR",
-        "-o",
-        "IdentitiesOnly=yes",
-        "-o",
-        "ConnectTimeout=10",
-    ]
-    .iter()
-    .map(|s| (*s).to_string())
-    .collect();
+/// The checked options for one node, as `(keyword, value)` in ssh_config syntax.
+fn ssh_options(i: &SshInfo) -> Result<Vec<(&'static str, String)>, RunnerError> {
+    if !crate::state::valid_label(&i.node) {
+        return Err(RunnerError::UnsafeSshValue {
+            node: i.node.escape_debug().to_string(),
+            what: "node name",
+            value: i.node.escape_debug().to_string(),
+        });
+    }
+    if !crate::state::valid_user(&i.user) {
+        return Err(RunnerError::UnsafeSshValue {
+            node: i.node.clone(),
+            what: "user name",
+            value: i.user.escape_debug().to_string(),
+        });
+    }
+    Ok(vec![
+        ("HostName", "127.0.0.1".into()),
+        ("Port", i.port.to_string()),
+        ("User", i.user.clone()),
+        (
+            "IdentityFile",
+            ssh_quote(i, "key path", &i.key.to_string_lossy())?,
+        ),
+        ("IdentitiesOnly", "yes".into()),
+        ("HostKeyAlias", i.host_key_alias.clone()),
+        (
+            "UserKnownHostsFile",
+            ssh_quote(i, "known_hosts path", &i.known_hosts.to_string_lossy())?,
+        ),
+        ("StrictHostKeyChecking", "yes".into()),
+        ("LogLevel", "ERROR".into()),
+    ])
+}
+
+/// OpenSSH client config for every node. Host keys are verified against the lab's
+/// `.labctl/known_hosts`, pinned on each node's first contact.
+pub fn ssh_config_text(infos: &[SshInfo]) -> Result<String, RunnerError> {
+    let mut s = String::new();
+    for i in infos {
+        s.push_str(&format!("Host {}\n", i.node));
+        for (k, v) in ssh_options(i)? {
+            s.push_str(&format!("  {k} {v}\n"));
+        }
+        s.push('\n');
+    }
+    Ok(s)
+}
+
+/// The `ssh` argv (without the program) to reach a node, optionally running a command:
+/// options, `-l USER`, then `--` and the host, so nothing can be read as an option.
+pub fn ssh_args(info: &SshInfo, command: &[String], tty: bool) -> Result<Vec<String>, RunnerError> {
+    let mut a: Vec<String> = Vec::new();
+    for (k, v) in ssh_options(info)? {
+        if matches!(k, "HostName" | "Port" | "User") {
+            continue;
+        }
+        a.push("-o".into());
+        a.push(format!("{k}={v}"));
+    }
+    a.extend(["-o".into(), "ConnectTimeout=10".into()]);
     a.extend([
-        "-i".into(),
-        info.key.display().to_string(),
         "-p".into(),
         info.port.to_string(),
+        "-l".into(),
+        info.user.clone(),
     ]);
     if tty {
         a.push("-t".into());
     }
-    a.push(format!("{}@127.0.0.1", info.user));
-    if !command.is_empty() {
-        a.push("--".into());
-        a.extend(command.iter().cloned());
-    }
-    a
+    a.push("--".into());
+    a.push("127.0.0.1".into());
+    a.extend(command.iter().cloned());
+    Ok(a)
 }
 
 /// Stop nodes (all when `nodes` is empty), gracefully then by force after `timeout`.
@@ -212,7 +263,7 @@ pub fn halt(
     reporter: Arc<dyn Reporter>,
 ) -> Result<(), RunnerError> {
     let _lock = LabLock::acquire(paths)?;
-    let st = LabState::load(paths)?.ok_or(RunnerError::NotUp)?;
+    let st = LabState::load_checked(paths, env)?.ok_or(RunnerError::NotUp)?;
     let driver = driver_for(&st.provider, env)?;
     let names = st.select(nodes)?;
     let errors: Vec<(String, String)> = std::thread::scope(|s| {
@@ -285,7 +336,7 @@ pub fn destroy(
     reporter: Arc<dyn Reporter>,
 ) -> Result<(), RunnerError> {
     let lock = LabLock::acquire(paths)?;
-    let Some(mut st) = LabState::load(paths)? else {
+    let Some(mut st) = LabState::load_checked(paths, env)? else {
         drop(lock);
         let _ = std::fs::remove_dir_all(&paths.state_dir);
         return Ok(());
@@ -360,6 +411,82 @@ pub fn destroy(
         )));
     }
     Ok(())
+}
+
+/// `destroy --forget`: drop a state that belongs to another directory (a copied lab) by
+/// removing this lab's `.labctl/` and nothing else. No process is signalled and no file
+/// outside this directory is touched; the copy's own VMs are then made by `up`.
+pub fn forget(paths: &LabPaths, env: &Env) -> Result<(), RunnerError> {
+    crate::state::check_not_symlink(&paths.state_dir)?;
+    let lock = LabLock::acquire(paths)?;
+    match LabState::load(paths) {
+        Err(RunnerError::ForeignState { .. }) | Err(RunnerError::CorruptState { .. }) => {}
+        Ok(Some(_)) => return Err(RunnerError::NotForeign),
+        Ok(None) => {}
+        Err(e) => return Err(e),
+    }
+    drop(lock);
+    crate::reset::unregister(env, paths);
+    std::fs::remove_dir_all(&paths.state_dir).map_err(|source| RunnerError::Io {
+        what: "remove",
+        path: paths.state_dir.clone(),
+        source,
+    })
+}
+
+/// `adopt`: make this directory the home of a lab that was moved here. Refused when the lab
+/// is still in its old place (this is a copy) or one of its VMs still runs from there.
+/// The nodes keep their disks and recorded steps; their guest configuration is redone on
+/// the next `up` (MAC addresses and machine ids derive from the lab's place), and the golden
+/// snapshot is dropped. Returns false when the state already belonged here.
+pub fn adopt(paths: &LabPaths, env: &Env) -> Result<bool, RunnerError> {
+    let _lock = LabLock::acquire(paths)?;
+    let mut st = LabState::load_unchecked(paths)?.ok_or(RunnerError::NotUp)?;
+    let own = st.owner_paths(paths)?;
+    match LabState::load(paths) {
+        Ok(_) => return Ok(false),
+        Err(RunnerError::ForeignState { .. }) => {}
+        Err(e) => return Err(e),
+    }
+    st.check_box_paths(paths, &env.boxes().root)?;
+    let old = st.lab_dir.clone();
+    if !old.as_os_str().is_empty() {
+        let old_paths = LabPaths::new(&old, &st.lab);
+        if let Ok(Some(there)) = LabState::load_unchecked(&old_paths)
+            && there.id == st.id
+        {
+            return Err(RunnerError::CannotAdopt {
+                reason: crate::AdoptRefusal::StillThere { old },
+            });
+        }
+    }
+    // A VM started from the old place carries the old id in its command line.
+    let driver = driver_for(&st.provider, env)?;
+    for (name, n) in &st.nodes {
+        let mut m = n.machine.clone();
+        m.dir = own.machine_dir(name);
+        m.run_dir = n.machine.run_dir.clone();
+        if let MachineStatus::Running { pid } = driver.status(&m) {
+            return Err(RunnerError::CannotAdopt {
+                reason: crate::AdoptRefusal::StillRunning {
+                    node: name.clone(),
+                    pid,
+                },
+            });
+        }
+    }
+    let old_id_paths = LabPaths::new(&old, &st.lab);
+    st.confine(&own);
+    for n in st.nodes.values_mut() {
+        n.configured = false;
+    }
+    st.golden = None;
+    st.save(&own)?;
+    if !old.as_os_str().is_empty() {
+        crate::reset::unregister(env, &old_id_paths);
+    }
+    crate::reset::register(env, &own, &st.lab);
+    Ok(true)
 }
 
 /// Published values (secrets) of the lab.

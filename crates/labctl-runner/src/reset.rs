@@ -122,7 +122,7 @@ pub fn snapshot(
     reporter: Arc<dyn Reporter>,
 ) -> Result<Vec<(String, Vec<String>)>, RunnerError> {
     let _lock = LabLock::acquire(paths)?;
-    let mut st = LabState::load(paths)?.ok_or(RunnerError::NotUp)?;
+    let mut st = LabState::load_checked(paths, env)?.ok_or(RunnerError::NotUp)?;
     let driver = driver_for(&st.provider, env)?;
     let names = st.select(nodes)?;
     crate::ops::check_nodes(&*driver, &st, &names, crate::ops::Need::Created)?;
@@ -165,6 +165,7 @@ fn session(
         addr: std::net::SocketAddr::from(([127, 0, 0, 1], n.machine.ssh.host)),
         user: n.user.clone(),
         keys: vec![paths.key()],
+        host_key: Some(paths.host_key_check(node, false)),
     };
     let never = AtomicBool::new(false);
     Ok(Session::wait_ready(&target, deadline, &never, &|| Ok(()))?)
@@ -340,7 +341,7 @@ pub fn reset(
     let mut summary = ResetSummary::default();
     if !opts.rebuild {
         let lock = LabLock::acquire(&paths)?;
-        let st = LabState::load(&paths)?.ok_or(RunnerError::NotUp)?;
+        let st = LabState::load_checked(&paths, env)?.ok_or(RunnerError::NotUp)?;
         let driver = driver_for(&st.provider, env)?;
         let names = if opts.all {
             st.select(&[])?
@@ -393,7 +394,7 @@ pub fn reset(
     // --rebuild
     let (publishers, publisher_nodes) = {
         let lock = LabLock::acquire(&paths)?;
-        let mut st = LabState::load(&paths)?.ok_or(RunnerError::NotUp)?;
+        let mut st = LabState::load_checked(&paths, env)?.ok_or(RunnerError::NotUp)?;
         let driver = driver_for(&st.provider, env)?;
         let names = if opts.all {
             st.select(&[])?
@@ -477,7 +478,7 @@ pub fn reset(
     if failed {
         return Ok(summary);
     }
-    let st = LabState::load(&paths)?.ok_or(RunnerError::NotUp)?;
+    let st = LabState::load_checked(&paths, env)?.ok_or(RunnerError::NotUp)?;
     let names = if opts.all {
         st.select(&[])?
     } else {
@@ -566,7 +567,7 @@ pub fn list(env: &Env) -> Vec<LabListing> {
     let mut keep = BTreeMap::new();
     for (id, e) in reg {
         let paths = LabPaths::new(&e.dir, &e.name);
-        let Ok(Some(st)) = LabState::load(&paths) else {
+        let Ok(Some(st)) = LabState::load_checked(&paths, env) else {
             continue;
         };
         keep.insert(id, e.clone());

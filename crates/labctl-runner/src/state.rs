@@ -74,6 +74,22 @@ impl LabPaths {
     pub fn log_dir(&self, node: &str) -> PathBuf {
         self.state_dir.join("logs").join(node)
     }
+    /// The guests' pinned SSH host keys.
+    pub fn known_hosts(&self) -> PathBuf {
+        self.state_dir.join("known_hosts")
+    }
+    /// A node's name in `known_hosts` (`HostKeyAlias`): unique per lab directory.
+    pub fn host_key_alias(&self, node: &str) -> String {
+        format!("labctl-{}-{node}", self.id)
+    }
+    /// How SSH connections to `node` check its host key; `replace` on first contact.
+    pub fn host_key_check(&self, node: &str, replace: bool) -> labctl_ssh::hostkeys::HostKeyCheck {
+        labctl_ssh::hostkeys::HostKeyCheck {
+            file: self.known_hosts(),
+            alias: self.host_key_alias(node),
+            replace,
+        }
+    }
 }
 
 /// A step that finished successfully.
@@ -113,6 +129,10 @@ pub struct LabState {
     pub version: u32,
     pub lab: String,
     pub id: String,
+    /// The absolute directory of the lab this state belongs to. A state found elsewhere (the
+    /// lab was copied or moved) is foreign: see [`LabState::load`].
+    #[serde(default)]
+    pub lab_dir: PathBuf,
     pub provider: String,
     pub run_dir: PathBuf,
     pub box_name: String,
@@ -153,6 +173,7 @@ impl LabState {
             version: STATE_VERSION,
             lab: lab.to_string(),
             id: paths.id.clone(),
+            lab_dir: paths.lab_dir(),
             provider: provider.to_string(),
             run_dir: paths.run_dir.clone(),
             box_name: box_name.to_string(),
@@ -163,8 +184,46 @@ impl LabState {
     }
 
     /// Read the state; `None` if the lab has none yet.
+    ///
+    /// The state must belong to this very directory: a lab copied (`cp -a lab lab2`) or moved
+    /// carries the other lab's state, and acting on it would stop or delete the other lab's
+    /// machines. Such a state is refused with [`RunnerError::ForeignState`]. Every path the
+    /// state names inside the lab (machine directories, runtime directory, machine ids) is
+    /// then replaced by the one derived from `paths`, so nothing in `state.json` can point
+    /// labctl at a file or process outside the lab.
     pub fn load(paths: &LabPaths) -> Result<Option<LabState>, RunnerError> {
+        let Some(mut st) = Self::load_unchecked(paths)? else {
+            return Ok(None);
+        };
+        let own = st.owner_paths(paths)?;
+        if st.id != own.id || (!st.lab_dir.as_os_str().is_empty() && st.lab_dir != own.lab_dir()) {
+            return Err(RunnerError::ForeignState {
+                recorded_dir: st.lab_dir.clone(),
+                recorded_id: st.id.clone(),
+                dir: own.lab_dir(),
+            });
+        }
+        st.confine(&own);
+        Ok(Some(st))
+    }
+
+    /// [`LabState::load`], and box files only from the box store of `env`.
+    pub(crate) fn load_checked(
+        paths: &LabPaths,
+        env: &crate::Env,
+    ) -> Result<Option<LabState>, RunnerError> {
+        let st = Self::load(paths)?;
+        if let Some(st) = &st {
+            st.check_box_paths(paths, &env.boxes().root)?;
+        }
+        Ok(st)
+    }
+
+    /// Read the state without checking that it belongs to this directory (`adopt`,
+    /// `destroy --forget`). Names are still checked; paths are not confined.
+    pub fn load_unchecked(paths: &LabPaths) -> Result<Option<LabState>, RunnerError> {
         let path = paths.state_file();
+        check_not_symlink(&paths.state_dir)?;
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -176,22 +235,80 @@ impl LabState {
                 });
             }
         };
-        let st: LabState = serde_json::from_str(&text).map_err(|e| RunnerError::CorruptState {
+        let corrupt = |message: String| RunnerError::CorruptState {
             path: path.clone(),
-            message: e.to_string(),
-        })?;
+            message,
+        };
+        let st: LabState = serde_json::from_str(&text).map_err(|e| corrupt(e.to_string()))?;
         if st.version != STATE_VERSION {
-            return Err(RunnerError::CorruptState {
-                path,
-                message: format!(
-                    "state version {} (this labctl reads {STATE_VERSION})",
-                    st.version
-                ),
-            });
+            return Err(corrupt(format!(
+                "state version {} (this labctl reads {STATE_VERSION})",
+                st.version
+            )));
+        }
+        if !valid_label(&st.lab) {
+            return Err(corrupt(format!("lab name {:?} is not valid", st.lab)));
+        }
+        if let Some(n) = st.nodes.keys().find(|n| !valid_label(n)) {
+            return Err(corrupt(format!("node name {n:?} is not a valid host name")));
+        }
+        if let Some((n, ns)) = st.nodes.iter().find(|(_, ns)| !valid_user(&ns.user)) {
+            return Err(corrupt(format!(
+                "node {n}: login user {:?} is not a valid user name",
+                ns.user
+            )));
         }
         Ok(Some(st))
     }
 
+    /// This directory's paths under the lab name the state records (commands that work
+    /// from the state alone do not know the name).
+    pub fn owner_paths(&self, paths: &LabPaths) -> Result<LabPaths, RunnerError> {
+        Ok(LabPaths::new(&paths.lab_dir(), &self.lab))
+    }
+
+    /// Replace every lab-local path and identity in the state by the one `paths` derives.
+    pub fn confine(&mut self, paths: &LabPaths) {
+        self.id = paths.id.clone();
+        self.lab_dir = paths.lab_dir();
+        self.run_dir = paths.run_dir.clone();
+        for (name, n) in &mut self.nodes {
+            n.machine.id = format!("{}-{name}", paths.id);
+            n.machine.hostname = name.clone();
+            n.machine.dir = paths.machine_dir(name);
+            n.machine.run_dir = paths.run_dir.clone();
+        }
+    }
+
+    /// Refuse box files (disk, kernel, initrd, OVF, first-contact key) outside the box store:
+    /// QEMU reads them and hands them to the guest, and `ssh` offers the key.
+    pub fn check_box_paths(&self, paths: &LabPaths, boxes_root: &Path) -> Result<(), RunnerError> {
+        for (name, n) in &self.nodes {
+            let b = &n.machine.boot;
+            let files = [
+                Some(&b.disk),
+                b.kernel.as_ref(),
+                b.initrd.as_ref(),
+                b.ovf.as_ref(),
+            ]
+            .into_iter()
+            .chain([n.box_key.as_ref()])
+            .flatten();
+            for f in files {
+                if !inside(f, boxes_root) {
+                    return Err(RunnerError::CorruptState {
+                        path: paths.state_file(),
+                        message: format!(
+                            "node {name}: {} is not inside the box store {}",
+                            f.display(),
+                            boxes_root.display()
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
     /// The named nodes (all when `nodes` is empty), refusing names the lab does not have.
     pub fn select(&self, nodes: &[String]) -> Result<Vec<String>, RunnerError> {
         if let Some(n) = nodes.iter().find(|n| !self.nodes.contains_key(*n)) {
@@ -216,6 +333,46 @@ impl LabState {
             path,
             source,
         })
+    }
+}
+
+/// A lab or node name as labctl uses it in paths and process names: letters, digits, `-`,
+/// `_`, `.`, starting with a letter or digit (so never `.`, `..` or a path).
+pub fn valid_label(name: &str) -> bool {
+    name.len() <= 63
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+}
+
+/// A login user name as OpenSSH and Linux accept it: `[a-z_][a-z0-9_-]*` (and a final `$`),
+/// at most 32 bytes. Anything else (a newline, a space, `%`) could inject into ssh_config.
+pub fn valid_user(user: &str) -> bool {
+    let body = user.strip_suffix('$').unwrap_or(user);
+    !body.is_empty()
+        && user.len() <= 32
+        && body.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && body
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+/// Whether `path` is absolute, has no `..`, and lies under `root`.
+fn inside(path: &Path, root: &Path) -> bool {
+    use std::path::Component;
+    path.is_absolute()
+        && !path.components().any(|c| matches!(c, Component::ParentDir))
+        && path.starts_with(root)
+}
+
+/// Refuse a lab state directory that is a symbolic link (it would lead writes elsewhere).
+pub fn check_not_symlink(dir: &Path) -> Result<(), RunnerError> {
+    match std::fs::symlink_metadata(dir) {
+        Ok(m) if m.file_type().is_symlink() => Err(RunnerError::UnsafeDir {
+            path: dir.to_path_buf(),
+        }),
+        _ => Ok(()),
     }
 }
 

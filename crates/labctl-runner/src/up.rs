@@ -246,7 +246,7 @@ pub fn up(
     }
     let authorized_key =
         labctl_ssh::keys::ensure_keypair(&paths.key(), &format!("labctl@{}", paths.id))?;
-    let mut st = LabState::load(&paths)?
+    let mut st = LabState::load_checked(&paths, env)?
         .unwrap_or_else(|| LabState::new(&lab.name, &paths, provider, &lab.box_name));
     let selected: Vec<&labctl_spec::Node> = lab
         .nodes
@@ -825,6 +825,9 @@ fn bring_up(sh: &Shared<'_>, node: &labctl_spec::Node) -> Result<Session, Runner
         addr: std::net::SocketAddr::from(([127, 0, 0, 1], machine.ssh.host)),
         user: user.clone(),
         keys,
+        // labctl has just started this VM and its disk is new (or rebuilt): whatever answers
+        // on its port is it, so its key is recorded; otherwise it must match the record.
+        host_key: Some(sh.paths.host_key_check(name, booted && !configured)),
     };
     let driver = sh.driver.clone();
     let m2 = machine.clone();

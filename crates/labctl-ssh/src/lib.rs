@@ -6,6 +6,7 @@
 //! into stdout so that a chatty command cannot stall the channel.
 
 pub mod guest;
+pub mod hostkeys;
 pub mod keys;
 mod session;
 

@@ -15,6 +15,8 @@ pub struct Target {
     pub user: String,
     /// Keys to try, in order (the lab key first, then the box's key).
     pub keys: Vec<PathBuf>,
+    /// Host key pinning; None trusts any key (only for tests and stand-ins).
+    pub host_key: Option<crate::hostkeys::HostKeyCheck>,
 }
 
 /// SSH failures; each names the node and address.
@@ -32,6 +34,21 @@ pub enum SshError {
         node: String,
         addr: SocketAddr,
         message: String,
+    },
+    #[error(
+        "{node}: the SSH host key at {addr} is not the one recorded for this node: another machine may answer on its port"
+    )]
+    HostKeyMismatch {
+        node: String,
+        addr: SocketAddr,
+        file: PathBuf,
+    },
+    #[error("{node}: host key at {addr}: {source}")]
+    HostKey {
+        node: String,
+        addr: SocketAddr,
+        #[source]
+        source: crate::hostkeys::HostKeyError,
     },
     #[error("{node}: login as `{user}` at {addr} refused with every key ({keys})")]
     Auth {
@@ -127,11 +144,31 @@ impl Session {
         })?;
         sess.set_tcp_stream(tcp);
         sess.set_timeout(u32::try_from(handshake.as_millis()).unwrap_or(u32::MAX));
+        // One host key type, the one OpenSSH prefers too, so the pinned key is the one `ssh` sees.
+        let _ = sess.method_pref(
+            ssh2::MethodType::HostKey,
+            "ssh-ed25519,ecdsa-sha2-nistp256,rsa-sha2-512,rsa-sha2-256,ssh-rsa",
+        );
         sess.handshake().map_err(|e| SshError::Handshake {
             node: target.node.clone(),
             addr: target.addr,
             message: e.message().to_string(),
         })?;
+        if let Some(chk) = &target.host_key {
+            let blob = sess.host_key().map(|(b, _)| b.to_vec()).unwrap_or_default();
+            crate::hostkeys::pin(chk, &blob).map_err(|e| match e {
+                crate::hostkeys::HostKeyError::Mismatch { file } => SshError::HostKeyMismatch {
+                    node: target.node.clone(),
+                    addr: target.addr,
+                    file,
+                },
+                source => SshError::HostKey {
+                    node: target.node.clone(),
+                    addr: target.addr,
+                    source,
+                },
+            })?;
+        }
         for key in &target.keys {
             if !key.exists() {
                 continue;
@@ -194,8 +231,12 @@ impl Session {
                 // costs sshd a fork and re-exec of seconds, so it is not thrown away.
                 Ok(tcp) => match Session::connect_over(target, tcp, Duration::from_secs(20)) {
                     Ok(s) => return Ok(s),
-                    // Wrong key is final: retrying will not help.
-                    Err(e @ SshError::Auth { .. }) => return Err(e),
+                    // Wrong key or a foreign host key is final: retrying will not help.
+                    Err(
+                        e @ (SshError::Auth { .. }
+                        | SshError::HostKeyMismatch { .. }
+                        | SshError::HostKey { .. }),
+                    ) => return Err(e),
                     Err(e) => {
                         tracing::trace!(node = %target.node, error = %e, "ssh not ready yet");
                         e.to_string()

@@ -64,6 +64,8 @@ pub(crate) enum Command {
     Halt(HaltArgs),
     /// Delete nodes: VMs, disks and lab state. Boxes are kept.
     Destroy(DestroyArgs),
+    /// Make this directory the home of a lab that was moved here (its state names the old place).
+    Adopt(AdoptArgs),
     /// Manage boxes, the base images nodes are made from.
     #[command(subcommand)]
     Box(BoxCommand),
@@ -174,6 +176,16 @@ pub(crate) struct DestroyArgs {
     /// Do not ask for confirmation.
     #[arg(short, long)]
     pub(crate) force: bool,
+    /// Drop state copied from another lab (`cp -a lab lab2`): removes this directory's
+    /// `.labctl/` only; no VM is stopped and nothing outside this directory is touched.
+    #[arg(long, conflicts_with = "nodes")]
+    pub(crate) forget: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AdoptArgs {
+    #[command(flatten)]
+    pub(crate) lab: LabArgs,
 }
 
 #[derive(Debug, Subcommand)]

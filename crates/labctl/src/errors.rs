@@ -139,6 +139,25 @@ fn runner_hint(e: &RunnerError) -> Option<String> {
             Some(format!("add it with `labctl box add {name} FILE|URL`"))
         }
         RunnerError::NotUp => Some("run `labctl up` first".into()),
+        RunnerError::ForeignState { .. } => Some(
+            "if the lab was moved here, `labctl adopt` makes this directory its home; if it is a copy, `labctl destroy --forget` drops the copied state (it stops and deletes nothing outside this directory), then `labctl up` builds the copy's own VMs".into(),
+        ),
+        RunnerError::CannotAdopt {
+            reason: labctl_runner::AdoptRefusal::StillThere { .. },
+        } => Some(
+            "`labctl destroy --forget` drops the copied state (nothing outside this directory is touched); then `labctl up` builds this copy's own VMs".into(),
+        ),
+        RunnerError::CannotAdopt {
+            reason: labctl_runner::AdoptRefusal::StillRunning { .. },
+        } => Some(
+            "move the lab back and `labctl halt` it, then move it again (or end that process yourself)".into(),
+        ),
+        RunnerError::NotForeign => {
+            Some("`labctl destroy` removes this lab's VMs and state".into())
+        }
+        RunnerError::UnsafeSshValue { .. } => Some(
+            "the value is refused so that it cannot add options to the OpenSSH configuration; check .labctl/state.json and the box's metadata".into(),
+        ),
         RunnerError::NotRunning { nodes } => Some(not_running_hint(nodes)),
         RunnerError::UnknownNode { known, .. } => Some(format!("nodes: {}", known.join(", "))),
         RunnerError::UnknownStep { known, .. } => Some(format!("steps: {}", known.join(", "))),
@@ -151,7 +170,7 @@ fn runner_hint(e: &RunnerError) -> Option<String> {
             format!("wait for the other labctl ({holder}) to finish, or stop it with Ctrl-C")
         }),
         RunnerError::CorruptState { .. } => {
-            Some("`labctl destroy -f` stops the VMs it can find and removes .labctl/".into())
+            Some("`labctl destroy --forget` removes .labctl/ without stopping anything (end the lab's VMs yourself if some still run)".into())
         }
         RunnerError::Interrupted => Some("`labctl up` continues where this one stopped".into()),
         RunnerError::NoGolden { reason } => Some(match reason {

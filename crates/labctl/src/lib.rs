@@ -46,6 +46,7 @@ pub fn main_impl(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::SshConfig(a) => commands::ssh::config(&a, &printer),
         Command::Halt(a) => commands::halt::halt(&a, &printer),
         Command::Destroy(a) => commands::halt::destroy(&a, &printer),
+        Command::Adopt(a) => commands::halt::adopt(&a, &printer),
         Command::Box(a) => commands::boxes::run(&a, &printer),
         Command::Values(a) => commands::status::values(&a, &printer),
         Command::Snapshot(a) => commands::reset::snapshot(&a, &printer),

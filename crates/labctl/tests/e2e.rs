@@ -664,3 +664,66 @@ fn two_labs_share_one_host() {
     assert!(b.status().values().all(|s| s == "running"));
     b.ssh("w1-k8s", "ping -c 1 -W 3 192.168.1.10");
 }
+
+/// Issue 14 acceptance: `cp -a lab lab2 && cd lab2` then `status` / `destroy -f` must not act
+/// on the original lab's VMs (they once did); `destroy --forget` drops the copied state
+/// alone; a recorded PID now used by another process (a `sleep` standing in) is not killed;
+/// `labctl ssh` verifies the host key pinned at first contact.
+#[test]
+#[ignore = "boots QEMU guests; run by scripts/test.sh"]
+fn a_copied_lab_leaves_the_original_alone() {
+    if !have_box() {
+        return;
+    }
+    let a = Lab::smoke(63510, 1);
+    a.run_ok(&["up", "--workers", "1"]);
+    let pids = a.recorded_pids();
+    assert_eq!(pids.len(), 3, "2 VMs and the switch: {pids:?}");
+    let known = std::fs::read_to_string(a.dir.join(".labctl/known_hosts")).expect("pinned keys");
+    assert_eq!(known.lines().count(), 2, "{known}");
+
+    let tmp = tempfile::tempdir().expect("tmp");
+    let copy = Lab {
+        dir: tmp.path().join("lab2"),
+        _tmp: tmp,
+    };
+    assert!(
+        Command::new("cp")
+            .arg("-a")
+            .arg(&a.dir)
+            .arg(&copy.dir)
+            .status()
+            .expect("cp")
+            .success()
+    );
+    for args in [&["status"][..], &["destroy", "-f"], &["halt"], &["ssh-config"]] {
+        let out = copy.run(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "labctl {args:?} in the copy succeeded");
+        assert!(
+            err.contains("copied or moved") && err.contains("destroy --forget"),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(pids.iter().all(|p| alive(*p)), "the copy touched the original");
+    assert!(a.status().values().all(|s| s == "running"));
+    copy.run_ok(&["destroy", "--forget"]);
+    assert!(!copy.dir.join(".labctl").exists());
+    assert!(pids.iter().all(|p| alive(*p)), "--forget touched the original");
+    assert_eq!(a.ssh("m-k8s", "hostname").trim(), "m-k8s");
+
+    // A stale PID: the worker is halted and its pidfile now names an unrelated process.
+    a.run_ok(&["halt", "w1-k8s"]);
+    let mut sleeper = Command::new("sleep").arg("300").spawn().expect("sleep");
+    std::fs::write(
+        a.dir.join(".labctl/machines/w1-k8s/qemu.pid"),
+        format!("{}\n", sleeper.id()),
+    )
+    .expect("pidfile");
+    assert_eq!(a.status()["w1-k8s"], "stopped");
+    a.run_ok(&["destroy", "-f"]);
+    let survived = matches!(sleeper.try_wait(), Ok(None));
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    assert!(survived, "destroy killed the process behind a stale PID");
+}

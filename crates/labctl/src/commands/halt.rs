@@ -3,7 +3,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::Result;
-use crate::cli::{DestroyArgs, HaltArgs};
+use crate::cli::{AdoptArgs, DestroyArgs, HaltArgs};
 use crate::errors::{ExpectedError, code};
 use crate::output::Printer;
 use crate::output::reporter::{Mode, TermReporter};
@@ -26,6 +26,14 @@ pub(crate) fn halt(args: &HaltArgs, p: &Printer) -> Result<u8> {
 pub(crate) fn destroy(args: &DestroyArgs, p: &Printer) -> Result<u8> {
     let dir = super::lab_dir(&args.lab)?;
     let paths = labctl_runner::lab_paths(&dir, "");
+    if args.forget {
+        labctl_runner::forget(&paths, &super::env())?;
+        p.info(format!(
+            "dropped the copied lab state in {} (no VM was stopped)",
+            paths.state_dir.display()
+        ));
+        return Ok(code::OK);
+    }
     if !args.force {
         if !std::io::stdin().is_terminal() {
             return Err(ExpectedError::NeedsForce);
@@ -47,5 +55,16 @@ pub(crate) fn destroy(args: &DestroyArgs, p: &Printer) -> Result<u8> {
     let mode = if p.quiet { Mode::Quiet } else { Mode::Lines };
     let reporter = Arc::new(TermReporter::new(mode, p.err_styles, &args.nodes));
     labctl_runner::destroy(&paths, &super::env(), &args.nodes, reporter)?;
+    Ok(code::OK)
+}
+
+pub(crate) fn adopt(args: &AdoptArgs, p: &Printer) -> Result<u8> {
+    let dir = super::lab_dir(&args.lab)?;
+    let paths = labctl_runner::lab_paths(&dir, "");
+    if labctl_runner::adopt(&paths, &super::env())? {
+        p.info("this directory is now the lab's home; `labctl up` boots its nodes (their guest configuration is redone)");
+    } else {
+        p.info("the lab state already belongs to this directory");
+    }
     Ok(code::OK)
 }

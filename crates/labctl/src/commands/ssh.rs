@@ -10,7 +10,7 @@ use crate::output::Printer;
 pub(crate) fn run(args: &SshArgs, _p: &Printer) -> Result<u8> {
     let dir = super::lab_dir(&args.lab)?;
     let paths = labctl_runner::lab_paths(&dir, "");
-    let info = labctl_runner::ssh_info(&paths, Some(&args.node))?;
+    let info = labctl_runner::ssh_info(&paths, &super::env(), Some(&args.node))?;
     let Some(info) = info.first() else {
         return Ok(code::OTHER);
     };
@@ -28,7 +28,7 @@ pub(crate) fn run(args: &SshArgs, _p: &Printer) -> Result<u8> {
     .map_err(|e| labctl_runner::RunnerError::Driver(e.into()))?;
     let tty = args.command.is_empty() && std::io::stdin().is_terminal();
     let status = Cmd::new(ssh)
-        .args(labctl_runner::ssh_args(info, &args.command, tty))
+        .args(labctl_runner::ssh_args(info, &args.command, tty)?)
         .run_interactive()
         .map_err(|e| labctl_runner::RunnerError::Driver(e.into()))?;
     Ok(u8::try_from(status).unwrap_or(code::OTHER))
@@ -37,7 +37,7 @@ pub(crate) fn run(args: &SshArgs, _p: &Printer) -> Result<u8> {
 pub(crate) fn config(args: &SshConfigArgs, p: &Printer) -> Result<u8> {
     let dir = super::lab_dir(&args.lab)?;
     let paths = labctl_runner::lab_paths(&dir, "");
-    let info = labctl_runner::ssh_info(&paths, args.node.as_deref())?;
-    p.out(labctl_runner::ssh_config_text(&info).trim_end());
+    let info = labctl_runner::ssh_info(&paths, &super::env(), args.node.as_deref())?;
+    p.out(labctl_runner::ssh_config_text(&info)?.trim_end());
     Ok(code::OK)
 }
