@@ -128,6 +128,13 @@ mod tests {
             .spawn()
             .expect("sleep");
         let pid = child.id();
+        // Until the child has exec'd, its cmdline is this test binary's.
+        let t = std::time::Instant::now();
+        while !argv(pid).is_some_and(|a| a.iter().any(|x| x == "30"))
+            && t.elapsed() < std::time::Duration::from_secs(5)
+        {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         // A recorded PID now used by an unrelated `sleep`: never signalled.
         assert!(!is_ours(pid, &|a| a.ends_with(",process=labctl-x-m")));
         assert!(!signal_if(pid, true, &|a| a.ends_with(",process=labctl-x-m")));

@@ -696,20 +696,34 @@ fn a_copied_lab_leaves_the_original_alone() {
             .expect("cp")
             .success()
     );
-    for args in [&["status"][..], &["destroy", "-f"], &["halt"], &["ssh-config"]] {
+    for args in [
+        &["status"][..],
+        &["destroy", "-f"],
+        &["halt"],
+        &["ssh-config"],
+    ] {
         let out = copy.run(args);
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "labctl {args:?} in the copy succeeded");
+        assert!(
+            !out.status.success(),
+            "labctl {args:?} in the copy succeeded"
+        );
         assert!(
             err.contains("copied or moved") && err.contains("destroy --forget"),
             "{args:?}: {err}"
         );
     }
-    assert!(pids.iter().all(|p| alive(*p)), "the copy touched the original");
+    assert!(
+        pids.iter().all(|p| alive(*p)),
+        "the copy touched the original"
+    );
     assert!(a.status().values().all(|s| s == "running"));
     copy.run_ok(&["destroy", "--forget"]);
     assert!(!copy.dir.join(".labctl").exists());
-    assert!(pids.iter().all(|p| alive(*p)), "--forget touched the original");
+    assert!(
+        pids.iter().all(|p| alive(*p)),
+        "--forget touched the original"
+    );
     assert_eq!(a.ssh("m-k8s", "hostname").trim(), "m-k8s");
 
     // A stale PID: the worker is halted and its pidfile now names an unrelated process.

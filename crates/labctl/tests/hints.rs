@@ -83,8 +83,11 @@ impl World {
         }
         s.push_str(&format!("--- stderr\n{}", text(&out.stderr)));
         let tmp = self.path().canonicalize().expect("canonical tmp");
+        // The lab id's hex comes from the temporary path.
+        let id = labctl_runner::state::LabPaths::new(&self.lab(), "smoke").id;
         s.replace(&tmp.display().to_string(), "[TMP]")
             .replace(&self.path().display().to_string(), "[TMP]")
+            .replace(&id, "smoke-[ID]")
     }
 
     /// Record the lab as brought up, with each node stopped (an empty disk file, no QEMU)
@@ -92,6 +95,10 @@ impl World {
     fn write_state(&self, nodes: &[(&str, &str, bool)]) {
         let state = self.lab().join(".labctl");
         let run = self.path().join("run/labctl/test");
+        // The state must belong to this directory (its id and path) and name box files in
+        // the box store, or labctl refuses it as foreign or corrupt.
+        let own = labctl_runner::state::LabPaths::new(&self.lab(), "smoke");
+        let box_disk = self.path().join("home/boxes/labctl--debian-12/disk.qcow2");
         let mut entries = Vec::new();
         for (i, (name, role, stopped)) in nodes.iter().enumerate() {
             let dir = state.join("machines").join(name);
@@ -100,13 +107,13 @@ impl World {
                 std::fs::write(dir.join("disk.qcow2"), b"").expect("disk");
             }
             let machine = serde_json::json!({
-                "id": format!("smoke-test-{name}"),
+                "id": format!("{}-{name}", own.id),
                 "hostname": name,
                 "dir": dir,
                 "run_dir": run,
                 "cpus": 1,
                 "memory_mb": 512,
-                "boot": {"disk": "/nonexistent/box.qcow2", "kernel": null, "initrd": null,
+                "boot": {"disk": box_disk, "kernel": null, "initrd": null,
                          "cmdline": null, "ovf": null},
                 "nat_mac": format!("52:54:00:00:{i:02x}:00"),
                 "private_nics": [],
@@ -129,7 +136,8 @@ impl World {
         let st = serde_json::json!({
             "version": 1,
             "lab": "smoke",
-            "id": "smoke-test",
+            "id": own.id,
+            "lab_dir": own.lab_dir(),
             "provider": "qemu",
             "run_dir": run,
             "box_name": "labctl/debian-12",
@@ -226,4 +234,36 @@ fn node_not_running() {
         s.push_str(&w.run(args, &[]));
     }
     insta::assert_snapshot!("node_not_running", s);
+}
+
+/// A copied lab (`cp -a lab lab2`): every command refuses the original's state and says how
+/// to fix it; `adopt` refuses while the original is in place; `destroy --forget` drops the copy.
+#[test]
+fn copied_lab() {
+    let w = World::new();
+    w.write_state(&[("m-k8s", "master", true)]);
+    let copy = w.path().join("lab2");
+    assert!(
+        std::process::Command::new("cp")
+            .arg("-a")
+            .arg(w.lab())
+            .arg(&copy)
+            .status()
+            .expect("cp")
+            .success()
+    );
+    let lab2 = copy.to_str().expect("utf-8 path");
+    let mut s = String::new();
+    for args in [
+        &["status", "--lab", lab2][..],
+        &["destroy", "-f", "--lab", lab2],
+        &["adopt", "--lab", lab2],
+        &["destroy", "--forget", "--lab", lab2],
+        &["destroy", "--forget"],
+    ] {
+        s.push_str(&w.run(args, &[]));
+    }
+    assert!(!copy.join(".labctl").exists());
+    assert!(w.lab().join(".labctl/state.json").exists());
+    insta::assert_snapshot!("copied_lab", s);
 }
