@@ -396,7 +396,18 @@ impl BoxStore {
                     .find(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("ovf")))
                     .and_then(|p| p.file_name())
                     .map(|f| f.to_string_lossy().to_string());
-                Self::convert(vmdk, "vmdk", &dir.join("disk.qcow2"))?;
+                if Self::qemu_img().is_ok() {
+                    Self::convert(vmdk, "vmdk", &dir.join("disk.qcow2"))?;
+                } else {
+                    // No qemu-img (common on Windows and macOS VirtualBox hosts): keep the
+                    // VMDK as it is; the VirtualBox provider imports the OVF and needs no
+                    // conversion. A QEMU lab on this box needs qemu-img and a re-add.
+                    tracing::info!(box_dir = %dir.display(), "qemu-img not found: keeping the VirtualBox disk unconverted (enough for provider = \"virtualbox\")");
+                    meta.disk = vmdk
+                        .file_name()
+                        .map(|f| f.to_string_lossy().to_string())
+                        .unwrap_or_default();
+                }
             }
             other => {
                 return Err(bad(format!(

@@ -226,21 +226,26 @@ impl Cmd {
     /// Start a long-lived helper in its own process group (so Ctrl-C at the terminal does not
     /// reach it), output appended to `log`. Returns its PID; the caller records it.
     pub fn spawn_detached(&self, log: &Path) -> Result<u32, ToolError> {
-        use std::os::unix::process::CommandExt;
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)
             .map_err(|e| self.spawn_err(e))?;
         let file2 = file.try_clone().map_err(|e| self.spawn_err(e))?;
-        let child = self
-            .command()
-            .stdin(Stdio::null())
-            .stdout(file)
-            .stderr(file2)
-            .process_group(0)
-            .spawn()
-            .map_err(|e| self.spawn_err(e))?;
+        let mut command = self.command();
+        command.stdin(Stdio::null()).stdout(file).stderr(file2);
+        #[cfg(unix)]
+        {
+            use std::os::unix::process::CommandExt;
+            command.process_group(0);
+        }
+        #[cfg(windows)]
+        {
+            // CREATE_NEW_PROCESS_GROUP: Ctrl-C at the console does not reach it.
+            use std::os::windows::process::CommandExt;
+            command.creation_flags(0x0000_0200);
+        }
+        let child = command.spawn().map_err(|e| self.spawn_err(e))?;
         tracing::debug!(command = %self.display(), pid = child.id(), "spawned detached");
         Ok(child.id())
     }
@@ -269,8 +274,14 @@ fn reader<R: Read + Send + 'static>(r: Option<R>) -> std::thread::JoinHandle<Str
 
 /// "exit status 3" or "killed by signal 9".
 pub fn describe_status(st: ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (st.code(), st.signal()) {
+    #[cfg(unix)]
+    let signal = {
+        use std::os::unix::process::ExitStatusExt;
+        st.signal()
+    };
+    #[cfg(not(unix))]
+    let signal: Option<i32> = None;
+    match (st.code(), signal) {
         (Some(c), _) => format!("exit status {c}"),
         (None, Some(s)) => format!("killed by signal {s}"),
         _ => "unknown status".into(),
@@ -309,9 +320,17 @@ fn search_path(name: &str) -> Option<PathBuf> {
         .find(|c| is_executable(c))
 }
 
+#[cfg(unix)]
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Windows has no execute bit: a file is enough (callers name `.exe` files). Not verified: this
+/// code has never been built for Windows.
+#[cfg(not(unix))]
+fn is_executable(p: &Path) -> bool {
+    std::fs::metadata(p).is_ok_and(|m| m.is_file())
 }
 
 #[cfg(test)]

@@ -55,11 +55,16 @@ impl World {
 
     /// The `VBoxManage` labctl runs: the stand-in with this world's state and version.
     fn set_version(&self, version: &str) {
+        self.set_fake(version, "");
+    }
+
+    /// The stand-in with extra settings (`VAR='value' ` shell assignments).
+    fn set_fake(&self, version: &str, extra: &str) {
         use std::os::unix::fs::PermissionsExt;
         let path = self.root().join("bin/VBoxManage");
         std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
         let script = format!(
-            "#!/bin/sh\nFAKE_VBOX_STATE='{}' FAKE_VBOX_VERSION='{version}' exec '{FAKE}' \"$@\"\n",
+            "#!/bin/sh\nFAKE_VBOX_STATE='{}' FAKE_VBOX_VERSION='{version}' {extra}exec '{FAKE}' \"$@\"\n",
             self.state().display()
         );
         let tmp = path.with_extension("tmp");
@@ -69,7 +74,12 @@ impl World {
     }
 
     fn labctl(&self, args: &[&str]) -> Output {
+        self.labctl_env(args, &[])
+    }
+
+    fn labctl_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut c = Command::new(labctl_bin());
+        c.envs(env.iter().copied());
         for var in ["LABCTL_LAB", "LABCTL_WORKERS", "RUST_LOG", "LABCTL_JOBS"] {
             c.env_remove(var);
         }
@@ -416,4 +426,83 @@ fn classic(version: &str, label: &str) {
             "## up --workers 2\n{up_calls}\n## snapshot save before-class; snapshot list\n{snap_calls}\n## halt\n{halt_calls}\n## destroy -f\n{destroy_calls}"
         )
     );
+}
+
+/// A Vagrant VirtualBox box added on a host without qemu-img keeps its VMDK (the VirtualBox
+/// provider imports the OVF; nothing needs converting).
+#[test]
+fn virtualbox_box_add_without_qemu_img_keeps_the_vmdk() {
+    let w = World::new("7.1.4r165100");
+    let d = w.root().join("box");
+    std::fs::create_dir_all(&d).expect("mkdir");
+    std::fs::write(d.join("box-disk001.vmdk"), b"# Disk DescriptorFile\n").expect("vmdk");
+    std::fs::write(d.join("box.ovf"), "<Envelope/>\n").expect("ovf");
+    std::fs::write(d.join("metadata.json"), r#"{"provider":"virtualbox"}"#).expect("meta");
+    let file = w.root().join("vb.box");
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(&d)
+        .arg("-czf")
+        .arg(&file)
+        .arg(".")
+        .status()
+        .expect("tar");
+    assert!(st.success());
+    let out = w.labctl_env(
+        &["box", "add", "vb/box", &file.display().to_string()],
+        &[("LABCTL_QEMU_IMG", "/nonexistent/qemu-img")],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dir = w.root().join("home/boxes/vb--box");
+    let meta: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("box.json")).expect("box.json"))
+            .expect("json");
+    assert_eq!(meta["disk"], "box-disk001.vmdk", "{meta}");
+    assert_eq!(meta["ovf"], "box.ovf", "{meta}");
+    assert!(dir.join("box-disk001.vmdk").exists());
+    assert!(!dir.join("disk.qcow2").exists());
+}
+
+/// VirtualBox's NAT cannot bind the SSH port (something else listens there): it logs `NAT:
+/// Failed to redirect` and boots anyway. `up` moves the forward to a free port on the running
+/// VM and says so; status shows the new port.
+#[test]
+fn a_taken_ssh_port_moves_during_up() {
+    let w = World::new("7.0.20r163906");
+    // The SSH port of the first VM started (60010 unless something on this host has it).
+    w.set_fake("7.0.20r163906", "FAKE_VBOX_TAKEN_PORTS='first-ssh' ");
+    w.add_box();
+    w.init_classic();
+    move_into_default_range(&w);
+    let out = w.labctl(&["up", "--workers", "1"]);
+    let err = stderr(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "no guest behind the stand-in: {err}"
+    );
+    let taken = std::fs::read_to_string(w.state().join("first-ssh-taken")).expect("a VM started");
+    let notice = format!("port {taken} was taken; using ");
+    let moved: u16 = err
+        .split(&notice)
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no `{notice}` in: {err}"));
+    let calls = w.calls();
+    let delete = calls
+        .iter()
+        .position(|c| c.contains(" natpf1 delete ssh"))
+        .unwrap_or_else(|| panic!("{calls:#?}"));
+    assert!(
+        calls[delete + 1].contains(&format!(" natpf1 ssh,tcp,127.0.0.1,{moved},,22")),
+        "{calls:#?}"
+    );
+    let st = w.status();
+    assert!(
+        st.values()
+            .any(|(_, ssh)| *ssh == format!("127.0.0.1:{moved}")),
+        "{st:?}"
+    );
+    w.ok(&["destroy", "-f"]);
 }

@@ -1376,3 +1376,118 @@ fn every_transcript_parses_and_replays() {
         }
     }
 }
+
+/// The machines of labs/k8s-classic as the runner makes them (m-k8s and two workers, one
+/// host-only network 192.168.1.0/24, the book's ports), for call sequences per host OS.
+fn classic_machines(lab: &Lab) -> Vec<MachineConfig> {
+    [
+        ("m-k8s", 2, 3072, 60010, 1u8),
+        ("w1-k8s", 1, 2560, 60101, 2),
+        ("w2-k8s", 1, 2560, 60102, 3),
+    ]
+    .into_iter()
+    .map(|(name, cpus, mem, port, n)| {
+        let mut m = lab.machine(name);
+        m.id = format!("k8s-classic-1a2b3c4d-{name}");
+        m.cpus = cpus;
+        m.memory_mb = mem;
+        m.ssh.host = port;
+        m.forwards.clear();
+        m.private_nics.truncate(1);
+        m.private_nics[0].mac = format!("52:54:00:bb:00:{n:02x}");
+        m.group = Some("k8s-SgMST-1.13.1(github_SysNet4Admin)".into());
+        m
+    })
+    .collect()
+}
+
+/// `up`, `status`, `snapshot save`/`list`, `halt`, `destroy` of k8s-classic through the driver
+/// on one host OS and VirtualBox version; the calls in order (sequential, so stable).
+fn classic_sequence(host_os: HostOs, version: &str, extra: &[(&str, &str)]) -> String {
+    let lab = Lab::new();
+    let mut vars = vec![("FAKE_VBOX_VERSION", version)];
+    vars.extend_from_slice(extra);
+    lab.env(&vars);
+    std::fs::write(lab.root().join("networks.conf"), "* 192.168.0.0/16\n").expect("conf");
+    let d = VBoxDriver::new(VBoxConfig {
+        host_os,
+        ..lab.config()
+    });
+    let nets = [NetworkConfig {
+        name: "private".into(),
+        host_ip: Some((Ipv4Addr::new(192, 168, 1, 1), 24)),
+    }];
+    let ms = classic_machines(&lab);
+    let mut out = String::from("## up\n");
+    let section = |title: &str, out: &mut String| {
+        let mut calls: Vec<String> = lab.calls().lines().map(String::from).collect();
+        calls.dedup();
+        out.push_str(&calls.join("\n"));
+        out.push_str(&format!("\n## {title}\n"));
+        lab.clear_calls();
+    };
+    d.networks_up(&lab.run_dir(), &nets).expect("networks_up");
+    for m in &ms {
+        d.create(m).expect("create");
+        d.start(m).expect("start");
+    }
+    section("status", &mut out);
+    for m in &ms {
+        assert_eq!(d.status(m), MachineStatus::Running { pid: 0 });
+    }
+    section("snapshot save before-class; snapshot list", &mut out);
+    for m in &ms {
+        d.pause(m, true).expect("pause");
+    }
+    for m in &ms {
+        d.snapshot(m, &SnapshotOp::Save("before-class".into()))
+            .expect("save");
+    }
+    for m in &ms {
+        d.pause(m, false).expect("resume");
+    }
+    for m in &ms {
+        assert_eq!(
+            d.snapshot(m, &SnapshotOp::List).expect("list"),
+            ["before-class"]
+        );
+    }
+    section("halt", &mut out);
+    for m in &ms {
+        d.stop(m, StopMode::Graceful(Duration::from_secs(10)))
+            .expect("stop");
+    }
+    section("destroy", &mut out);
+    for m in &ms {
+        d.destroy(m).expect("destroy");
+    }
+    section("end", &mut out);
+    out.replace(&lab.root().display().to_string(), "[TMP]")
+}
+
+#[test]
+fn classic_call_sequences_per_host_os() {
+    let linux = classic_sequence(HostOs::Linux, "7.1.4r165100", &[]);
+    let windows = classic_sequence(HostOs::Windows, "7.1.4r165100", &[("FAKE_VBOX_CRLF", "1")]);
+    assert_eq!(
+        windows, linux,
+        "Windows (CRLF output) makes the same calls as Linux"
+    );
+    insta::assert_snapshot!("classic_linux_or_windows_7_1", linux);
+    insta::assert_snapshot!(
+        "classic_macos_7_1",
+        classic_sequence(
+            HostOs::MacOs,
+            "7.1.4r165100",
+            &[("FAKE_VBOX_HOST", "macos")]
+        )
+    );
+    insta::assert_snapshot!(
+        "classic_macos_6_1",
+        classic_sequence(
+            HostOs::MacOs,
+            "6.1.50r161033",
+            &[("FAKE_VBOX_HOST", "macos")]
+        )
+    );
+}

@@ -37,8 +37,14 @@ fn s<I: IntoIterator<Item = T>, T: Into<String>>(items: I) -> Vec<String> {
     items.into_iter().map(Into::into).collect()
 }
 
+/// A path as VBoxManage gets it. Windows' verbatim prefix (`\\?\C:\…`, what
+/// `canonicalize` returns there) is dropped: VirtualBox does not take it for `--basefolder`.
 fn path(p: &Path) -> String {
-    p.to_string_lossy().into_owned()
+    let s = p.to_string_lossy();
+    match s.strip_prefix("\\\\?\\") {
+        Some(rest) if !rest.starts_with("UNC\\") => rest.to_string(),
+        _ => s.into_owned(),
+    }
 }
 
 /// `--version`
@@ -516,6 +522,19 @@ mod tests {
             !argv.contains("--macaddress1"),
             "NIC 1 keeps the box's MAC: {argv}"
         );
+    }
+
+    #[test]
+    fn windows_verbatim_paths_lose_their_prefix() {
+        assert_eq!(
+            path(Path::new("\\\\?\\C:\\Users\\st\\lab")),
+            "C:\\Users\\st\\lab"
+        );
+        assert_eq!(
+            path(Path::new("\\\\?\\UNC\\srv\\share")),
+            "\\\\?\\UNC\\srv\\share"
+        );
+        assert_eq!(path(Path::new("/home/st/lab")), "/home/st/lab");
     }
 
     #[test]

@@ -132,7 +132,7 @@ fn c_utf8_installed() -> bool {
 /// Where VBoxManage may be installed, in the order to try, for a host OS. `env` reads an
 /// environment variable. Windows: `%VBOX_MSI_INSTALL_PATH%` (set by the MSI installer),
 /// `%VBOX_INSTALL_PATH%` (older installers; may hold several `;`-separated folders), then
-/// `%ProgramFiles%\\Oracle\\VirtualBox` and `C:\\Program Files\\Oracle\\VirtualBox`. Windows
+/// `%ProgramFiles%\Oracle\VirtualBox` and `C:\Program Files\Oracle\VirtualBox`. Windows
 /// paths are built as text so that this is testable on any host.
 pub fn vboxmanage_candidates(
     host_os: HostOs,
@@ -1164,5 +1164,83 @@ impl Driver for VBoxDriver {
             self.run(&args::pause(&m.id, paused), SHORT)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vboxmanage_on_windows_from_the_installer_variables_then_the_default_folder() {
+        let env = |k: &str| -> Option<OsString> {
+            match k {
+                "VBOX_MSI_INSTALL_PATH" => Some("D:\\Apps\\VirtualBox\\".into()),
+                "VBOX_INSTALL_PATH" => Some("E:\\Old VB;D:\\Apps\\VirtualBox".into()),
+                "ProgramFiles" => Some("C:\\Program Files".into()),
+                _ => None,
+            }
+        };
+        let got: Vec<String> = vboxmanage_candidates(HostOs::Windows, &env)
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "D:\\Apps\\VirtualBox\\VBoxManage.exe",
+                "E:\\Old VB\\VBoxManage.exe",
+                "C:\\Program Files\\Oracle\\VirtualBox\\VBoxManage.exe",
+            ]
+        );
+        let none = |_: &str| -> Option<OsString> { None };
+        assert_eq!(
+            vboxmanage_candidates(HostOs::Windows, &none),
+            [PathBuf::from(
+                "C:\\Program Files\\Oracle\\VirtualBox\\VBoxManage.exe"
+            )]
+        );
+        assert_eq!(
+            vboxmanage_candidates(HostOs::MacOs, &none)[0],
+            PathBuf::from("/Applications/VirtualBox.app/Contents/MacOS/VBoxManage")
+        );
+        assert_eq!(
+            vboxmanage_candidates(HostOs::Linux, &none)[0],
+            PathBuf::from("/usr/bin/VBoxManage")
+        );
+    }
+
+    #[test]
+    fn locale_for_vboxmanage() {
+        assert_eq!(child_locale(HostOs::Linux, true), "C.UTF-8");
+        assert_eq!(child_locale(HostOs::Linux, false), "en_US.UTF-8");
+        assert_eq!(child_locale(HostOs::MacOs, true), "en_US.UTF-8");
+        assert_eq!(child_locale(HostOs::Windows, true), "en_US.UTF-8");
+    }
+
+    #[test]
+    fn supported_versions() {
+        for (v, ok) in [
+            ((5, 2, 44), false),
+            ((6, 0, 24), false),
+            ((6, 1, 0), true),
+            ((6, 1, 50), true),
+            ((7, 0, 0), false),
+            ((7, 0, 2), true),
+            ((7, 1, 4), true),
+        ] {
+            let got = version_problem(VBoxVersion::new(v.0, v.1, v.2));
+            assert_eq!(got.is_none(), ok, "{v:?}: {got:?}");
+        }
+    }
+
+    #[test]
+    fn arm_ovfs_and_hostonlynet_names() {
+        assert!(ovf_is_arm("<vbox:Machine OSType=\"Ubuntu_arm64\">"));
+        assert!(!ovf_is_arm("<vbox:Machine OSType=\"Debian_64\">"));
+        assert_eq!(
+            hostonlynet_name(Ipv4Addr::new(192, 168, 1, 1), 24),
+            "labctl-192.168.1.0-24"
+        );
     }
 }

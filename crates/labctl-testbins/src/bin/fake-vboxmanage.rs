@@ -29,7 +29,8 @@
 //!   adapters are no longer supported!"); `hostonlynet add` and `list hostonlynets` work.
 //! - `FAKE_VBOX_VERSION=7.0.0`: `showvminfo` omits `Forwarding(n)` lines when NIC 1 has several
 //!   rules (the 7.0.0 bug Vagrant works around in version_7_0.rb).
-//! - `FAKE_VBOX_TAKEN_PORTS=P[,…]`: those host ports are taken; NAT logs `NAT: Failed to redirect
+//! - `FAKE_VBOX_TAKEN_PORTS=P[,…]`: those host ports are taken (`first-ssh`: the SSH port of the
+//!   first VM started, whatever it is); NAT logs `NAT: Failed to redirect
 //!   TCP 127.0.0.1:P -> 0.0.0.0:G (Address already in use)` to the VM's `Logs/VBox.log` and the VM
 //!   boots anyway (slirp.c returns 1, DrvNAT.cpp tests `< 0`).
 //! - `FAKE_VBOX_STARTVM_EXIT1=1`: `startvm` starts the VM, then reports an error and exits 1.
@@ -995,8 +996,21 @@ impl Fake {
             "00:00:00.000000 VirtualBox VM {} linux.amd64 (fake-vboxmanage) release log\n00:00:00.000100 Log opened 2026-01-05T09:00:00.000000000Z\n",
             self.version
         );
+        // `first-ssh`: the SSH port of the first VM started is the taken one.
+        let first = self.state.join("first-ssh-taken");
+        if env_list("FAKE_VBOX_TAKEN_PORTS")
+            .iter()
+            .any(|p| p == "first-ssh")
+            && !first.exists()
+            && let Some(port) = nat_rules(&vm)
+                .iter()
+                .find(|r| r.starts_with("ssh,"))
+                .and_then(|r| r.split(',').nth(3).map(String::from))
+        {
+            let _ = fs::write(&first, port);
+        }
         for rule in nat_rules(&vm) {
-            log.push_str(&nat_log_line(&rule));
+            log.push_str(&nat_log_line(&self.state, &rule));
         }
         let guru = std::env::var("FAKE_VBOX_GURU").is_ok_and(|v| v == "1");
         if guru {
@@ -1078,7 +1092,7 @@ impl Fake {
                     let log = PathBuf::from(s(&vm, "dir")).join("Logs/VBox.log");
                     if let Ok(mut lf) = fs::OpenOptions::new().create(true).append(true).open(&log)
                     {
-                        let _ = lf.write_all(nat_log_line(spec).as_bytes());
+                        let _ = lf.write_all(nat_log_line(&self.state, spec).as_bytes());
                     }
                 }
                 vm["nics"]["1"]["rules"] = json!(rules);
@@ -1455,13 +1469,16 @@ fn nat_rules(vm: &Value) -> Vec<String> {
 
 /// What VirtualBox's NAT logs for a rule (slirp.c): "Set redirect", or "Failed to redirect"
 /// when the host port is taken (`FAKE_VBOX_TAKEN_PORTS`).
-fn nat_log_line(rule: &str) -> String {
+fn nat_log_line(state: &Path, rule: &str) -> String {
     let f: Vec<&str> = rule.split(',').collect();
     if f.len() != 6 {
         return String::new();
     }
     let host_ip = if f[2].is_empty() { "0.0.0.0" } else { f[2] };
-    let taken = env_list("FAKE_VBOX_TAKEN_PORTS").iter().any(|p| p == f[3]);
+    let first = fs::read_to_string(state.join("first-ssh-taken")).unwrap_or_default();
+    let taken = env_list("FAKE_VBOX_TAKEN_PORTS")
+        .iter()
+        .any(|p| p == f[3] || (p == "first-ssh" && first.trim() == f[3]));
     if taken {
         format!(
             "00:00:01.234567 NAT: Failed to redirect TCP {host_ip}:{} -> 0.0.0.0:{} (Address already in use)\n",
