@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use clap_complete::engine::{ArgValueCandidates, ArgValueCompleter};
 
 /// labctl brings classroom virtual-machine labs up, provisions them, and resets them.
 ///
@@ -28,7 +29,7 @@ pub(crate) struct Cli {
 #[derive(Debug, Clone, Args)]
 pub(crate) struct LabArgs {
     /// Path to lab.toml, or to the directory that holds it [default: ./lab.toml].
-    #[arg(long, env = "LABCTL_LAB", value_name = "PATH")]
+    #[arg(add = ArgValueCompleter::new(crate::complete::LabOrDir), long, env = "LABCTL_LAB", value_name = "PATH")]
     pub(crate) lab: Option<PathBuf>,
     /// Number of workers, overriding `workers` in lab.toml.
     #[arg(long, env = "LABCTL_WORKERS", value_name = "N")]
@@ -79,9 +80,35 @@ pub(crate) enum Command {
     Reset(ResetArgs),
     /// List every lab on this host with its state and resources.
     List(ListArgs),
+    /// Print a shell completion script (node, lab, snapshot and box names are completed from
+    /// this host's state): `source <(labctl completions bash)`.
+    Completions(CompletionsArgs),
+    /// Write a man page for every command into DIR.
+    Man(ManArgs),
     /// (internal) Run the lab switch that connects the VMs' private NICs.
     #[command(name = "__switch", hide = true)]
     Switch(SwitchArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CompletionsArgs {
+    /// The shell.
+    pub(crate) shell: Shell,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+    Powershell,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ManArgs {
+    /// Directory for labctl.1, labctl-up.1, …
+    #[arg(long, value_name = "DIR")]
+    pub(crate) out: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -105,6 +132,7 @@ pub(crate) struct UpArgs {
     #[command(flatten)]
     pub(crate) lab: LabArgs,
     /// Only these nodes (default: all).
+    #[arg(add = ArgValueCandidates::new(crate::complete::nodes))]
     pub(crate) nodes: Vec<String>,
     /// At most N nodes booting or steps running at once (default: no limit).
     #[arg(long, short = 'j', env = "LABCTL_JOBS", value_name = "N")]
@@ -119,6 +147,7 @@ pub(crate) struct ProvisionArgs {
     #[command(flatten)]
     pub(crate) lab: LabArgs,
     /// Only these nodes (default: all).
+    #[arg(add = ArgValueCandidates::new(crate::complete::nodes))]
     pub(crate) nodes: Vec<String>,
     /// Run only this step.
     #[arg(long, value_name = "NAME", conflicts_with = "from")]
@@ -145,6 +174,7 @@ pub(crate) struct SshArgs {
     #[command(flatten)]
     pub(crate) lab: LabArgs,
     /// The node, e.g. m-k8s.
+    #[arg(add = ArgValueCandidates::new(crate::complete::nodes))]
     pub(crate) node: String,
     /// Command to run instead of a shell (after `--`).
     #[arg(last = true)]
@@ -155,6 +185,7 @@ pub(crate) struct SshArgs {
 pub(crate) struct SshConfigArgs {
     #[command(flatten)]
     pub(crate) lab: LabArgs,
+    #[arg(add = ArgValueCandidates::new(crate::complete::nodes))]
     pub(crate) node: Option<String>,
 }
 
@@ -162,6 +193,7 @@ pub(crate) struct SshConfigArgs {
 pub(crate) struct HaltArgs {
     #[command(flatten)]
     pub(crate) lab: LabArgs,
+    #[arg(add = ArgValueCandidates::new(crate::complete::nodes))]
     pub(crate) nodes: Vec<String>,
     /// Seconds to wait for a clean power-off before forcing it.
     #[arg(long, default_value_t = 60)]
@@ -172,6 +204,7 @@ pub(crate) struct HaltArgs {
 pub(crate) struct DestroyArgs {
     #[command(flatten)]
     pub(crate) lab: LabArgs,
+    #[arg(add = ArgValueCandidates::new(crate::complete::nodes))]
     pub(crate) nodes: Vec<String>,
     /// Do not ask for confirmation.
     #[arg(short, long)]
@@ -195,7 +228,10 @@ pub(crate) enum BoxCommand {
     /// List installed boxes.
     List,
     /// Remove a box.
-    Remove { name: String },
+    Remove {
+        #[arg(add = ArgValueCandidates::new(crate::complete::boxes))]
+        name: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -243,7 +279,7 @@ pub(crate) struct SnapshotArgs {
     #[command(flatten)]
     pub(crate) lab: LabArgs,
     /// Nodes, then the snapshot name: `labctl snapshot save w1-k8s before-upgrade`.
-    #[arg(required = true, num_args = 1.., value_name = "NODE… NAME")]
+    #[arg(add = ArgValueCandidates::new(crate::complete::snapshots), required = true, num_args = 1.., value_name = "NODE… NAME")]
     pub(crate) args: Vec<String>,
 }
 
@@ -251,6 +287,7 @@ pub(crate) struct SnapshotArgs {
 pub(crate) struct SnapshotListArgs {
     #[command(flatten)]
     pub(crate) lab: LabArgs,
+    #[arg(add = ArgValueCandidates::new(crate::complete::nodes))]
     pub(crate) nodes: Vec<String>,
 }
 
@@ -259,7 +296,7 @@ pub(crate) struct ResetArgs {
     #[command(flatten)]
     pub(crate) lab: LabArgs,
     /// Nodes to reset.
-    #[arg(required_unless_present = "all")]
+    #[arg(add = ArgValueCandidates::new(crate::complete::nodes), required_unless_present = "all")]
     pub(crate) nodes: Vec<String>,
     /// Rebuild from the box and provision again (and rejoin with fresh values).
     #[arg(long)]
@@ -321,6 +358,7 @@ pub(crate) struct RenderArgs {
     #[command(flatten)]
     pub(crate) lab: LabArgs,
     /// Only this node.
+    #[arg(add = ArgValueCandidates::new(crate::complete::nodes))]
     pub(crate) node: Option<String>,
     /// Write files into DIR/<node>/ instead of printing them.
     #[arg(long, value_name = "DIR")]

@@ -6,6 +6,7 @@
 mod bundled;
 mod cli;
 mod commands;
+mod complete;
 mod errors;
 mod output;
 
@@ -20,6 +21,19 @@ use crate::output::Printer;
 
 /// Parse the command line, run the command, render any error, and return the exit code.
 pub fn main_impl(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let args: Vec<OsString> = args.into_iter().collect();
+    // A completion request from the script `labctl completions SHELL` printed.
+    let cwd = std::env::current_dir().ok();
+    match clap_complete::CompleteEnv::with_factory(<Cli as clap::CommandFactory>::command)
+        .try_complete(args.clone(), cwd.as_deref())
+    {
+        Ok(true) => return ExitCode::from(code::OK),
+        Ok(false) => {}
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(code::USAGE);
+        }
+    }
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
@@ -52,6 +66,8 @@ pub fn main_impl(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Snapshot(a) => commands::reset::snapshot(&a, &printer),
         Command::Reset(a) => commands::reset::reset(&a, &printer),
         Command::List(a) => commands::reset::list(&a, &printer),
+        Command::Completions(a) => commands::completions::completions(&a, &printer),
+        Command::Man(a) => commands::completions::man(&a, &printer),
         Command::Switch(a) => commands::switch::run(&a),
     };
     match result {
