@@ -21,6 +21,8 @@ impl World {
         let lab = tmp.path().join("lab");
         let state = lab.join(".labctl");
         std::fs::create_dir_all(&state).expect("mkdir");
+        // The state must belong to this directory (id and path), or labctl refuses it.
+        let own = labctl_runner::state::LabPaths::new(&lab, "fixture");
         let mut entries = serde_json::Map::new();
         for (i, (name, role)) in nodes.iter().enumerate() {
             let machine = serde_json::json!({
@@ -39,7 +41,7 @@ impl World {
             );
         }
         let st = serde_json::json!({
-            "version": 1, "lab": "fixture", "id": "fixture-0", "provider": "qemu",
+            "version": 1, "lab": "fixture", "id": own.id, "lab_dir": own.lab_dir(), "provider": "qemu",
             "run_dir": tmp.path().join("run"), "box_name": "labctl/debian-12", "networks": [],
             "nodes": entries, "golden": null,
         });
