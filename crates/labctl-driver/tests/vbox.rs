@@ -440,7 +440,7 @@ fn stderr_classification() {
 
 #[test]
 fn networks_conf_ranges() {
-    let text = "# lab ranges\n* 10.0.0.0/8 192.168.0.0/16\n* 2001::/64\n  *   172.16.5.9/24\nnot a range line 1.2.3.0/24\n";
+    let text = "# lab ranges\n* 10.0.0.0/8 192.168.0.0/16\n* 2001::/64\n  *   172.16.5.9/24\nnot a range line 1.2.3.0/24\n*172.17.0.0/16\n";
     assert_eq!(
         preflight::parse_networks_conf(text),
         [

@@ -190,14 +190,24 @@ impl VBoxConfig {
         } else {
             "VBoxManage"
         };
-        match find_program(name, "LABCTL_VBOXMANAGE", NOT_INSTALLED_HINT) {
-            Ok(p) => Ok(VBoxConfig::with_program(p)),
+        let mut cfg = match find_program(name, "LABCTL_VBOXMANAGE", NOT_INSTALLED_HINT) {
+            Ok(p) => VBoxConfig::with_program(p),
             Err(e) => vboxmanage_candidates(host_os, &|k| std::env::var_os(k))
                 .into_iter()
                 .find(|p| p.is_file())
                 .map(VBoxConfig::with_program)
-                .ok_or(DriverError::Tool(e)),
+                .ok_or(DriverError::Tool(e))?,
+        };
+        if host_os == HostOs::MacOs && cfg.host_arch == "x86_64" {
+            // An x86_64 labctl under Rosetta on Apple silicon: the CPU is still arm64.
+            let arm = Cmd::new("/usr/sbin/sysctl")
+                .args(["-in", "hw.optional.arm64"])
+                .timeout(Duration::from_secs(5))
+                .run()
+                .ok();
+            cfg.host_arch = effective_arch(&cfg.host_arch, arm.as_ref().map(|o| o.stdout.as_str()));
         }
+        Ok(cfg)
     }
 
     /// Defaults for a given VBoxManage; `LABCTL_VBOX_RECORD` names the transcript file.
@@ -240,6 +250,16 @@ pub fn version_problem(v: VBoxVersion) -> Option<&'static str> {
         )
     } else {
         None
+    }
+}
+
+/// The host CPU: `arch` as compiled, unless macOS's `sysctl -in hw.optional.arm64` says `1`
+/// (an x86_64 binary under Rosetta on Apple silicon).
+pub fn effective_arch(arch: &str, sysctl_arm64: Option<&str>) -> String {
+    if sysctl_arm64.is_some_and(|o| o.trim() == "1") {
+        "aarch64".into()
+    } else {
+        arch.into()
     }
 }
 
@@ -1232,6 +1252,13 @@ mod tests {
             let got = version_problem(VBoxVersion::new(v.0, v.1, v.2));
             assert_eq!(got.is_none(), ok, "{v:?}: {got:?}");
         }
+    }
+
+    #[test]
+    fn rosetta_is_seen_through() {
+        assert_eq!(effective_arch("x86_64", Some("1\n")), "aarch64");
+        assert_eq!(effective_arch("x86_64", Some("0\n")), "x86_64");
+        assert_eq!(effective_arch("x86_64", None), "x86_64");
     }
 
     #[test]

@@ -148,12 +148,14 @@ fn contains(outer: (Ipv4Addr, u8), inner: (Ipv4Addr, u8)) -> bool {
 }
 
 /// IPv4 ranges from networks.conf text: `* RANGE RANGE …` lines; `#` lines and IPv6 ranges are
-/// skipped, as are entries that do not parse.
+/// skipped, as are entries that do not parse. The `*` must be a word of its own
+/// (VBoxNetAdpCtl.cpp reads the line word by word): `*10.0.0.0/8` allows nothing.
 pub fn parse_networks_conf(text: &str) -> Vec<(Ipv4Addr, u8)> {
     text.lines()
         .map(str::trim)
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| l.strip_prefix('*'))
+        .filter(|rest| rest.is_empty() || rest.starts_with(char::is_whitespace))
         .flat_map(str::split_whitespace)
         .filter_map(|r| {
             let (a, p) = r.split_once('/')?;
