@@ -1000,6 +1000,13 @@ fn a_port_nat_could_not_bind_is_reported_then_moved_on_the_running_vm() {
     let d = lab.driver();
     lab.up(&d, &["node1"]);
     let mut m = lab.machine("node1");
+    // A previous boot left a long VBox.log; the new boot's log is read from its start.
+    d.start(&m).expect("first boot");
+    let log_path = m.dir.join(&m.id).join("Logs/VBox.log");
+    let mut long = std::fs::read_to_string(&log_path).expect("log");
+    long.push_str(&"00:00:09.000000 VMMDev: Guest Log: a long first boot\n".repeat(4000));
+    std::fs::write(&log_path, long).expect("pad log");
+    d.stop(&m, StopMode::Force).expect("stop");
     lab.env(&[("FAKE_VBOX_TAKEN_PORTS", "60011")]);
     let err = d.start(&m).unwrap_err();
     assert!(

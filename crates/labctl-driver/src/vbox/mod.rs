@@ -340,6 +340,13 @@ fn vbox_log(m: &MachineConfig) -> PathBuf {
     m.dir.join(&m.id).join("Logs").join("VBox.log")
 }
 
+/// The VM's `VBox.log` where `showvminfo` says (`LogFldr`), else where it should be.
+fn vm_log(m: &MachineConfig, info: &VmInfo) -> PathBuf {
+    info.log_folder
+        .as_deref()
+        .map_or_else(|| vbox_log(m), |f| Path::new(f).join("VBox.log"))
+}
+
 fn file_len(p: &Path) -> u64 {
     std::fs::metadata(p).map_or(0, |m| m.len())
 }
@@ -712,7 +719,7 @@ impl VBoxDriver {
                     .strip_prefix("tcp")
                     .is_some_and(|p| p.parse::<u16>().is_ok())
         };
-        let log = vbox_log(m);
+        let log = vm_log(m, info);
         let offset = file_len(&log);
         let mut changed = false;
         for rule in &have {
@@ -946,9 +953,6 @@ impl VBoxDriver {
         if serial.exists() {
             let _ = std::fs::rename(&serial, m.dir.join(format!("{SERIAL_LOG}.1")));
         }
-        // VirtualBox starts a new VBox.log per boot (the old one becomes VBox.log.1).
-        let log = vbox_log(m);
-        let offset = if log.exists() { file_len(&log) } else { 0 };
         self.startvm(&m.id)?;
         let after = match self.vm_info(&m.id)? {
             Some(i) if i.state.is_up() => i,
@@ -959,7 +963,9 @@ impl VBoxDriver {
                 });
             }
         };
-        let mut taken = self.taken_port(m, &read_from(&log, offset));
+        // Every VM process starts a new VBox.log (the previous one becomes VBox.log.1), so the
+        // whole file is this boot's.
+        let mut taken = self.taken_port(m, &read_from(&vm_log(m, &after), 0));
         if !configured {
             // Resumed from a saved state: settings were locked, apply the forwards now.
             taken = taken.or(self.apply_forwards_live(m, &after)?);
