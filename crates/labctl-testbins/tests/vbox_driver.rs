@@ -1498,3 +1498,34 @@ fn classic_call_sequences_per_host_os() {
         )
     );
 }
+
+#[test]
+fn macos_host_only_networks_listed_in_russian_are_found_again() {
+    let lab = Lab::new();
+    lab.env(&[
+        ("FAKE_VBOX_HOST", "macos"),
+        ("FAKE_VBOX_LANGUAGE_ID", "ru_RU"),
+    ]);
+    let d = VBoxDriver::new(VBoxConfig {
+        host_os: HostOs::MacOs,
+        ..lab.config()
+    });
+    let nets = [NetworkConfig {
+        name: "private".into(),
+        host_ip: Some((Ipv4Addr::new(192, 168, 1, 1), 24)),
+    }];
+    d.networks_up(&lab.run_dir(), &nets).expect("networks_up");
+    let listing = String::from_utf8_lossy(&fake_raw(&lab, &[], &["list", "hostonlynets"]).stdout)
+        .into_owned();
+    assert!(
+        listing.contains("Нижний IP:         192.168.1.1"),
+        "{listing}"
+    );
+    // Another labctl process (a fresh driver) finds the network in the Russian listing.
+    let again = VBoxDriver::new(VBoxConfig {
+        host_os: HostOs::MacOs,
+        ..lab.config()
+    });
+    again.networks_up(&lab.run_dir(), &nets).expect("again");
+    assert_eq!(lab.count("hostonlynet add"), 1, "{}", lab.calls());
+}

@@ -131,8 +131,8 @@ struct Fake {
 
 /// Human-readable messages in VirtualBox's Russian translation
 /// (src/VBox/Frontends/VBoxManage/nls/VBoxManageNls_ru.ts, contexts Snapshot, Misc, HostOnly,
-/// Info). The `list hostonlyifs` keys other than the name and `getextradata`'s `Value:` were not
-/// looked up: they are marked `[ru]` so that they are still not English.
+/// List). `getextradata`'s `Value:` was not looked up: it is marked `[ru]` so that it is still
+/// not English.
 mod ru {
     /// VBoxManageSnapshot.cpp:530 "This machine does not have any snapshots"
     pub const NO_SNAPSHOTS: &str = "У этой машины нет снимков";
@@ -147,8 +147,6 @@ mod ru {
     pub const STARTED: &str = "успешно запущена.";
     /// VBoxManageHostonly.cpp:114 "Interface '%ls' was successfully created"
     pub const IF_CREATED: (&str, &str) = ("Интерфейс '", "' успешно создан");
-    /// VBoxManageInfo.cpp:294 "Name:" → "Имя:"
-    pub const NAME: &str = "Имя:";
 }
 
 fn now_ms() -> u64 {
@@ -397,13 +395,6 @@ impl Fake {
                 Ok(())
             }
             Some("hostonlyifs") => {
-                let k = |en: &'static str| -> String {
-                    if self.ru {
-                        format!("[ru]{en}")
-                    } else {
-                        en.to_string()
-                    }
-                };
                 if self.macos && self.major() >= 7 {
                     // No host-only interfaces on macOS with VirtualBox 7.
                     return Ok(());
@@ -411,22 +402,22 @@ impl Fake {
                 for i in self.hostonlyifs() {
                     let name = s(&i, "name");
                     if self.ru {
-                        println!("{}            {name}", ru::NAME);
-                        println!("{}:            {}", k("GUID"), s(&i, "guid"));
-                        println!("{}:            {}", k("DHCP"), k("Disabled"));
-                        println!("{}:       {}", k("IPAddress"), s(&i, "ip"));
-                        println!("{}:     {}", k("NetworkMask"), s(&i, "netmask"));
-                        println!("{}:     ", k("IPV6Address"));
-                        println!("{}: 0", k("IPV6NetworkMaskPrefixLength"));
+                        // VBoxManageNls_ru.ts, context List (VBoxManageList.cpp:167-201).
+                        println!("Имя:            {name}");
+                        println!("GUID:            {}", s(&i, "guid"));
+                        println!("DHCP:            Отключено");
+                        println!("IP адрес:       {}", s(&i, "ip"));
+                        println!("Сетевая маска:     {}", s(&i, "netmask"));
+                        println!("IPV6 адрес:     ");
+                        println!("Длина префикса сетевой маски IPV6: 0");
                         println!(
-                            "{}: 0a:00:27:00:00:{:02x}",
-                            k("HardwareAddress"),
+                            "Аппаратный адрес: 0a:00:27:00:00:{:02x}",
                             i["index"].as_u64().unwrap_or(0)
                         );
-                        println!("{}:      Ethernet", k("MediumType"));
-                        println!("{}:        {}", k("Wireless"), k("No"));
-                        println!("{}:          {}", k("Status"), k("Up"));
-                        println!("{}: HostInterfaceNetworking-{name}\n", k("VBoxNetworkName"));
+                        println!("Тип носителя:      Ethernet");
+                        println!("Беспроводный:        Нет");
+                        println!("Статус:          Up");
+                        println!("Имя сети VBox: HostInterfaceNetworking-{name}\n");
                         continue;
                     }
                     println!("Name:            {name}");
@@ -449,6 +440,18 @@ impl Fake {
             }
             Some("hostonlynets") if self.major() >= 7 => {
                 for n in self.hostonlynets() {
+                    if self.ru {
+                        // VBoxManageNls_ru.ts, context List (VBoxManageList.cpp:226-248; the
+                        // last line has no translation).
+                        println!("Имя:            {}", s(&n, "name"));
+                        println!("GUID:            {}\n", s(&n, "guid"));
+                        println!("Состояние:           Включено");
+                        println!("Сетевая маска:     {}", s(&n, "netmask"));
+                        println!("Нижний IP:         {}", s(&n, "lower"));
+                        println!("Верхний IP:         {}", s(&n, "upper"));
+                        println!("VBoxNetworkName: hostonly-{}\n", s(&n, "name"));
+                        continue;
+                    }
                     // VBoxManageList.cpp listHostOnlyNetworks (7.0): note the blank line after GUID.
                     println!("Name:            {}", s(&n, "name"));
                     println!("GUID:            {}\n", s(&n, "guid"));
