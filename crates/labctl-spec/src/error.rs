@@ -18,6 +18,47 @@ pub struct Diagnostic {
     pub message: String,
     /// Optional "did you mean" or remedy.
     pub hint: Option<String>,
+    /// The source line and the part of it the problem is about, when the problem is in the
+    /// file's text (not for `--workers` problems or template errors).
+    pub snippet: Option<Snippet>,
+}
+
+/// One line of the lab file and the span on it, for rendering a caret under the problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snippet {
+    /// The whole line, without its line break.
+    pub text: String,
+    /// 0-based character offset of the span on the line.
+    pub start: usize,
+    /// Characters the span covers on this line (at least 1).
+    pub len: usize,
+}
+
+/// Values longer than this are shortened in messages.
+pub const MAX_VALUE_CHARS: usize = 60;
+
+/// Shorten every `quoted` value longer than [`MAX_VALUE_CHARS`] characters to its first 40
+/// characters, `…` and its length, so that a 100 KB value does not fill the terminal.
+pub fn shorten_values(msg: &str) -> String {
+    let segs: Vec<&str> = msg.split('`').collect();
+    let last = segs.len() - 1;
+    let mut out = String::with_capacity(msg.len().min(1024));
+    let mut pending = String::new();
+    for (k, seg) in segs.iter().enumerate() {
+        if k > 0 {
+            out.push('`');
+            out.push_str(&std::mem::take(&mut pending));
+        }
+        let chars = seg.chars().count();
+        if k % 2 == 1 && k < last && chars > MAX_VALUE_CHARS {
+            out.extend(seg.chars().take(40));
+            out.push('…');
+            pending = format!(" ({chars} characters)");
+        } else {
+            out.push_str(seg);
+        }
+    }
+    out
 }
 
 impl fmt::Display for Diagnostic {
@@ -118,8 +159,9 @@ impl<'s> Sink<'s> {
             line: 0,
             column: 0,
             field: field.to_string(),
-            message: message.into(),
-            hint: Some(hint.into()),
+            message: shorten_values(&message.into()),
+            hint: Some(shorten_values(&hint.into())),
+            snippet: None,
         });
     }
 
@@ -131,15 +173,36 @@ impl<'s> Sink<'s> {
         hint: Option<String>,
     ) {
         let (line, column) = self.line_col(span.start);
+        let snippet = snippet(self.src, span);
         self.diags.push(Diagnostic {
             file: self.file.clone(),
             line,
             column,
             field: field.to_string(),
-            message,
-            hint,
+            message: shorten_values(&message),
+            hint: hint.map(|h| shorten_values(&h)),
+            snippet,
         });
     }
+}
+
+/// The line holding `span.start` and the span's extent on it.
+fn snippet(src: &str, span: &std::ops::Range<usize>) -> Option<Snippet> {
+    if src.is_empty() {
+        return None;
+    }
+    let start = floor_char_boundary(src, span.start.min(src.len()));
+    let line_start = src[..start].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = src[start..].find('\n').map_or(src.len(), |i| start + i);
+    let text = src[line_start..line_end].trim_end_matches('\r');
+    let col = src[line_start..start].chars().count();
+    let end = floor_char_boundary(src, span.end.clamp(start, line_end));
+    let len = src[start..end].chars().count().max(1);
+    Some(Snippet {
+        text: text.to_string(),
+        start: col,
+        len,
+    })
 }
 
 /// 1-based line and column (in characters) of a byte offset.
@@ -199,6 +262,35 @@ mod tests {
         assert_eq!(line_col(src, 6), (2, 1));
         assert_eq!(line_col(src, src.find('=').unwrap()), (1, 3));
         assert_eq!(line_col(src, src.rfind('=').unwrap()), (2, 4));
+    }
+
+    #[test]
+    fn snippets_cover_the_span_on_its_line() {
+        let src = "[lab]\nname = \"Bad_Lab\"\n";
+        let s = snippet(src, &(13..22)).unwrap();
+        assert_eq!(
+            (s.text.as_str(), s.start, s.len),
+            ("name = \"Bad_Lab\"", 7, 9)
+        );
+        // A span running past the line stops at its end; an empty span still gets a caret.
+        let s = snippet(src, &(13..200)).unwrap();
+        assert_eq!(s.len, 9);
+        assert_eq!(snippet(src, &(0..0)).unwrap().len, 1);
+    }
+
+    #[test]
+    fn long_values_are_shortened() {
+        let long = "a".repeat(100_000);
+        let m = shorten_values(&format!("`{long}` is not a valid lab name: use `a-z`"));
+        assert_eq!(
+            m,
+            format!(
+                "`{}…` (100000 characters) is not a valid lab name: use `a-z`",
+                "a".repeat(40)
+            )
+        );
+        assert_eq!(shorten_values("`short` and `x`"), "`short` and `x`");
+        assert_eq!(shorten_values("odd ` quote"), "odd ` quote");
     }
 
     #[test]

@@ -13,7 +13,7 @@ mod validate;
 
 use std::path::Path;
 
-pub use error::{Diagnostic, SpecError};
+pub use error::{Diagnostic, MAX_VALUE_CHARS, Snippet, SpecError, shorten_values};
 pub use graph::Graph;
 pub use model::*;
 pub use render::{RenderFailure, RenderedStep, Renderer, shell_quote};
@@ -21,12 +21,36 @@ pub use validate::{DEFAULT_BOX, MAX_WORKERS, Overrides};
 
 /// Load, fill defaults and validate a lab file.
 pub fn load(path: &Path, overrides: Overrides) -> Result<Lab, SpecError> {
-    let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+    let bytes = std::fs::read(path).map_err(|source| SpecError::Read {
         path: path.to_path_buf(),
         source,
     })?;
+    let text = match String::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => return Err(not_utf8(path, e.as_bytes(), e.utf8_error())),
+    };
     let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     load_str(&text, &abs, path, overrides)
+}
+
+/// A file that is not UTF-8: one diagnostic at the first bad byte.
+fn not_utf8(path: &Path, bytes: &[u8], e: std::str::Utf8Error) -> SpecError {
+    let good = &bytes[..e.valid_up_to()];
+    let text = String::from_utf8_lossy(good);
+    let (line, column) = error::line_col(&text, text.len());
+    let bad = bytes.get(e.valid_up_to()).copied().unwrap_or(0);
+    SpecError::Invalid {
+        file: path.to_path_buf(),
+        diagnostics: vec![Diagnostic {
+            file: path.to_path_buf(),
+            line,
+            column,
+            field: String::new(),
+            message: format!("the file is not UTF-8 text (byte 0x{bad:02X})"),
+            hint: Some("save it as UTF-8".into()),
+            snippet: None,
+        }],
+    }
 }
 
 /// Load from text. `abs` anchors relative paths; `shown` is the path printed in diagnostics.

@@ -1325,5 +1325,6 @@ fn push_render_failure(
         field: field.to_string(),
         message,
         hint: node.and_then(|(_, h)| h).map(str::to_string),
+        snippet: None,
     });
 }
