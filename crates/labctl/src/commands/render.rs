@@ -91,6 +91,7 @@ fn spec_error(lab: &Lab, e: &labctl_spec::RenderFailure) -> ExpectedError {
             field: String::new(),
             message,
             hint: None,
+            snippet: None,
         }],
     })
 }

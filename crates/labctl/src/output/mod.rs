@@ -52,6 +52,11 @@ impl Printer {
         if let ExpectedError::Spec(spec) = e {
             for d in spec.diagnostics() {
                 let _ = writeln!(err, "  {d}");
+                if let Some(sn) = &d.snippet {
+                    for line in snippet_lines(d.line, sn) {
+                        let _ = writeln!(err, "{}", style_snippet(*s, &line));
+                    }
+                }
             }
         }
         let mut source = std::error::Error::source(e);
@@ -65,5 +70,63 @@ impl Printer {
         if let Some(h) = e.hint() {
             let _ = writeln!(err, "  {}: {h}", s.hint("hint"));
         }
+    }
+}
+
+/// Columns of source shown around a problem; longer lines are cut around the span.
+const SNIPPET_WIDTH: usize = 100;
+
+/// A diagnostic's source line with a caret under the span, rustc-style:
+/// `     |`, `   2 | name = "Bad_Lab"`, `     |        ^^^^^^^^^`.
+pub(crate) fn snippet_lines(line_no: usize, sn: &labctl_spec::Snippet) -> Vec<String> {
+    let chars: Vec<char> = sn
+        .text
+        .chars()
+        .map(|c| if c == '\t' || c.is_control() { ' ' } else { c })
+        .collect();
+    let total = chars.len();
+    let (from, to) = if total <= SNIPPET_WIDTH {
+        (0, total)
+    } else {
+        let from = sn
+            .start
+            .saturating_sub(30)
+            .min(total.saturating_sub(SNIPPET_WIDTH));
+        (from, (from + SNIPPET_WIDTH).min(total))
+    };
+    let mut shown = String::new();
+    if from > 0 {
+        shown.push('…');
+    }
+    shown.extend(&chars[from..to]);
+    if to < total {
+        shown.push('…');
+    }
+    let start = sn.start.clamp(from, to);
+    let caret_at = start - from + usize::from(from > 0);
+    let caret_len = sn.len.min(to.saturating_sub(start)).max(1);
+    let num = line_no.to_string();
+    let pad = " ".repeat(num.len());
+    vec![
+        format!("  {pad} |"),
+        format!("  {num} | {shown}"),
+        format!(
+            "  {pad} | {}{}",
+            " ".repeat(caret_at),
+            "^".repeat(caret_len)
+        ),
+    ]
+}
+
+/// Gutter dimmed, carets in the error colour (plain when colours are off).
+fn style_snippet(s: Styles, line: &str) -> String {
+    match line.split_once(" | ") {
+        Some((gutter, rest))
+            if rest.trim_start().starts_with('^') && rest.trim().chars().all(|c| c == '^') =>
+        {
+            format!("{} {}", s.dim(&format!("{gutter} |")), s.error(rest))
+        }
+        Some((gutter, rest)) => format!("{} {rest}", s.dim(&format!("{gutter} |"))),
+        None => s.dim(line),
     }
 }
