@@ -925,6 +925,18 @@ fn macos_virtualbox_7_uses_host_only_networks() {
         info.contains("hostonly-network2=\"labctl-192.168.1.0-24\""),
         "{info}"
     );
+    let parsed = vbox::parse::showvminfo(&info).expect("parses");
+    let nic2 = parsed.nic(2).expect("nic2");
+    assert_eq!(nic2.attachment, "hostonlynetwork");
+    assert_eq!(
+        nic2.hostonly_network.as_deref(),
+        Some("labctl-192.168.1.0-24")
+    );
+    // A second boot detaches nothing it should not (surplus NICs only).
+    d.stop(&m, StopMode::Force).expect("stop");
+    lab.clear_calls();
+    d.start(&m).expect("start again");
+    assert!(!lab.calls().contains("--nic2 none"), "{}", lab.calls());
 
     // macOS with VirtualBox 6.1: host-only interfaces and the networks.conf rule.
     let lab = Lab::new();

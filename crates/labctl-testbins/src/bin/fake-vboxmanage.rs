@@ -583,7 +583,14 @@ impl Fake {
             }
             q(&mut o, &format!("macaddress{i}"), s(nic, "mac"));
             q(&mut o, &format!("cableconnected{i}"), s(nic, "cable"));
-            q(&mut o, &format!("nic{i}"), ty);
+            // VBoxManageInfo.cpp prints the host-only network attachment as `hostonlynetwork`
+            // (the modifyvm type is `hostonlynet`).
+            let shown = if ty == "hostonlynet" {
+                "hostonlynetwork"
+            } else {
+                ty
+            };
+            q(&mut o, &format!("nic{i}"), shown);
             q(&mut o, &format!("nictype{i}"), "82540EM");
             q(&mut o, &format!("nicspeed{i}"), "0");
             if ty == "nat" {
