@@ -226,12 +226,19 @@ pub(crate) enum BoxCommand {
     /// Add a box from a file (qcow2, raw, Vagrant libvirt or VirtualBox .box) or a URL.
     Add(BoxAddArgs),
     /// List installed boxes.
-    List,
+    List(BoxListArgs),
     /// Remove a box.
     Remove {
         #[arg(add = ArgValueCandidates::new(crate::complete::boxes))]
         name: String,
     },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BoxListArgs {
+    /// Machine-readable output (docs/json.md).
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -260,6 +267,9 @@ pub(crate) struct ValuesArgs {
     pub(crate) lab: LabArgs,
     /// Only this value.
     pub(crate) name: Option<String>,
+    /// Machine-readable output (docs/json.md).
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -289,6 +299,9 @@ pub(crate) struct SnapshotListArgs {
     pub(crate) lab: LabArgs,
     #[arg(add = ArgValueCandidates::new(crate::complete::nodes))]
     pub(crate) nodes: Vec<String>,
+    /// Machine-readable output (docs/json.md).
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -642,7 +642,7 @@ fn two_labs_share_one_host() {
     }
     let list: serde_json::Value =
         serde_json::from_str(&a.run_ok(&["list", "--json"])).expect("json");
-    let dirs: Vec<String> = list
+    let dirs: Vec<String> = list["labs"]
         .as_array()
         .expect("array")
         .iter()

@@ -47,8 +47,16 @@ pub(crate) fn run(cmd: &BoxCommand, p: &Printer) -> Result<u8> {
                 &m.sha256[..16]
             ));
         }
-        BoxCommand::List => {
+        BoxCommand::List(a) => {
             let boxes = store.list();
+            if a.json {
+                let doc = crate::output::json::document(
+                    "box-list",
+                    serde_json::json!({ "boxes": boxes }),
+                );
+                p.out(crate::output::json::text(&doc));
+                return Ok(code::OK);
+            }
             if boxes.is_empty() {
                 p.out("no boxes; `labctl box add NAME FILE|URL`, or build the default one with scripts/build-box.sh");
             }

@@ -17,7 +17,8 @@ pub(crate) fn run(args: &PlanArgs, p: &Printer) -> Result<u8> {
             .unwrap_or_else(|| step.args.clone())
     };
     if args.json {
-        p.out(serde_json::to_string_pretty(&plan_json(&lab, &graph, &args_of)).unwrap_or_default());
+        let doc = crate::output::json::document("plan", plan_json(&lab, &graph, &args_of));
+        p.out(crate::output::json::text(&doc));
     } else {
         for line in plan_text(&lab, &graph, &args_of) {
             p.out(line);

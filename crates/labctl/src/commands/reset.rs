@@ -32,6 +32,17 @@ pub(crate) fn snapshot(cmd: &SnapshotCommand, p: &Printer) -> Result<u8> {
     let mode = if p.quiet { Mode::Quiet } else { Mode::Lines };
     let reporter = Arc::new(TermReporter::new(mode, p.err_styles, &nodes));
     let out = labctl_runner::snapshot(&paths, &super::env(), &nodes, &op, reporter)?;
+    if let SnapshotCommand::List(a) = cmd
+        && a.json
+    {
+        let golden = labctl_runner::state::LabState::load(&paths)
+            .ok()
+            .flatten()
+            .and_then(|st| st.golden.map(|g| g.name));
+        let doc = crate::output::json::snapshot_list(&out, golden.as_deref());
+        p.out(crate::output::json::text(&doc));
+        return Ok(code::OK);
+    }
     if op == SnapshotCmd::List {
         for (node, names) in out {
             p.out(format!(
@@ -93,7 +104,8 @@ pub(crate) fn reset(args: &ResetArgs, p: &Printer) -> Result<u8> {
 pub(crate) fn list(args: &ListArgs, p: &Printer) -> Result<u8> {
     let labs = labctl_runner::list(&super::env());
     if args.json {
-        p.out(serde_json::to_string_pretty(&labs).unwrap_or_default());
+        let doc = crate::output::json::document("list", serde_json::json!({ "labs": labs }));
+        p.out(crate::output::json::text(&doc));
         return Ok(code::OK);
     }
     if labs.is_empty() {

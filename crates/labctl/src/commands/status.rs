@@ -1,17 +1,15 @@
 use crate::Result;
 use crate::cli::{StatusArgs, ValuesArgs};
 use crate::errors::{ExpectedError, code};
-use crate::output::Printer;
+use crate::output::{Printer, json};
 
 pub(crate) fn run(args: &StatusArgs, p: &Printer) -> Result<u8> {
     let dir = super::lab_dir(&args.lab)?;
     let paths = labctl_runner::lab_paths(&dir, "");
     let nodes = labctl_runner::status(&paths, &super::env())?;
     if args.json {
-        p.out(
-            serde_json::to_string_pretty(&serde_json::json!({ "nodes": nodes }))
-                .unwrap_or_default(),
-        );
+        let doc = json::document("status", serde_json::json!({ "nodes": nodes }));
+        p.out(json::text(&doc));
         return Ok(code::OK);
     }
     if nodes.is_empty() {
@@ -39,6 +37,22 @@ pub(crate) fn run(args: &StatusArgs, p: &Printer) -> Result<u8> {
 pub(crate) fn values(args: &ValuesArgs, p: &Printer) -> Result<u8> {
     let dir = super::lab_dir(&args.lab)?;
     let values = labctl_runner::values(&labctl_runner::lab_paths(&dir, ""));
+    if args.json {
+        let shown: std::collections::BTreeMap<&String, &String> = match &args.name {
+            Some(name) => {
+                let (k, v) = values
+                    .get_key_value(name)
+                    .ok_or_else(|| ExpectedError::UnknownValue { name: name.clone() })?;
+                [(k, v)].into_iter().collect()
+            }
+            None => values.iter().collect(),
+        };
+        p.out(json::text(&json::document(
+            "values",
+            serde_json::json!({ "values": shown }),
+        )));
+        return Ok(code::OK);
+    }
     match &args.name {
         Some(name) => {
             let v = values

@@ -1,5 +1,6 @@
 //! Everything that reaches the terminal goes through here.
 
+pub(crate) mod json;
 pub(crate) mod reporter;
 mod styles;
 

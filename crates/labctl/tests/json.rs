@@ -1,0 +1,199 @@
+//! `--json` of the read commands (docs/json.md): status, list, plan, values, box list; each a
+//! snapshot of the document from a fixed state (no VM, no QEMU: the nodes are recorded as
+//! stopped or not created). `snapshot list --json` is tested in `output/json.rs`.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use serde_json::{Value, json};
+
+struct World {
+    tmp: tempfile::TempDir,
+}
+
+impl World {
+    fn new() -> World {
+        let w = World {
+            tmp: tempfile::tempdir().expect("tempdir"),
+        };
+        for d in ["home", "cache", "run", "lab/.labctl"] {
+            std::fs::create_dir_all(w.path().join(d)).expect("mkdir");
+        }
+        w
+    }
+
+    fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    fn lab(&self) -> PathBuf {
+        self.path().join("lab")
+    }
+
+    /// `m-k8s` stopped (a disk, no QEMU) and `w1-k8s` not created, one published value, a
+    /// registry entry for the lab, and one box.
+    fn populate(&self) {
+        let state = self.lab().join(".labctl");
+        std::fs::write(self.lab().join("lab.toml"), "[lab]\nname = \"fixture\"\n")
+            .expect("lab.toml");
+        let own = labctl_runner::state::LabPaths::new(&self.lab(), "fixture");
+        let box_dir = self.path().join("home/boxes/labctl--debian-12");
+        std::fs::create_dir_all(&box_dir).expect("mkdir");
+        let mut nodes = serde_json::Map::new();
+        for (i, (name, role, created)) in [("m-k8s", "master", true), ("w1-k8s", "worker", false)]
+            .into_iter()
+            .enumerate()
+        {
+            let dir = state.join("machines").join(name);
+            std::fs::create_dir_all(&dir).expect("mkdir");
+            if created {
+                std::fs::write(dir.join("disk.qcow2"), b"").expect("disk");
+            }
+            let machine = json!({
+                "id": format!("{}-{name}", own.id), "hostname": name, "dir": dir,
+                "run_dir": self.path().join("run"), "cpus": 1 + i, "memory_mb": 512,
+                "boot": {"disk": box_dir.join("disk.qcow2"), "kernel": null, "initrd": null, "cmdline": null, "ovf": null},
+                "nat_mac": format!("52:54:00:00:{i:02x}:00"), "private_nics": [],
+                "ssh": {"host": 60010 + i, "guest": 22}, "forwards": [], "egress": false,
+                "accel": "tcg", "nested_virt": false, "machine_id": "0".repeat(32), "group": null,
+            });
+            nodes.insert(
+                name.into(),
+                json!({"role": role, "machine": machine, "user": "vagrant", "box_key": null,
+                       "os": "debian", "configured": true, "ips": [], "steps": {}}),
+            );
+        }
+        let st = json!({
+            "version": 1, "lab": "fixture", "id": own.id, "lab_dir": own.lab_dir(),
+            "provider": "qemu", "run_dir": self.path().join("run"), "box_name": "labctl/debian-12",
+            "networks": [], "nodes": nodes, "golden": null,
+        });
+        std::fs::write(state.join("state.json"), st.to_string()).expect("state");
+        std::fs::write(
+            state.join("values.json"),
+            json!({"join_command": "kubeadm join 10.0.0.1:6443 --token abc"}).to_string(),
+        )
+        .expect("values");
+        let reg = json!({ own.id.clone(): {"name": "fixture", "dir": own.lab_dir()} });
+        std::fs::write(self.path().join("home/labs.json"), reg.to_string()).expect("registry");
+        std::fs::write(box_dir.join("disk.qcow2"), b"").expect("box disk");
+        let meta = json!({
+            "name": "labctl/debian-12", "source": "/srv/boxes/debian-12.box", "sha256": "0".repeat(64),
+            "size": 123_456_789, "added_at": 1_700_000_000, "disk": "disk.qcow2", "kernel": "vmlinuz",
+            "initrd": "initrd.img", "cmdline": "root=/dev/vda1 console=ttyS0", "user": "vagrant",
+            "private_key": "vagrant.key", "os": "debian", "ovf": null,
+        });
+        std::fs::write(box_dir.join("box.json"), meta.to_string()).expect("box.json");
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut c = Command::cargo_bin("labctl").expect("labctl");
+        for var in [
+            "LABCTL_LAB",
+            "LABCTL_WORKERS",
+            "LABCTL_NO_EGRESS",
+            "RUST_LOG",
+        ] {
+            c.env_remove(var);
+        }
+        let out = c
+            .env("LABCTL_HOME", self.path().join("home"))
+            .env("LABCTL_CACHE", self.path().join("cache"))
+            .env("XDG_RUNTIME_DIR", self.path().join("run"))
+            .current_dir(self.lab())
+            .args(args)
+            .output()
+            .expect("run");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout)
+            .replace(
+                &self
+                    .path()
+                    .canonicalize()
+                    .expect("canon")
+                    .display()
+                    .to_string(),
+                "[TMP]",
+            )
+            .replace(&self.path().display().to_string(), "[TMP]");
+        let v: Value = serde_json::from_str(&text).expect("one JSON document on stdout");
+        assert_eq!(v["schema"], 1, "{args:?}: {v}");
+        v
+    }
+}
+
+fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).expect("json")
+}
+
+#[test]
+fn status_json() {
+    let w = World::new();
+    w.populate();
+    insta::assert_snapshot!(pretty(&w.json(&["status", "--json"])));
+}
+
+#[test]
+fn list_json() {
+    let w = World::new();
+    w.populate();
+    insta::assert_snapshot!(pretty(&w.json(&["list", "--json"])));
+}
+
+#[test]
+fn values_json() {
+    let w = World::new();
+    w.populate();
+    let all = w.json(&["values", "--json"]);
+    let one = w.json(&["values", "--json", "join_command"]);
+    assert_eq!(all, one);
+    insta::assert_snapshot!(pretty(&all));
+}
+
+#[test]
+fn box_list_json() {
+    let w = World::new();
+    w.populate();
+    insta::assert_snapshot!(pretty(&w.json(&["box", "list", "--json"])));
+}
+
+#[test]
+fn plan_json_has_schema_and_kind() {
+    let w = World::new();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../labs/k8s-classic");
+    let v = w.json(&[
+        "plan",
+        "--json",
+        "--workers",
+        "1",
+        "--lab",
+        repo.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(v["kind"], "plan");
+    insta::assert_snapshot!(pretty(&v));
+}
+
+#[test]
+fn empty_host_documents() {
+    let w = World::new();
+    // A lab that was never brought up: only its lab.toml.
+    std::fs::write(w.lab().join("lab.toml"), "[lab]\nname = \"fresh\"\n").expect("lab.toml");
+    let mut s = String::new();
+    for args in [
+        &["status", "--json"][..],
+        &["list", "--json"],
+        &["values", "--json"],
+        &["box", "list", "--json"],
+    ] {
+        s.push_str(&format!(
+            "$ labctl {}\n{}\n",
+            args.join(" "),
+            pretty(&w.json(args))
+        ));
+    }
+    insta::assert_snapshot!(s);
+}
