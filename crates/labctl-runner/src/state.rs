@@ -346,17 +346,7 @@ pub fn valid_label(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
 }
 
-/// A login user name as OpenSSH and Linux accept it: `[a-z_][a-z0-9_-]*` (and a final `$`),
-/// at most 32 bytes. Anything else (a newline, a space, `%`) could inject into ssh_config.
-pub fn valid_user(user: &str) -> bool {
-    let body = user.strip_suffix('$').unwrap_or(user);
-    !body.is_empty()
-        && user.len() <= 32
-        && body.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-        && body
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
-}
+pub use labctl_driver::boxes::valid_user;
 
 /// Whether `path` is absolute, has no `..`, and lies under `root`.
 fn inside(path: &Path, root: &Path) -> bool {

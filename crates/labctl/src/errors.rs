@@ -227,6 +227,9 @@ fn box_hint(e: &BoxError) -> Option<String> {
         }
         BoxError::NotFound { .. } => Some("no box is installed; see `labctl box add`".into()),
         BoxError::Exists { .. } => Some("pass `--force` to replace it".into()),
+        BoxError::Entry { .. } | BoxError::Metadata { .. } | BoxError::Image { .. } => Some(
+            "labctl refuses boxes that could make it or QEMU read files outside the box (docs/security.md); get the box from its publisher again, or rebuild it".into(),
+        ),
         _ => None,
     }
 }

@@ -25,6 +25,7 @@ pub(crate) fn run(cmd: &BoxCommand, p: &Printer) -> Result<u8> {
                 user: a.user.clone(),
                 private_key: a.key.clone(),
                 os: a.os.clone(),
+                max_unpacked: None,
             };
             let tty = std::io::stderr().is_terminal() && !p.quiet;
             let progress = |pr: Progress| {

@@ -7,12 +7,14 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::exec::{Cmd, ToolError, find_program};
+use crate::exec::{ToolError, find_program};
+
+mod download;
+pub mod unpack;
 
 /// Write a file atomically: temp file in the same directory, fsync, rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -89,11 +91,24 @@ pub enum BoxError {
         #[source]
         source: std::io::Error,
     },
+    #[error("box archive entry \"{entry}\": {why}")]
+    Entry { entry: String, why: String },
+    #[error("box metadata `{field}` = \"{value}\" {why}")]
+    Metadata {
+        field: String,
+        value: String,
+        why: String,
+    },
+    #[error("disk image {} is refused: {why}", path.display())]
+    Image { path: PathBuf, why: String },
     #[error(transparent)]
     Tool(#[from] ToolError),
 }
 
-fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> BoxError + 'a {
+pub(crate) fn io<'a>(
+    what: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> BoxError + 'a {
     move |source| BoxError::Io {
         what,
         path: path.to_path_buf(),
@@ -118,6 +133,36 @@ pub struct AddOptions {
     pub private_key: Option<PathBuf>,
     /// Guest OS family when the box does not say.
     pub os: Option<String>,
+    /// Cap on what a box archive unpacks to (default [`unpack::DEFAULT_MAX_UNPACKED`]).
+    pub max_unpacked: Option<u64>,
+}
+
+/// `BOX:member`, how a file inside a box archive is named in messages.
+fn member(archive: &Path, name: &str) -> PathBuf {
+    PathBuf::from(format!("{}:{name}", archive.display()))
+}
+
+/// An image error about a file unpacked from `archive`, named as its member.
+fn in_archive(e: BoxError, archive: &Path, name: &str) -> BoxError {
+    match e {
+        BoxError::Image { why, .. } => BoxError::Image {
+            path: member(archive, name),
+            why,
+        },
+        other => other,
+    }
+}
+
+/// A login user name as Linux and OpenSSH accept it: `[a-z_][a-z0-9_-]*` (and a final `$`),
+/// at most 32 bytes. Anything else (a newline, a space, `%`) could inject into ssh_config.
+pub fn valid_user(user: &str) -> bool {
+    let body = user.strip_suffix('$').unwrap_or(user);
+    !body.is_empty()
+        && user.len() <= 32
+        && body.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && body
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
 }
 
 /// Boxes under one directory.
@@ -288,17 +333,16 @@ impl BoxStore {
         )?)
     }
 
-    fn convert(src: &Path, format: &str, dest: &Path) -> Result<(), BoxError> {
-        Cmd::new(Self::qemu_img()?)
-            .args(["convert", "-q", "-f", format, "-O", "qcow2"])
-            .arg(src)
-            .arg(dest)
-            .timeout(Duration::from_secs(3600))
-            .run()?;
-        Ok(())
-    }
-
     fn unpack(&self, file: &Path, dir: &Path, opts: &AddOptions) -> Result<BoxMeta, BoxError> {
+        if let Some(u) = &opts.user
+            && !valid_user(u)
+        {
+            return Err(BoxError::Metadata {
+                field: "--user".into(),
+                value: u.escape_debug().to_string(),
+                why: "is not a valid user name".into(),
+            });
+        }
         let mut meta = BoxMeta {
             name: String::new(),
             source: String::new(),
@@ -316,21 +360,16 @@ impl BoxStore {
         };
         match sniff(file).map_err(io("read", file))? {
             Kind::Qcow2 => {
-                std::fs::copy(file, dir.join("disk.qcow2")).map_err(io("copy", file))?;
+                unpack::accept_image(&Self::qemu_img()?, file, "qcow2", &dir.join("disk.qcow2"))?;
                 meta.user = opts.user.clone().unwrap_or_else(|| "root".into());
             }
             Kind::Raw => {
-                Self::convert(file, "raw", &dir.join("disk.qcow2"))?;
+                unpack::accept_image(&Self::qemu_img()?, file, "raw", &dir.join("disk.qcow2"))?;
                 meta.user = opts.user.clone().unwrap_or_else(|| "root".into());
             }
-            Kind::Tar | Kind::Gzip => {
-                Cmd::new(find_program("tar", "LABCTL_TAR", "install tar")?)
-                    .arg("-xf")
-                    .arg(file)
-                    .arg("-C")
-                    .arg(dir)
-                    .timeout(Duration::from_secs(3600))
-                    .run()?;
+            kind @ (Kind::Tar | Kind::Gzip) => {
+                let cap = opts.max_unpacked.unwrap_or(unpack::DEFAULT_MAX_UNPACKED);
+                unpack::extract(file, dir, kind == Kind::Gzip, cap)?;
                 self.adopt_vagrant_box(file, dir, &mut meta, opts)?;
             }
         }
@@ -366,24 +405,51 @@ impl BoxStore {
             .get("provider")
             .and_then(|p| p.as_str())
             .unwrap_or_default();
+        let labctl: Option<LabctlJson> = match std::fs::read_to_string(dir.join("labctl.json")) {
+            Ok(text) => {
+                Some(serde_json::from_str(&text).map_err(|e| bad(format!("labctl.json: {e}")))?)
+            }
+            Err(_) => None,
+        };
+        let disk_name = labctl
+            .as_ref()
+            .and_then(|l| l.disk.clone())
+            .unwrap_or_else(|| "box.img".into());
         match provider {
             "libvirt" => {
-                let img = dir.join("box.img");
-                if !img.exists() {
-                    return Err(bad("libvirt box without box.img".into()));
+                let name = unpack::plain_file(dir, "disk", &disk_name)?;
+                let img = dir.join(&name);
+                let found = unpack::sniff_format(&unpack::head(&img)?);
+                let declared = metadata
+                    .get("format")
+                    .and_then(|f| f.as_str())
+                    .unwrap_or(found);
+                if declared != found {
+                    return Err(BoxError::Image {
+                        path: member(file, &name),
+                        why: format!(
+                            "metadata.json says format {declared:?} but the file is a {found} image"
+                        ),
+                    });
                 }
-                if sniff(&img).map_err(io("read", &img))? == Kind::Qcow2 {
-                    std::fs::rename(&img, dir.join("disk.qcow2")).map_err(io("rename", &img))?;
-                } else {
-                    Self::convert(&img, "raw", &dir.join("disk.qcow2"))?;
-                    let _ = std::fs::remove_file(&img);
+                if !matches!(found, "qcow2" | "raw") {
+                    return Err(BoxError::Image {
+                        path: member(file, &name),
+                        why: format!("a libvirt box disk must be qcow2 or raw, not {found}"),
+                    });
                 }
+                let tmp = dir.join(".disk.qcow2.tmp");
+                unpack::accept_image(&Self::qemu_img()?, &img, found, &tmp)
+                    .map_err(|e| in_archive(e, file, &name))?;
+                let _ = std::fs::remove_file(&img);
+                std::fs::rename(&tmp, dir.join("disk.qcow2")).map_err(io("rename", &tmp))?;
             }
             "virtualbox" => {
-                let files: Vec<PathBuf> = std::fs::read_dir(dir)
+                let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
                     .map_err(io("read", dir))?
                     .filter_map(|e| e.ok().map(|e| e.path()))
                     .collect();
+                files.sort();
                 let vmdk = files
                     .iter()
                     .find(|p| {
@@ -396,112 +462,87 @@ impl BoxStore {
                     .find(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("ovf")))
                     .and_then(|p| p.file_name())
                     .map(|f| f.to_string_lossy().to_string());
-                if Self::qemu_img().is_ok() {
-                    Self::convert(vmdk, "vmdk", &dir.join("disk.qcow2"))?;
-                } else {
-                    // No qemu-img (common on Windows and macOS VirtualBox hosts): keep the
-                    // VMDK as it is; the VirtualBox provider imports the OVF and needs no
-                    // conversion. A QEMU lab on this box needs qemu-img and a re-add.
-                    tracing::info!(box_dir = %dir.display(), "qemu-img not found: keeping the VirtualBox disk unconverted (enough for provider = \"virtualbox\")");
-                    meta.disk = vmdk
-                        .file_name()
-                        .map(|f| f.to_string_lossy().to_string())
-                        .unwrap_or_default();
+                let name = vmdk
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                match Self::qemu_img().ok() {
+                    Some(qemu_img) => {
+                        unpack::accept_image(&qemu_img, vmdk, "vmdk", &dir.join("disk.qcow2"))
+                            .map_err(|e| in_archive(e, file, &name))?;
+                    }
+                    None => {
+                        // No qemu-img (common on Windows and macOS VirtualBox hosts): keep the
+                        // VMDK as it is; the VirtualBox provider imports the OVF and needs no
+                        // conversion. A QEMU lab on this box needs qemu-img and a re-add.
+                        // VirtualBox follows extents too, so the VMDK must be self-contained.
+                        unpack::check_vmdk_self_contained(vmdk).map_err(|why| BoxError::Image {
+                            path: member(file, &name),
+                            why,
+                        })?;
+                        tracing::info!(box_dir = %dir.display(), "qemu-img not found: keeping the VirtualBox disk unconverted (enough for provider = \"virtualbox\")");
+                        meta.disk = name;
+                    }
                 }
             }
             other => {
                 return Err(bad(format!(
-                    "box provider `{other}` is not supported (libvirt and virtualbox boxes are)"
+                    "box provider `{}` is not supported (libvirt and virtualbox boxes are)",
+                    other.escape_debug()
                 )));
             }
         }
-        if let Ok(text) = std::fs::read_to_string(dir.join("labctl.json")) {
-            let l: LabctlJson =
-                serde_json::from_str(&text).map_err(|e| bad(format!("labctl.json: {e}")))?;
-            if let Some(d) = l.disk.filter(|d| d != "box.img") {
-                meta.disk = d;
+        if let Some(l) = labctl {
+            let file = |field: &str, v: Option<String>| {
+                v.map(|v| unpack::plain_file(dir, field, &v)).transpose()
+            };
+            meta.kernel = file("kernel", l.kernel)?;
+            meta.initrd = file("initrd", l.initrd)?;
+            meta.private_key = file("private_key", l.private_key)?;
+            if let Some(c) = &l.cmdline
+                && c.chars().any(char::is_control)
+            {
+                return Err(BoxError::Metadata {
+                    field: "cmdline".into(),
+                    value: c.escape_debug().to_string(),
+                    why: "holds a control character".into(),
+                });
             }
-            meta.kernel = l.kernel;
-            meta.initrd = l.initrd;
             meta.cmdline = l.cmdline;
             meta.user = opts
                 .user
                 .clone()
                 .or(l.user)
                 .unwrap_or_else(|| "root".into());
-            meta.private_key = l.private_key;
             meta.os = opts.os.clone().or(l.os).unwrap_or_else(|| "debian".into());
         }
-        Ok(())
-    }
-
-    fn download(&self, url: &str, progress: &dyn Fn(Progress)) -> Result<PathBuf, BoxError> {
-        let curl = find_program(
-            "curl",
-            "LABCTL_CURL",
-            "install curl: `apt-get install curl`",
-        )?;
-        std::fs::create_dir_all(&self.download_dir).map_err(io("create", &self.download_dir))?;
-        let mut h = Sha256::new();
-        h.update(url.as_bytes());
-        let key: String = h
-            .finalize()
-            .iter()
-            .take(8)
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        let done = self.download_dir.join(format!("{key}.box"));
-        if done.exists() {
-            return Ok(done);
-        }
-        let part = self.download_dir.join(format!("{key}.part"));
-        let total = Cmd::new(&curl)
-            .args(["-sfLI", url])
-            .timeout(Duration::from_secs(60))
-            .run()
-            .ok()
-            .and_then(|o| {
-                o.stdout
-                    .lines()
-                    .filter_map(|l| {
-                        l.to_ascii_lowercase()
-                            .strip_prefix("content-length:")
-                            .map(|v| v.trim().to_string())
-                    })
-                    .next_back()
-                    .and_then(|v| v.parse::<u64>().ok())
+        if !valid_user(&meta.user) {
+            return Err(BoxError::Metadata {
+                field: "user".into(),
+                value: meta.user.escape_debug().to_string(),
+                why: "is not a valid user name".into(),
             });
-        // curl resumes a partial file (-C -); progress comes from the growing file.
-        let cmd = Cmd::new(&curl)
-            .args(["-sfL", "-C", "-", "-o"])
-            .arg(&part)
-            .arg(url);
-        let (tx, rx) = std::sync::mpsc::channel::<Result<crate::exec::Output, ToolError>>();
-        let c = cmd.clone();
-        std::thread::spawn(move || {
-            let _ = tx.send(c.run());
-        });
-        let result = loop {
-            if let Ok(r) = rx.recv_timeout(Duration::from_millis(250)) {
-                break r;
-            }
-            let size = std::fs::metadata(&part).map_or(0, |m| m.len());
-            progress(Progress { done: size, total });
-        };
-        result?;
-        let size = std::fs::metadata(&part).map_or(0, |m| m.len());
-        progress(Progress {
-            done: size,
-            total: Some(size),
-        });
-        std::fs::rename(&part, &done).map_err(io("rename", &part))?;
-        Ok(done)
+        }
+        if meta.os.is_empty()
+            || !meta
+                .os
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        {
+            return Err(BoxError::Metadata {
+                field: "os".into(),
+                value: meta.os.escape_debug().to_string(),
+                why: "is not an OS family name (debian, ubuntu, rocky, centos)".into(),
+            });
+        }
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exec::Cmd;
 
     #[test]
     fn names() {
@@ -567,6 +608,7 @@ mod tests {
         )
         .expect("w");
         std::fs::write(boxdir.join("insecure_key"), "KEY").expect("w");
+        std::fs::write(boxdir.join("vmlinuz"), "KERNEL").expect("w");
         std::fs::write(
             boxdir.join("labctl.json"),
             r#"{"os":"debian","user":"root","private_key":"insecure_key","kernel":"vmlinuz","cmdline":"root=/dev/vda"}"#,
