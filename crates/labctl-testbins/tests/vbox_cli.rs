@@ -435,7 +435,15 @@ fn virtualbox_box_add_without_qemu_img_keeps_the_vmdk() {
     let w = World::new("7.1.4r165100");
     let d = w.root().join("box");
     std::fs::create_dir_all(&d).expect("mkdir");
-    std::fs::write(d.join("box-disk001.vmdk"), b"# Disk DescriptorFile\n").expect("vmdk");
+    // A self-contained sparse VMDK (labctl checks that itself when qemu-img is missing: a
+    // bare descriptor could name any host file as an extent).
+    let st = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "vmdk"])
+        .arg(d.join("box-disk001.vmdk"))
+        .arg("16M")
+        .status()
+        .expect("qemu-img (apt-get install qemu-utils)");
+    assert!(st.success());
     std::fs::write(d.join("box.ovf"), "<Envelope/>\n").expect("ovf");
     std::fs::write(d.join("metadata.json"), r#"{"provider":"virtualbox"}"#).expect("meta");
     let file = w.root().join("vb.box");
