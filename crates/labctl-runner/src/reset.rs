@@ -264,34 +264,58 @@ fn run_hook(
             what: what.to_string(),
             message: m,
         })?;
-    let on = match &hook.on {
-        Some(role) => lab
-            .nodes
-            .iter()
-            .find(|n| n.role == *role)
-            .map_or_else(|| node.to_string(), |n| n.name.clone()),
-        None => node.to_string(),
-    };
-    let sess = session(paths, st, &on, Duration::from_secs(120))?;
+    let candidates = hook_nodes(lab, hook, node);
     let started = Instant::now();
-    let wrapped = format!(
-        "{}sh -c {}",
-        as_root(&st.nodes[&on].user),
-        labctl_spec::shell_quote(&command)
-    );
+    let wrapped = |on: &str| {
+        format!(
+            "{}sh -c {}",
+            as_root(&st.nodes[on].user),
+            labctl_spec::shell_quote(&command)
+        )
+    };
+    // A node that is down (the README's "power off cp1") must not hold up the others long.
+    let login = Duration::from_secs(if candidates.len() > 1 { 30 } else { 120 });
+    let mut last = String::new();
     loop {
-        match sess.run(&wrapped, Duration::from_secs(60)) {
-            Ok(_) => return Ok(()),
-            Err(e) if started.elapsed() >= deadline => {
-                return Err(RunnerError::Hook {
-                    node: node.to_string(),
-                    what: what.to_string(),
-                    message: format!("`{command}` on {on}: {e}"),
-                });
+        // Each round tries the candidates in order; one that is not running is skipped.
+        for on in &candidates {
+            if !st.nodes.contains_key(on) {
+                continue;
             }
-            Err(_) => std::thread::sleep(Duration::from_secs(2)),
+            let result = session(paths, st, on, login)
+                .and_then(|sess| Ok(sess.run(&wrapped(on), Duration::from_secs(60))?));
+            match result {
+                Ok(_) => return Ok(()),
+                Err(e) => last = format!("`{command}` on {on}: {e}"),
+            }
         }
+        if started.elapsed() >= deadline {
+            return Err(RunnerError::Hook {
+                node: node.to_string(),
+                what: what.to_string(),
+                message: if last.is_empty() {
+                    format!("no node to run `{command}` on")
+                } else {
+                    last
+                },
+            });
+        }
+        std::thread::sleep(Duration::from_secs(2));
     }
+}
+
+/// The nodes that may run `hook` for `node`, in order: the nodes of the hook's roles other
+/// than `node` itself, or `node` alone when the hook names no role.
+pub(crate) fn hook_nodes(lab: &Lab, hook: &labctl_spec::Hook, node: &str) -> Vec<String> {
+    if hook.on.is_empty() {
+        return vec![node.to_string()];
+    }
+    hook.on
+        .iter()
+        .flat_map(|role| lab.nodes.iter().filter(move |n| n.role == *role))
+        .filter(|n| n.name != node)
+        .map(|n| n.name.clone())
+        .collect()
 }
 
 /// Run the node's role `check`, if it declares one, and say that it passed.
@@ -423,11 +447,7 @@ pub fn reset(
                 .node(n)
                 .and_then(|sn| lab.role(&sn.role))
                 .and_then(|r| r.forget.clone())
-                && hook.on.as_ref().is_some_and(|role| {
-                    lab.nodes
-                        .iter()
-                        .any(|o| o.role == *role && !names.contains(&o.name))
-                })
+                && hook_nodes(lab, &hook, n).iter().any(|o| !names.contains(o))
             {
                 run_hook(
                     lab,

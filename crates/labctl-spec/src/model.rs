@@ -147,8 +147,29 @@ pub struct Step {
     pub needs_egress: bool,
     pub after: Vec<StepRef>,
     pub publish: Vec<String>,
+    /// How long a published value stays good (`publish = [{ name, ttl }]`), by value name.
+    /// A step that needs an older value makes labctl run this step again first.
+    #[serde(serialize_with = "secs_map")]
+    pub ttl: BTreeMap<String, Duration>,
     #[serde(with = "secs")]
     pub timeout: Duration,
+}
+
+/// A duration the way lab.toml writes it: "23h", "1h50m", "2d", "90s".
+pub fn format_duration(d: Duration) -> String {
+    let mut rest = d.as_secs();
+    let mut out = String::new();
+    for (unit, secs) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
+        if rest >= secs {
+            out.push_str(&format!("{}{unit}", rest / secs));
+            rest %= secs;
+        }
+    }
+    if out.is_empty() { "0s".into() } else { out }
+}
+
+fn secs_map<S: serde::Serializer>(m: &BTreeMap<String, Duration>, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_map(m.iter().map(|(k, v)| (k, v.as_secs())))
 }
 
 /// A forwarded host port.
@@ -179,8 +200,9 @@ pub struct Role {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Hook {
     pub run: String,
-    /// Role whose first node runs it; `None`: the node itself.
-    pub on: Option<String>,
+    /// Roles whose nodes may run it, in order: the first of their nodes that is running and
+    /// is not the node concerned runs it (another is tried if it fails). Empty: the node itself.
+    pub on: Vec<String>,
 }
 
 /// An address of a node on a network.

@@ -64,9 +64,9 @@ pub(crate) struct RawRole {
     pub(crate) ssh_port: Option<S<i64>>,
     pub(crate) nested_virt: Option<S<bool>>,
     pub(crate) check: Option<S<String>>,
-    pub(crate) check_on: Option<S<String>>,
+    pub(crate) check_on: Vec<S<String>>,
     pub(crate) forget: Option<S<String>>,
-    pub(crate) forget_on: Option<S<String>>,
+    pub(crate) forget_on: Vec<S<String>>,
     pub(crate) forwards: Vec<RawForward>,
     pub(crate) steps: Vec<RawStep>,
 }
@@ -90,8 +90,17 @@ pub(crate) struct RawStep {
     pub(crate) run: Option<S<String>>,
     pub(crate) needs_egress: Option<S<bool>>,
     pub(crate) after: Vec<S<String>>,
-    pub(crate) publish: Vec<S<String>>,
+    pub(crate) publish: Vec<RawPublish>,
     pub(crate) timeout: Option<S<i64>>,
+}
+
+/// One entry of `publish`: `"name"` or `{ name = "name", ttl = "23h" }`.
+#[derive(Debug, Default)]
+pub(crate) struct RawPublish {
+    /// The value name.
+    pub(crate) v: String,
+    pub(crate) span: Range<usize>,
+    pub(crate) ttl: Option<S<String>>,
 }
 
 pub(crate) const LAB_KEYS: &[&str] = &[
@@ -130,6 +139,7 @@ const ROLE_KEYS: &[&str] = &[
     "step",
 ];
 const FORWARD_KEYS: &[&str] = &["guest", "host"];
+const PUBLISH_KEYS: &[&str] = &["name", "ttl"];
 const STEP_KEYS: &[&str] = &[
     "name",
     "template",
@@ -239,9 +249,9 @@ fn parse_role(name: S<String>, t: &Table<'_>, path: &str, sink: &mut Sink<'_>) -
         ssh_port: get_int(t, path, "ssh_port", sink),
         nested_virt: get_bool(t, path, "nested_virt", sink),
         check: get_str(t, path, "check", sink),
-        check_on: get_str(t, path, "check_on", sink),
+        check_on: get_str_array(t, path, "check_on", sink),
         forget: get_str(t, path, "forget", sink),
-        forget_on: get_str(t, path, "forget_on", sink),
+        forget_on: get_str_array(t, path, "forget_on", sink),
         name,
         ..RawRole::default()
     };
@@ -275,7 +285,7 @@ fn parse_role(name: S<String>, t: &Table<'_>, path: &str, sink: &mut Sink<'_>) -
             run: get_str(st, &spath, "run", sink),
             needs_egress: get_bool(st, &spath, "needs_egress", sink),
             after: get_str_array(st, &spath, "after", sink),
-            publish: get_str_array(st, &spath, "publish", sink),
+            publish: get_publish(st, &spath, sink),
             timeout: get_int(st, &spath, "timeout", sink),
             span,
             path: spath,
@@ -487,6 +497,63 @@ fn get_str_array(t: &Table<'_>, path: &str, key: &str, sink: &mut Sink<'_>) -> V
         }],
         _ => {
             wrong_type(v, &field, "an array of strings", sink);
+            Vec::new()
+        }
+    }
+}
+
+/// `publish`: a name, or a list of names and `{ name, ttl }` tables.
+fn get_publish(t: &Table<'_>, path: &str, sink: &mut Sink<'_>) -> Vec<RawPublish> {
+    let field = join(path, "publish");
+    let Some(v) = t.get("publish") else {
+        return Vec::new();
+    };
+    let one = |item: &Value<'_>, f: &str, sink: &mut Sink<'_>| match item.get_ref() {
+        DeValue::String(s) => Some(RawPublish {
+            v: s.to_string(),
+            span: item.span(),
+            ttl: None,
+        }),
+        DeValue::Table(tt) => {
+            check_keys(tt, f, PUBLISH_KEYS, sink);
+            let name = get_str(tt, f, "name", sink);
+            let ttl = get_str(tt, f, "ttl", sink);
+            match name {
+                Some(n) => Some(RawPublish {
+                    v: n.v,
+                    span: n.span,
+                    ttl,
+                }),
+                None => {
+                    sink.hint(
+                        &item.span(),
+                        f,
+                        "missing `name`",
+                        "write { name = \"join_command\", ttl = \"23h\" }",
+                    );
+                    None
+                }
+            }
+        }
+        _ => {
+            wrong_type(item, f, "a string or a table { name, ttl }", sink);
+            None
+        }
+    };
+    match v.get_ref() {
+        DeValue::Array(items) => items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, item)| one(item, &format!("{field}[{i}]"), sink))
+            .collect(),
+        DeValue::String(_) | DeValue::Table(_) => one(v, &field, sink).into_iter().collect(),
+        _ => {
+            wrong_type(
+                v,
+                &field,
+                "an array of strings or tables { name, ttl }",
+                sink,
+            );
             Vec::new()
         }
     }

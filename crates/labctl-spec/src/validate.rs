@@ -722,11 +722,11 @@ fn build_roles(
             steps,
             check: rr.check.as_ref().map(|c| crate::model::Hook {
                 run: c.v.clone(),
-                on: rr.check_on.as_ref().map(|o| o.v.clone()),
+                on: rr.check_on.iter().map(|o| o.v.clone()).collect(),
             }),
             forget: rr.forget.as_ref().map(|c| crate::model::Hook {
                 run: c.v.clone(),
-                on: rr.forget_on.as_ref().map(|o| o.v.clone()),
+                on: rr.forget_on.iter().map(|o| o.v.clone()).collect(),
             }),
         });
     }
@@ -875,6 +875,7 @@ fn build_steps(
                 ),
             }
         }
+        let mut ttl = BTreeMap::new();
         for (j, p) in rs.publish.iter().enumerate() {
             if !ident_ok(&p.v) {
                 sink.at(
@@ -882,6 +883,19 @@ fn build_steps(
                     &format!("{}.publish[{j}]", rs.path),
                     format!("`{}` is not a valid value name", p.v),
                 );
+            }
+            if let Some(t) = &p.ttl {
+                match parse_duration(&t.v) {
+                    Some(d) => {
+                        ttl.insert(p.v.clone(), d);
+                    }
+                    None => sink.hint(
+                        &t.span,
+                        &format!("{}.publish[{j}].ttl", rs.path),
+                        format!("`{}` is not a duration of 1 minute to 365 days", t.v),
+                        "write a number and a unit (d, h, m, s), e.g. \"23h\" or \"1h50m\"",
+                    ),
+                }
             }
         }
         let timeout = match &rs.timeout {
@@ -904,10 +918,39 @@ fn build_steps(
             needs_egress: rs.needs_egress.as_ref().is_some_and(|v| v.v),
             after,
             publish: rs.publish.iter().map(|p| p.v.clone()).collect(),
+            ttl,
             timeout: Duration::from_secs(timeout),
         });
     }
     steps
+}
+
+/// "23h", "1h50m", "90m", "2d": one or more NUMBER UNIT pairs (d, h, m, s), 1 min to 365 days.
+pub(crate) fn parse_duration(text: &str) -> Option<Duration> {
+    let mut total: u64 = 0;
+    let mut num: Option<u64> = None;
+    for c in text.chars() {
+        if let Some(d) = c.to_digit(10) {
+            num = Some(
+                num.unwrap_or(0)
+                    .checked_mul(10)?
+                    .checked_add(u64::from(d))?,
+            );
+            continue;
+        }
+        let unit = match c {
+            'd' => 86_400,
+            'h' => 3_600,
+            'm' => 60,
+            's' => 1,
+            _ => return None,
+        };
+        total = total.checked_add(num.take()?.checked_mul(unit)?)?;
+    }
+    if num.is_some() || !(60..=365 * 86_400).contains(&total) {
+        return None;
+    }
+    Some(Duration::from_secs(total))
 }
 
 fn role_span<'r>(raw: &'r RawLab, role: &str) -> Option<&'r RawRole> {
@@ -1164,7 +1207,7 @@ fn check_hooks(lab: &Lab, raw: &RawLab, renderer: &Renderer, sink: &mut Sink<'_>
         ];
         for (hook, text, on, name) in hooks {
             let (Some(hook), Some(text)) = (hook, text) else {
-                if let Some(on) = on {
+                if let Some(on) = on.first() {
                     sink.at(
                         &on.span,
                         &format!("role.{}.{name}_on", role.name),
@@ -1173,19 +1216,20 @@ fn check_hooks(lab: &Lab, raw: &RawLab, renderer: &Renderer, sink: &mut Sink<'_>
                 }
                 continue;
             };
-            if let (Some(target), Some(on)) = (&hook.on, on)
-                && lab.role(target).is_none()
-            {
-                let hint = suggest(target, lab.roles.iter().map(|r| r.name.as_str())).map_or_else(
-                    || "roles are the [role.NAME] tables".to_string(),
-                    |s| format!("did you mean `{s}`?"),
-                );
-                sink.hint(
-                    &on.span,
-                    &format!("role.{}.{name}_on", role.name),
-                    format!("no role named `{target}`"),
-                    hint,
-                );
+            for target in on {
+                if lab.role(&target.v).is_none() {
+                    let hint = suggest(&target.v, lab.roles.iter().map(|r| r.name.as_str()))
+                        .map_or_else(
+                            || "roles are the [role.NAME] tables".to_string(),
+                            |s| format!("did you mean `{s}`?"),
+                        );
+                    sink.hint(
+                        &target.span,
+                        &format!("role.{}.{name}_on", role.name),
+                        format!("no role named `{}`", target.v),
+                        hint,
+                    );
+                }
             }
             for node in lab.nodes.iter().filter(|n| n.role == role.name) {
                 if let Err(reason) = renderer.check_arg(lab, node, &hook.run, &BTreeMap::new()) {
@@ -1327,4 +1371,34 @@ fn push_render_failure(
         hint: node.and_then(|(_, h)| h).map(str::to_string),
         snippet: None,
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("23h"), Some(Duration::from_secs(23 * 3600)));
+        assert_eq!(parse_duration("1h50m"), Some(Duration::from_secs(6600)));
+        assert_eq!(parse_duration("2d"), Some(Duration::from_secs(172_800)));
+        assert_eq!(parse_duration("90s"), Some(Duration::from_secs(90)));
+        for text in ["23h", "1h50m", "2d", "1m30s", "1d2h3m4s"] {
+            let d = parse_duration(text).expect(text);
+            assert_eq!(crate::model::format_duration(d), text);
+        }
+        for bad in [
+            "",
+            "23",
+            "h",
+            "1x",
+            "30s",
+            "366d",
+            "1h 2m",
+            "-1h",
+            "99999999999999999999h",
+        ] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
 }

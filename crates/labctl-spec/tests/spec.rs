@@ -782,3 +782,42 @@ fn diagnostics_are_sorted_by_line_and_listed_in_the_error() {
         "a lab without roles is refused: {fields:?}"
     );
 }
+
+#[test]
+fn publish_takes_names_and_tables_with_a_ttl() {
+    let toml = CLASSIC.replace(
+        "[[role.master.step]]\ntemplate = \"ok.sh.hbs\"\n",
+        "[[role.master.step]]\ntemplate = \"ok.sh.hbs\"\n\
+         publish = [\"plain\", { name = \"join_command\", ttl = \"23h\" }, { name = \"key\", ttl = \"1h50m\" }]\n\
+         [[role.master.step]]\nname = \"other\"\ntemplate = \"ok.sh.hbs\"\npublish = \"single\"\n",
+    );
+    let dir = lab_dir(&toml, &[("ok.sh.hbs", OK)]);
+    let lab = load(&dir, Overrides::default());
+    let steps = &lab.role("master").expect("master").steps;
+    assert_eq!(steps[0].publish, ["plain", "join_command", "key"]);
+    assert_eq!(
+        steps[0].ttl,
+        BTreeMap::from([
+            ("join_command".to_string(), Duration::from_secs(23 * 3600)),
+            ("key".to_string(), Duration::from_secs(6600)),
+        ])
+    );
+    assert_eq!(steps[1].publish, ["single"]);
+    assert!(steps[1].ttl.is_empty());
+}
+
+#[test]
+fn hooks_may_run_on_several_roles() {
+    let toml = CLASSIC.replace(
+        "scale = true\n",
+        "scale = true\nforget = \"true\"\nforget_on = [\"master\", \"worker\"]\ncheck = \"true\"\n",
+    );
+    let dir = lab_dir(&toml, &[("ok.sh.hbs", OK)]);
+    let lab = load(&dir, Overrides::default());
+    let worker = lab.role("worker").expect("worker");
+    assert_eq!(
+        worker.forget.as_ref().expect("forget").on,
+        ["master", "worker"]
+    );
+    assert!(worker.check.as_ref().expect("check").on.is_empty());
+}

@@ -71,6 +71,7 @@ pub(crate) fn plan_json(
                 "node": node.name, "step": step.name, "order": task.step + 1,
                 "source": source_name(&step.source), "args": args_of(node, step), "run": step.run.as_str(),
                 "needs_egress": step.needs_egress, "publish": step.publish,
+                "ttl": step.ttl.iter().map(|(k, v)| (k.clone(), json!(v.as_secs()))).collect::<serde_json::Map<_, _>>(),
                 "after": g.deps[t].iter().map(|&d| g.label(lab, d)).collect::<Vec<_>>(),
             })
         })
@@ -174,7 +175,15 @@ pub(crate) fn plan_text(
             runs.push_str(",internet");
         }
         if !step.publish.is_empty() {
-            runs.push_str(&format!(",publishes {}", step.publish.join("+")));
+            let names: Vec<String> = step
+                .publish
+                .iter()
+                .map(|p| match step.ttl.get(p) {
+                    Some(ttl) => format!("{p}(ttl {})", labctl_spec::format_duration(*ttl)),
+                    None => p.clone(),
+                })
+                .collect();
+            runs.push_str(&format!(",publishes {}", names.join("+")));
         }
         rows.push(vec![
             if task.step == 0 {
@@ -190,5 +199,37 @@ pub(crate) fn plan_text(
         ]);
     }
     out.extend(table(&rows));
+    // `labctl reset` hooks: where each runs (the first of these nodes that is up).
+    let mut rows = vec![vec![
+        "ROLE".to_string(),
+        "HOOK".into(),
+        "RUNS ON".into(),
+        "COMMAND".into(),
+    ]];
+    for role in &lab.roles {
+        let hooks = [
+            ("check", &role.check),
+            ("forget (reset --rebuild)", &role.forget),
+        ];
+        for (what, hook) in hooks {
+            let Some(hook) = hook else { continue };
+            let on = if hook.on.is_empty() {
+                "the node itself".to_string()
+            } else {
+                let names: Vec<&str> = hook
+                    .on
+                    .iter()
+                    .flat_map(|r| lab.nodes.iter().filter(move |n| n.role == *r))
+                    .map(|n| n.name.as_str())
+                    .collect();
+                format!("first up of {} (not the node itself)", names.join(", "))
+            };
+            rows.push(vec![role.name.clone(), what.into(), on, hook.run.clone()]);
+        }
+    }
+    if rows.len() > 1 {
+        out.push(String::new());
+        out.extend(table(&rows));
+    }
     out
 }
