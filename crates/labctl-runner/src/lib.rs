@@ -3,6 +3,7 @@
 //! ([`events::Reporter`]) and typed errors; the binary owns the terminal.
 
 pub mod events;
+mod expiry;
 mod machines;
 mod ops;
 mod provision;

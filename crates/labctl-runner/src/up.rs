@@ -248,6 +248,9 @@ pub fn up(
         labctl_ssh::keys::ensure_keypair(&paths.key(), &format!("labctl@{}", paths.id))?;
     let mut st = LabState::load_checked(&paths, env)?
         .unwrap_or_else(|| LabState::new(&lab.name, &paths, provider, &lab.box_name));
+    // Values that expired (or were lost) are published again before a step that needs them.
+    let refreshed = refresh_values(lab, &st, &paths, opts, &*reporter)?;
+    let opts = &refreshed;
     let selected: Vec<&labctl_spec::Node> = lab
         .nodes
         .iter()
@@ -403,6 +406,40 @@ pub fn up(
     Ok(summary)
 }
 
+/// `opts` plus the publishers whose values are missing or expired (see `expiry`).
+fn refresh_values(
+    lab: &Lab,
+    st: &LabState,
+    paths: &LabPaths,
+    opts: &UpOptions,
+    reporter: &dyn Reporter,
+) -> Result<UpOptions, RunnerError> {
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let record =
+        |node: &str, step: &str| st.nodes.get(node).and_then(|n| n.steps.get(step)).cloned();
+    let stale = crate::expiry::stale_publishers(
+        lab,
+        &Graph::build(lab),
+        &Renderer::new(lab)?,
+        opts,
+        &load_values(paths),
+        &record,
+        now,
+    );
+    for s in &stale {
+        emit(
+            reporter,
+            &s.node,
+            EventKind::Notice {
+                message: s.message(),
+            },
+        );
+    }
+    Ok(crate::expiry::with_refresh(opts, &stale))
+}
+
 fn node_worker(sh: &Shared<'_>, node: &labctl_spec::Node) -> NodeSummary {
     let mut summary = NodeSummary {
         name: node.name.clone(),
@@ -531,7 +568,11 @@ fn run_task_inner(
     ran_from: &mut Option<Instant>,
 ) -> StepOutcome {
     let steps = sh.lab.steps_of(node);
-    if !selected_step(&sh.opts.selection, steps, idx) {
+    let forced = sh
+        .opts
+        .force
+        .contains(&(node.name.clone(), step.name.clone()));
+    if !selected_step(&sh.opts.selection, steps, idx) && !forced {
         return StepOutcome::Skipped {
             reason: NOT_SELECTED.into(),
         };
