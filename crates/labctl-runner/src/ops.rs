@@ -493,3 +493,48 @@ pub fn adopt(paths: &LabPaths, env: &Env) -> Result<bool, RunnerError> {
 pub fn values(paths: &LabPaths) -> std::collections::BTreeMap<String, String> {
     crate::state::load_values(paths)
 }
+
+/// The text of the file `path` on the first of `nodes` that is running and can read it (as
+/// root, over the lab's SSH key), with that node's name: e.g. `/etc/kubernetes/admin.conf`
+/// for `labctl kubeconfig`.
+pub fn read_guest_file(
+    paths: &LabPaths,
+    env: &Env,
+    nodes: &[String],
+    path: &str,
+) -> Result<(String, String), RunnerError> {
+    let st = LabState::load(paths)?.ok_or(RunnerError::NotUp)?;
+    let driver = driver_for(&st.provider, env)?;
+    let command = format!("cat {}", labctl_spec::shell_quote(path));
+    let mut last = None;
+    for node in nodes {
+        let Some(n) = st.nodes.get(node) else {
+            continue;
+        };
+        if !matches!(driver.status(&n.machine), MachineStatus::Running { .. }) {
+            continue;
+        }
+        let read =
+            crate::reset::session(paths, &st, node, Duration::from_secs(30)).and_then(|sess| {
+                Ok(sess.run(
+                    &format!("{}{command}", crate::provision::as_root(&n.user)),
+                    Duration::from_secs(30),
+                )?)
+            });
+        match read {
+            Ok(text) => return Ok((node.clone(), text)),
+            Err(e) => last = Some((node.clone(), e.to_string())),
+        }
+    }
+    let (node, message) = last.unwrap_or_else(|| {
+        (
+            nodes.join(", "),
+            "no such node is running (`labctl up` first)".to_string(),
+        )
+    });
+    Err(RunnerError::Hook {
+        node,
+        what: format!("reading {path}"),
+        message,
+    })
+}

@@ -153,7 +153,7 @@ pub fn snapshot(
     Ok(out)
 }
 
-fn session(
+pub(crate) fn session(
     paths: &LabPaths,
     st: &LabState,
     node: &str,

@@ -72,6 +72,9 @@ pub(crate) enum Command {
     Box(BoxCommand),
     /// Show values published by provisioning steps (e.g. the join command). They are secrets.
     Values(ValuesArgs),
+    /// Write a kubeconfig for kubectl on this host (the admin one, through the API server
+    /// port the lab forwards to 127.0.0.1), and print the `export KUBECONFIG=` line.
+    Kubeconfig(KubeconfigArgs),
     /// Save, restore, list or delete snapshots of nodes (all nodes when none is named).
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
@@ -270,6 +273,15 @@ pub(crate) struct ValuesArgs {
     /// Machine-readable output (docs/json.md).
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct KubeconfigArgs {
+    #[command(flatten)]
+    pub(crate) lab: LabArgs,
+    /// Write it here (default: .labctl/kubeconfig next to lab.toml; mode 0600).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub(crate) out: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -37,6 +37,8 @@ pub(crate) enum ExpectedError {
     NeedsForce,
     #[error("no published value named `{name}`")]
     UnknownValue { name: String },
+    #[error("lab `{lab}` forwards no Kubernetes API port to the host")]
+    NoKubeApi { lab: String },
     #[error("no lab.toml in {}", dir.display())]
     NoLab { dir: PathBuf },
     #[error("no bundled lab named `{name}`")]
@@ -75,7 +77,9 @@ impl ExpectedError {
                 labctl_driver::exec::ToolError::NotFound { .. },
             )) => code::HOST_TOOL,
             ExpectedError::Write { .. } | ExpectedError::Box(_) => code::OTHER,
-            ExpectedError::NeedsForce | ExpectedError::UnknownValue { .. } => code::USAGE,
+            ExpectedError::NeedsForce
+            | ExpectedError::UnknownValue { .. }
+            | ExpectedError::NoKubeApi { .. } => code::USAGE,
             ExpectedError::Runner(r) if r.is_host_tool() => code::HOST_TOOL,
             ExpectedError::Runner(labctl_runner::RunnerError::Hook { .. }) => code::NODE_FAILED,
             ExpectedError::Runner(labctl_runner::RunnerError::Interrupted) => code::INTERRUPTED,
@@ -97,6 +101,9 @@ impl ExpectedError {
                 Some(format!("bundled labs: {}", known.join(", ")))
             }
             ExpectedError::WouldOverwrite { .. } => Some("pass `--force` to overwrite it".into()),
+            ExpectedError::NoKubeApi { .. } => Some(
+                "add `[[role.master.forward]]` with `guest = 6443` and a free `host` port".into(),
+            ),
             ExpectedError::UnknownNode { known, .. } => {
                 Some(format!("nodes: {}", known.join(", ")))
             }

@@ -63,6 +63,7 @@ pub fn main_impl(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Adopt(a) => commands::halt::adopt(&a, &printer),
         Command::Box(a) => commands::boxes::run(&a, &printer),
         Command::Values(a) => commands::status::values(&a, &printer),
+        Command::Kubeconfig(a) => commands::kubeconfig::run(&a, &printer),
         Command::Snapshot(a) => commands::reset::snapshot(&a, &printer),
         Command::Reset(a) => commands::reset::reset(&a, &printer),
         Command::List(a) => commands::reset::list(&a, &printer),

@@ -5,6 +5,7 @@ pub(crate) mod completions;
 pub(crate) mod halt;
 pub(crate) mod import;
 pub(crate) mod init;
+pub(crate) mod kubeconfig;
 pub(crate) mod plan;
 pub(crate) mod render;
 pub(crate) mod reset;
