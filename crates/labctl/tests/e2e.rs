@@ -460,7 +460,7 @@ fn failures_stay_local_and_resume() {
 
     // Fix the template: only w1's install_pkg (changed content) and its work_nodes run, plus w2's steps.
     assert!(
-        stderr.contains("fetch: skipped needs the guest's internet, and egress is off"),
+        stderr.contains("fetch: skipped: needs the guest's internet, and egress is off"),
         "a step needing internet is skipped for that reason:\n{stderr}"
     );
     assert!(!lab.recorded_steps().contains(&"m-k8s.fetch".to_string()));

@@ -110,10 +110,10 @@ impl TermReporter {
                 }
                 StepOutcome::UpToDate => format!("{p} {step}: up to date"),
                 StepOutcome::Skipped { reason } => {
-                    format!("{p} {step}: {} {reason}", s.warn("skipped"))
+                    format!("{p} {step}: {}", skipped_text(s, reason))
                 }
                 StepOutcome::Failed { reason, .. } => {
-                    format!("{p} {step}: {} ({reason})", s.error("failed"))
+                    format!("{p} {step}: {}: {reason}", s.error("failed"))
                 }
             },
             EventKind::NodeFailed { error } => format!("{p} {}: {error}", s.error("failed")),
@@ -250,9 +250,40 @@ fn secs(ms: u64) -> String {
     format!("{:.1}s", ms as f64 / 1000.0)
 }
 
+/// `skipped because X failed`, or `skipped: REASON` (like `failed: REASON`).
+fn skipped_text(s: Styles, reason: &str) -> String {
+    if reason.starts_with("because ") {
+        format!("{} {reason}", s.warn("skipped"))
+    } else {
+        format!("{}: {reason}", s.warn("skipped"))
+    }
+}
+
+/// Skip reasons given to more than one step (other than `because X failed`, which names its
+/// own cause), in order of first appearance: the summary prints each once, as a footnote.
+fn repeated_reasons(sum: &UpSummary) -> Vec<(String, usize)> {
+    let mut seen: Vec<(String, usize)> = Vec::new();
+    for n in &sum.nodes {
+        for (_, outcome, _) in &n.steps {
+            if let StepOutcome::Skipped { reason } = outcome
+                && !reason.starts_with("because ")
+            {
+                match seen.iter_mut().find(|(r, _)| r == reason) {
+                    Some((_, c)) => *c += 1,
+                    None => seen.push((reason.clone(), 1)),
+                }
+            }
+        }
+    }
+    seen.retain(|(_, c)| *c > 1);
+    seen
+}
+
 /// The end-of-run summary: one block per node with step durations, failures with their tail.
+/// A skip reason shared by several steps is printed once, below the nodes, as `[N]`.
 pub(crate) fn summary_lines(sum: &UpSummary, s: Styles) -> Vec<String> {
     let mut out = Vec::new();
+    let notes = repeated_reasons(sum);
     let name_w = sum.nodes.iter().map(|n| n.name.len()).max().unwrap_or(4);
     for n in &sum.nodes {
         let ready = n
@@ -273,14 +304,22 @@ pub(crate) fn summary_lines(sum: &UpSummary, s: Styles) -> Vec<String> {
                     secs(*ms)
                 ),
                 StepOutcome::UpToDate => format!("  {:<name_w$}  {step:<16} up to date", ""),
-                StepOutcome::Skipped { reason } => format!(
-                    "  {:<name_w$}  {step:<16} {} {reason}",
-                    "",
-                    s.warn("skipped")
-                ),
+                StepOutcome::Skipped { reason } => {
+                    match notes.iter().position(|(r, _)| r == reason) {
+                        Some(k) => format!(
+                            "  {:<name_w$}  {step:<16} {} [{}]",
+                            "",
+                            s.warn("skipped"),
+                            k + 1
+                        ),
+                        None => {
+                            format!("  {:<name_w$}  {step:<16} {}", "", skipped_text(s, reason))
+                        }
+                    }
+                }
                 StepOutcome::Failed { reason, tail, .. } => {
                     let mut l = format!(
-                        "  {:<name_w$}  {step:<16} {} {reason}",
+                        "  {:<name_w$}  {step:<16} {}: {reason}",
                         "",
                         s.error("failed")
                     );
@@ -292,6 +331,9 @@ pub(crate) fn summary_lines(sum: &UpSummary, s: Styles) -> Vec<String> {
             };
             out.push(line);
         }
+    }
+    for (k, (reason, count)) in notes.iter().enumerate() {
+        out.push(format!("[{}] {count} steps skipped: {reason}", k + 1));
     }
     out.push(format!(
         "{} node{} in {}{}",
@@ -481,5 +523,51 @@ mod tests {
         lines.push(String::new());
         lines.extend(summary_lines(&summary, Styles::new(false)));
         insta::assert_snapshot!(lines.join("\n"));
+    }
+
+    /// With egress off every node skips its package steps for the same reason: the summary
+    /// says it once.
+    #[test]
+    fn summary_groups_a_repeated_skip_reason() {
+        let egress = "needs the guest's internet, and egress is off; run `labctl provision --step` once it is on";
+        let skip = |r: &str| StepOutcome::Skipped { reason: r.into() };
+        let node = |name: &str, steps: Vec<(&str, StepOutcome)>| NodeSummary {
+            name: name.into(),
+            error: None,
+            ready_ms: Some(40_000),
+            steps: steps
+                .into_iter()
+                .map(|(s, o)| (s.to_string(), o, 0))
+                .collect(),
+        };
+        let summary = UpSummary {
+            nodes: vec![
+                node(
+                    "m-k8s",
+                    vec![
+                        ("config", StepOutcome::Done),
+                        ("install_pkg", skip(egress)),
+                        ("master_node", skip("because m-k8s.install_pkg was skipped")),
+                    ],
+                ),
+                node(
+                    "w1-k8s",
+                    vec![
+                        ("config", StepOutcome::Done),
+                        ("install_pkg", skip(egress)),
+                        (
+                            "debug",
+                            skip("runs only on request (`labctl provision --step`)"),
+                        ),
+                    ],
+                ),
+                node("w2-k8s", vec![("install_pkg", skip(egress))]),
+            ],
+            interrupted: false,
+            wall_ms: 50_000,
+        };
+        let text = summary_lines(&summary, Styles::new(false)).join("\n");
+        assert_eq!(text.matches("egress is off").count(), 1, "{text}");
+        insta::assert_snapshot!(text);
     }
 }
