@@ -8,12 +8,26 @@ use serde::{Deserialize, Serialize};
 
 use crate::exec::ToolError;
 
-/// Resolved acceleration for one machine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// The acceleration asked for a machine. `Auto` lets the driver decide (QEMU: KVM when a probe
+/// shaped like a real node passes, and TCG for the rest of the lab when a node under KVM
+/// fails at start); `Kvm` and `Tcg` are obeyed as they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Accel {
+    #[default]
+    Auto,
     Kvm,
     Tcg,
+}
+
+/// What a driver runs machines on, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Acceleration {
+    /// `kvm` or `tcg`.
+    pub engine: String,
+    pub reason: String,
+    /// A node under KVM failed and the driver went on under TCG (`reason` says why).
+    pub fallback: bool,
 }
 
 /// What a machine boots from.
@@ -160,6 +174,12 @@ fn tail_text(t: &str) -> String {
 /// A hypervisor backend.
 pub trait Driver: Send + Sync {
     fn info(&self) -> DriverInfo;
+    /// The accelerator machines booting `boot` with `requested` run on, and why. May probe
+    /// the host (a few seconds, then cached). `None`: the driver does not choose (VirtualBox).
+    fn acceleration(&self, requested: Accel, boot: &BootImage) -> Option<Acceleration> {
+        let _ = (requested, boot);
+        None
+    }
     /// Whether `egress = false` cuts the guests off the internet (QEMU: `restrict=on`;
     /// VirtualBox's NAT has no such switch). A fixed property: no I/O.
     fn blocks_egress(&self) -> bool;

@@ -78,6 +78,13 @@ pub enum EventKind {
     Notice {
         message: String,
     },
+    /// What the lab's machines run on (KVM or TCG) and why; `fallback` when a node under
+    /// KVM failed and the lab went on under TCG.
+    Acceleration {
+        engine: String,
+        reason: String,
+        fallback: bool,
+    },
 }
 
 /// An event about a node (or the lab, when `node` is empty), with its time.

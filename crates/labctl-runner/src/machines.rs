@@ -5,10 +5,9 @@ use std::ffi::OsString;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use labctl_driver::boxes::{BoxMeta, BoxStore};
-use labctl_driver::qemu::{QemuConfig, QemuDriver, accel};
+use labctl_driver::qemu::{QemuConfig, QemuDriver};
 use labctl_driver::{
     Accel, BootImage, Driver, MachineConfig, NetworkConfig, PortForward, PrivateNic,
 };
@@ -71,6 +70,7 @@ pub fn driver_for(provider: &str, env: &Env) -> Result<Arc<dyn Driver>, RunnerEr
     match provider {
         "qemu" => Ok(Arc::new(QemuDriver::new(QemuConfig::discover(
             env.switch_command.clone(),
+            env.cache_dir.clone(),
         )?))),
         "virtualbox" => Ok(Arc::new(labctl_driver::vbox::VBoxDriver::new(
             labctl_driver::vbox::VBoxConfig::discover()?.with_data_dir(env.data_dir.clone()),
@@ -103,23 +103,13 @@ pub(crate) fn resolve_box(lab: &Lab, env: &Env) -> Result<BoxMeta, RunnerError> 
     })
 }
 
-/// Resolve `accel = auto` with the real probe (cached).
-/// QEMU's acceleration for this lab. Other providers choose for themselves (VirtualBox
-/// needs VT-x/AMD-V and says so when it is missing), so nothing is probed for them.
-pub(crate) fn resolve_accel(lab: &Lab, env: &Env) -> (Accel, Option<String>) {
-    if !matches!(lab.provider, Provider::Qemu) {
-        return (Accel::Kvm, None);
-    }
+/// The acceleration a lab asks its driver for (`--accel` / `LABCTL_ACCEL` are applied to the
+/// lab by the binary before it gets here).
+pub(crate) fn accel_request(lab: &Lab) -> Accel {
     match lab.accel {
-        labctl_spec::Accel::Kvm => (Accel::Kvm, None),
-        labctl_spec::Accel::Tcg => (Accel::Tcg, None),
-        labctl_spec::Accel::Auto => {
-            let Ok(cfg) = QemuConfig::discover(env.switch_command.clone()) else {
-                return (Accel::Tcg, None);
-            };
-            let v = accel::detect(&cfg.qemu_system, &env.cache_dir, Duration::from_secs(4));
-            (v.accel, Some(v.reason))
-        }
+        labctl_spec::Accel::Auto => Accel::Auto,
+        labctl_spec::Accel::Kvm => Accel::Kvm,
+        labctl_spec::Accel::Tcg => Accel::Tcg,
     }
 }
 
@@ -163,7 +153,6 @@ pub(crate) fn machine_for(
     accel: Accel,
     previous: Option<&NodeState>,
 ) -> MachineConfig {
-    let file = |f: &Option<String>| f.as_ref().map(|f| box_dir.join(f));
     let private_nics = node
         .nics
         .iter()
@@ -199,13 +188,7 @@ pub(crate) fn machine_for(
         run_dir: paths.run_dir.clone(),
         cpus: node.cpus,
         memory_mb: node.memory_mb,
-        boot: BootImage {
-            disk: box_dir.join(&boxm.disk),
-            kernel: file(&boxm.kernel),
-            initrd: file(&boxm.initrd),
-            cmdline: boxm.cmdline.clone(),
-            ovf: file(&boxm.ovf),
-        },
+        boot: boot_image(boxm, box_dir),
         nat_mac: mac(&paths.id, node.ordinal, 0),
         private_nics,
         ssh: PortForward {
@@ -218,6 +201,18 @@ pub(crate) fn machine_for(
         nested_virt: node.nested_virt,
         machine_id: mid,
         group: lab.group.clone(),
+    }
+}
+
+/// What machines of a box boot from.
+pub(crate) fn boot_image(boxm: &BoxMeta, box_dir: &std::path::Path) -> BootImage {
+    let file = |f: &Option<String>| f.as_ref().map(|f| box_dir.join(f));
+    BootImage {
+        disk: box_dir.join(&boxm.disk),
+        kernel: file(&boxm.kernel),
+        initrd: file(&boxm.initrd),
+        cmdline: boxm.cmdline.clone(),
+        ovf: file(&boxm.ovf),
     }
 }
 

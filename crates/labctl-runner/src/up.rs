@@ -129,6 +129,8 @@ struct Shared<'a> {
     tasks: Mutex<Vec<TaskState>>,
     tasks_cv: Condvar,
     slots: Slots,
+    /// The acceleration announced to the user so far (a fallback is announced once more).
+    accel_announced: Mutex<Option<labctl_driver::Acceleration>>,
     lab_key: PathBuf,
     box_key: Option<PathBuf>,
     box_user: String,
@@ -139,6 +141,28 @@ impl Shared<'_> {
     fn save(&self) -> Result<(), RunnerError> {
         let g = self.state.lock().map_err(|_| RunnerError::Interrupted)?;
         g.0.save(&self.paths)
+    }
+
+    /// Tell the user what the machines run on, once, and again only if it changed (a node
+    /// under KVM failed and the driver went on under TCG).
+    fn announce_acceleration(&self, now: Option<labctl_driver::Acceleration>) {
+        let Some(now) = now else { return };
+        let Ok(mut g) = self.accel_announced.lock() else {
+            return;
+        };
+        if g.as_ref().is_some_and(|a| a.engine == now.engine) {
+            return;
+        }
+        emit(
+            &*self.reporter,
+            "",
+            EventKind::Acceleration {
+                engine: now.engine.clone(),
+                reason: now.reason.clone(),
+                fallback: now.fallback,
+            },
+        );
+        *g = Some(now);
     }
 
     fn set_task(&self, t: usize, s: TaskState) {
@@ -223,16 +247,7 @@ pub fn up(
     let driver = machines::driver_for(provider, env)?;
     let boxm = machines::resolve_box(lab, env)?;
     let box_dir = env.boxes().dir(&boxm.name);
-    let (accel, why) = machines::resolve_accel(lab, env);
-    if let Some(why) = why {
-        emit(
-            &*reporter,
-            "",
-            EventKind::Notice {
-                message: format!("acceleration: {accel:?} ({why})").to_lowercase(),
-            },
-        );
-    }
+    let accel = machines::accel_request(lab);
     if !lab.egress && !driver.blocks_egress() {
         emit(
             &*reporter,
@@ -320,6 +335,7 @@ pub fn up(
             free: Mutex::new(jobs),
             cv: Condvar::new(),
         },
+        accel_announced: Mutex::new(None),
         lab_key: paths.key(),
         box_key: boxm.private_key.as_ref().map(|k| box_dir.join(k)),
         box_user: boxm.user.clone(),
@@ -348,6 +364,20 @@ pub fn up(
                 },
             );
         }
+    }
+    let to_boot = selected.iter().any(|n| {
+        shared.state.lock().ok().is_some_and(|g| {
+            g.0.nodes.get(&n.name).is_some_and(|ns| {
+                !matches!(
+                    shared.driver.status(&ns.machine),
+                    MachineStatus::Running { .. }
+                )
+            })
+        })
+    });
+    if to_boot {
+        let boot = machines::boot_image(&boxm, &box_dir);
+        shared.announce_acceleration(shared.driver.acceleration(accel, &boot));
     }
     let summaries: Vec<NodeSummary> = std::thread::scope(|s| {
         let handles: Vec<_> = selected
@@ -805,7 +835,9 @@ fn bring_up(sh: &Shared<'_>, node: &labctl_spec::Node) -> Result<Session, Runner
             );
             let mut tries = 0;
             loop {
-                match sh.driver.start(&machine) {
+                let started = sh.driver.start(&machine);
+                sh.announce_acceleration(sh.driver.acceleration(machine.accel, &machine.boot));
+                match started {
                     Ok(()) => break,
                     Err(DriverError::PortInUse { port }) if tries < 3 => {
                         tries += 1;

@@ -23,7 +23,7 @@ impl Reporter for Quiet {
 }
 
 fn have_qemu() -> bool {
-    labctl_driver::qemu::QemuConfig::discover(Vec::new()).is_ok()
+    labctl_driver::qemu::QemuConfig::discover(Vec::new(), std::env::temp_dir()).is_ok()
 }
 
 fn env(root: &Path) -> Env {

@@ -37,6 +37,18 @@ pub(crate) struct LabArgs {
     /// Turn the guests' internet off (adds restrict=on to QEMU's user network).
     #[arg(long, env = "LABCTL_NO_EGRESS", value_parser = clap::builder::FalseyValueParser::new())]
     pub(crate) no_egress: bool,
+    /// QEMU acceleration, overriding `accel` in lab.toml: auto (KVM when it really works,
+    /// else TCG), kvm or tcg.
+    #[arg(long, env = "LABCTL_ACCEL", value_name = "MODE", ignore_case = true)]
+    pub(crate) accel: Option<AccelArg>,
+}
+
+/// `--accel` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum AccelArg {
+    Auto,
+    Kvm,
+    Tcg,
 }
 
 #[derive(Debug, Subcommand)]

@@ -2,7 +2,8 @@
 
 use std::path::Path;
 
-use crate::{Accel, MachineConfig};
+use super::accel::Engine;
+use crate::MachineConfig;
 
 /// Paths of a machine's runtime files.
 #[derive(Debug, Clone)]
@@ -44,23 +45,27 @@ pub fn port_socket(run_dir: &Path, network: &str, hostname: &str) -> std::path::
     net_dir(run_dir, network).join(format!("{}.dgram", short(hostname)))
 }
 
+/// The accelerator and CPU model arguments. KVM: the host's CPU (with VMX/SVM when nested
+/// virtualization is asked for). TCG: `max`, every feature TCG emulates, so x86-64-v2 and
+/// more (RHEL 9 user space and current container images need x86-64-v2; QEMU's default
+/// `qemu64` is not). The KVM probe uses exactly these arguments.
+pub fn accel_args(engine: Engine, nested_virt: bool) -> Vec<String> {
+    let v: &[&str] = match (engine, nested_virt) {
+        (Engine::Kvm, false) => &["-accel", "kvm", "-cpu", "host"],
+        (Engine::Kvm, true) => &["-accel", "kvm", "-cpu", "host,+vmx,+svm"],
+        (Engine::Tcg, _) => &["-accel", "tcg", "-cpu", "max"],
+    };
+    v.iter().map(|s| (*s).to_string()).collect()
+}
+
 /// Build the argv (without the program) for `qemu-system-x86_64`.
-pub fn qemu_args(m: &MachineConfig, extra: &[String]) -> Vec<String> {
+pub fn qemu_args(m: &MachineConfig, engine: Engine, extra: &[String]) -> Vec<String> {
     let p = MachinePaths::of(m);
     let mut a: Vec<String> = Vec::new();
     let mut push = |items: &[&str]| a.extend(items.iter().map(|s| (*s).to_string()));
     push(&["-name", &format!("{},process=labctl-{}", m.hostname, m.id)]);
-    match m.accel {
-        Accel::Kvm => {
-            let cpu = if m.nested_virt {
-                "host,+vmx,+svm"
-            } else {
-                "host"
-            };
-            push(&["-accel", "kvm", "-cpu", cpu]);
-        }
-        Accel::Tcg => push(&["-accel", "tcg"]),
-    }
+    let accel = accel_args(engine, m.nested_virt);
+    push(&accel.iter().map(String::as_str).collect::<Vec<_>>());
     push(&["-smp", &m.cpus.to_string(), "-m", &m.memory_mb.to_string()]);
     push(&["-nodefaults", "-no-user-config", "-display", "none"]);
     push(&["-daemonize", "-pidfile", &p.pidfile.to_string_lossy()]);
@@ -90,8 +95,10 @@ pub fn qemu_args(m: &MachineConfig, extra: &[String]) -> Vec<String> {
         push(&[
             "-append",
             &format!(
-                "{base} systemd.machine_id={} systemd.hostname={}",
-                m.machine_id, m.hostname
+                "{base} systemd.machine_id={} systemd.hostname={} labctl.egress={}",
+                m.machine_id,
+                m.hostname,
+                u8::from(m.egress)
             ),
         ]);
     }
@@ -165,7 +172,7 @@ mod tests {
                 guest: 30000,
             }],
             egress,
-            accel: Accel::Tcg,
+            accel: crate::Accel::Tcg,
             nested_virt: false,
             machine_id: "0123456789abcdef0123456789abcdef".into(),
             group: None,
@@ -174,14 +181,28 @@ mod tests {
 
     #[test]
     fn argv_for_a_direct_boot_machine() {
-        insta::assert_snapshot!(qemu_args(&machine(false), &[]).join("\n"));
+        insta::assert_snapshot!(qemu_args(&machine(false), Engine::Tcg, &[]).join("\n"));
+    }
+
+    #[test]
+    fn tcg_gets_an_x86_64_v2_cpu_and_kvm_the_host_cpu() {
+        let tcg = qemu_args(&machine(false), Engine::Tcg, &[]).join(" ");
+        assert!(tcg.contains("-accel tcg -cpu max"), "{tcg}");
+        let mut nested = machine(false);
+        nested.nested_virt = true;
+        let kvm = qemu_args(&nested, Engine::Kvm, &[]).join(" ");
+        assert!(kvm.contains("-accel kvm -cpu host,+vmx,+svm"), "{kvm}");
+        assert_eq!(
+            accel_args(Engine::Kvm, false),
+            ["-accel", "kvm", "-cpu", "host"]
+        );
     }
 
     #[test]
     fn egress_off_means_restrict_on_and_forwards_bind_loopback() {
-        let off = qemu_args(&machine(false), &[]).join(" ");
+        let off = qemu_args(&machine(false), Engine::Tcg, &[]).join(" ");
         assert!(off.contains("user,id=nat,restrict=on,"));
-        let on = qemu_args(&machine(true), &[]).join(" ");
+        let on = qemu_args(&machine(true), Engine::Tcg, &[]).join(" ");
         assert!(!on.contains("restrict=on"));
         for a in [off, on] {
             assert_eq!(

@@ -7,15 +7,16 @@ pub mod switch;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::exec::{Cmd, find_program};
 use crate::proc;
 use crate::{
-    Driver, DriverError, DriverInfo, MachineConfig, MachineStatus, NetworkConfig, SnapshotOp,
-    StopMode, StopOutcome,
+    Accel, Acceleration, BootImage, Driver, DriverError, DriverInfo, MachineConfig, MachineStatus,
+    NetworkConfig, SnapshotOp, StopMode, StopOutcome,
 };
+use accel::{Engine, ProbeImage, ProbeSpec, Verdict};
 pub use args::MachinePaths;
 
 /// Programs and places the QEMU driver uses.
@@ -25,11 +26,29 @@ pub struct QemuConfig {
     pub qemu_img: PathBuf,
     /// Program and leading arguments that run the lab switch (`labctl __switch`).
     pub switch_command: Vec<OsString>,
+    /// Where the acceleration verdict is cached.
+    pub cache_dir: PathBuf,
+    /// The KVM device (`LABCTL_KVM_DEVICE` overrides `/dev/kvm`; tests point it elsewhere).
+    pub kvm_device: PathBuf,
+    /// How long the KVM probe may take to print its marker.
+    pub probe_timeout: Duration,
+    /// A direct-boot node under KVM that prints nothing on its console for this long is taken
+    /// as hung (`LABCTL_KVM_CONSOLE_TIMEOUT`, seconds). Well above a TCG boot's first line.
+    pub console_timeout: Duration,
 }
 
 impl QemuConfig {
     /// Find the programs on PATH (or `LABCTL_QEMU_SYSTEM` / `LABCTL_QEMU_IMG`).
-    pub fn discover(switch_command: Vec<OsString>) -> Result<QemuConfig, DriverError> {
+    pub fn discover(
+        switch_command: Vec<OsString>,
+        cache_dir: PathBuf,
+    ) -> Result<QemuConfig, DriverError> {
+        let secs = |var: &str, default: u64| {
+            std::env::var(var)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map_or(Duration::from_secs(default), Duration::from_secs)
+        };
         Ok(QemuConfig {
             qemu_system: find_program(
                 "qemu-system-x86_64",
@@ -42,6 +61,12 @@ impl QemuConfig {
                 "install QEMU's tools: `apt-get install qemu-utils`",
             )?,
             switch_command,
+            cache_dir,
+            kvm_device: std::env::var_os("LABCTL_KVM_DEVICE")
+                .filter(|v| !v.is_empty())
+                .map_or_else(|| PathBuf::from("/dev/kvm"), PathBuf::from),
+            probe_timeout: secs("LABCTL_KVM_PROBE_TIMEOUT", 10),
+            console_timeout: secs("LABCTL_KVM_CONSOLE_TIMEOUT", 30),
         })
     }
 }
@@ -50,6 +75,8 @@ impl QemuConfig {
 pub struct QemuDriver {
     cfg: QemuConfig,
     version: OnceLock<String>,
+    /// This run's acceleration verdict (probed or read from the cache once).
+    verdict: Mutex<Option<Verdict>>,
 }
 
 fn io_err<'a>(
@@ -68,6 +95,75 @@ impl QemuDriver {
         QemuDriver {
             cfg,
             version: OnceLock::new(),
+            verdict: Mutex::new(None),
+        }
+    }
+
+    fn probe_spec(&self, boot: &BootImage) -> ProbeSpec<'_> {
+        ProbeSpec {
+            qemu: &self.cfg.qemu_system,
+            kvm_device: &self.cfg.kvm_device,
+            image: boot
+                .kernel
+                .clone()
+                .map_or(ProbeImage::BootSector, ProbeImage::Kernel),
+            kvm_argv: args::accel_args(Engine::Kvm, false),
+            timeout: self.cfg.probe_timeout,
+        }
+    }
+
+    /// The verdict for `accel = auto`: this run's, else the cached one for this host, else a
+    /// probe. Concurrent callers wait for the one probe.
+    fn verdict(&self, boot: &BootImage) -> Verdict {
+        let mut g = match self.verdict.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if let Some(v) = g.as_ref() {
+            return v.clone();
+        }
+        let v = accel::detect(&self.probe_spec(boot), &self.cfg.cache_dir);
+        *g = Some(v.clone());
+        v
+    }
+
+    /// Probe again, ignoring the cache (`labctl doctor --reprobe`).
+    pub fn reprobe(&self, boot: &BootImage) -> Verdict {
+        let v = accel::reprobe(&self.probe_spec(boot), &self.cfg.cache_dir);
+        let mut g = match self.verdict.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        *g = Some(v.clone());
+        v
+    }
+
+    /// A node under KVM failed: the rest of the lab, and later runs on this host, use TCG.
+    fn fall_back(&self, boot: &BootImage, why: &str) {
+        let v = Verdict {
+            accel: Engine::Tcg,
+            reason: format!("KVM unusable here: {why}"),
+            key: accel::cache_key(&self.cfg.qemu_system, &self.probe_spec(boot).image),
+            source: accel::Source::NodeFailed,
+            probe_ms: 0,
+        };
+        let mut g = match self.verdict.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if g.as_ref().is_some_and(|old| old.accel == Engine::Tcg) {
+            return; // another node got here first
+        }
+        tracing::warn!(reason = %v.reason, "falling back to TCG");
+        accel::store(&self.cfg.cache_dir, &v);
+        *g = Some(v);
+    }
+
+    fn engine_for(&self, m: &MachineConfig) -> Engine {
+        match m.accel {
+            Accel::Kvm => Engine::Kvm,
+            Accel::Tcg => Engine::Tcg,
+            Accel::Auto => self.verdict(&m.boot).accel,
         }
     }
 
@@ -97,11 +193,69 @@ impl QemuDriver {
         run_dir.join("switch.pid")
     }
 
-    /// Boot, with extra qemu-system arguments (`-loadvm NAME`).
+    /// Boot, with extra qemu-system arguments (`-loadvm NAME`). With `accel = auto` a node
+    /// that fails under KVM (QEMU exits at start, or a direct-boot guest prints nothing on
+    /// its console within `console_timeout`) is stopped and started again under TCG, and the
+    /// TCG verdict is recorded for the rest of the lab and later runs.
     fn start_with(&self, m: &MachineConfig, extra: &[String]) -> Result<(), DriverError> {
         if self.running_pid(m).is_some() {
             return Ok(());
         }
+        let engine = self.engine_for(m);
+        match self.launch(m, engine, extra) {
+            Ok(()) if engine == Engine::Kvm && m.accel == Accel::Auto => {
+                match self.wait_console(m) {
+                    Ok(()) => Ok(()),
+                    Err(why) => {
+                        self.fall_back(&m.boot, &why);
+                        self.launch(m, Engine::Tcg, extra)
+                    }
+                }
+            }
+            Ok(()) => Ok(()),
+            Err(e @ DriverError::PortInUse { .. }) => Err(e),
+            Err(e) if engine == Engine::Kvm && m.accel == Accel::Auto => {
+                self.fall_back(&m.boot, &kvm_failure(&e));
+                self.launch(m, Engine::Tcg, extra)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// After a KVM start: Ok once the guest printed something, Err(why) when it died or
+    /// stayed silent. Boxes that boot from their disk are not watched (their firmware and
+    /// boot loader need not print on the serial port).
+    fn wait_console(&self, m: &MachineConfig) -> Result<(), String> {
+        if m.boot.kernel.is_none() {
+            return Ok(());
+        }
+        let p = MachinePaths::of(m);
+        let deadline = Instant::now() + self.cfg.console_timeout;
+        loop {
+            if std::fs::metadata(&p.serial).is_ok_and(|md| md.len() > 0) {
+                return Ok(());
+            }
+            let Some(pid) = self.running_pid(m) else {
+                return Err("the node's QEMU exited right after starting under KVM".into());
+            };
+            if Instant::now() >= deadline {
+                force(m, pid, &p.qmp);
+                Self::cleanup_runtime(m);
+                return Err(format!(
+                    "a node under KVM printed nothing on its console within {} s",
+                    self.cfg.console_timeout.as_secs()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn launch(
+        &self,
+        m: &MachineConfig,
+        engine: Engine,
+        extra: &[String],
+    ) -> Result<(), DriverError> {
         let p = MachinePaths::of(m);
         if !p.disk.exists() {
             return Err(DriverError::NotCreated { id: m.id.clone() });
@@ -115,7 +269,7 @@ impl QemuDriver {
         if p.serial.exists() {
             let _ = std::fs::rename(&p.serial, m.dir.join("serial.log.1"));
         }
-        let argv = args::qemu_args(m, extra);
+        let argv = args::qemu_args(m, engine, extra);
         let _ = std::fs::write(m.dir.join("qemu.args"), argv.join("\n") + "\n");
         let out = Cmd::new(&self.cfg.qemu_system)
             .args(&argv)
@@ -144,6 +298,20 @@ impl QemuDriver {
     pub fn switch_pid(run_dir: &Path) -> Option<u32> {
         let pid = proc::read_pidfile(&Self::switch_pidfile(run_dir))?;
         proc::is_ours(pid, &switch_mark(run_dir)).then_some(pid)
+    }
+}
+
+/// Why a start under KVM failed, in one line.
+fn kvm_failure(e: &DriverError) -> String {
+    match e {
+        DriverError::Tool(crate::exec::ToolError::Failed { status, stderr, .. }) => {
+            match accel::first_error_line(stderr) {
+                Some(line) => format!("QEMU exited at start under KVM ({status}): {line}"),
+                None => format!("QEMU exited at start under KVM ({status})"),
+            }
+        }
+        DriverError::DiedOnStart { .. } => "QEMU died right after starting under KVM".into(),
+        other => format!("starting under KVM failed: {other}"),
     }
 }
 
@@ -220,6 +388,22 @@ impl Driver for QemuDriver {
 
     fn blocks_egress(&self) -> bool {
         true
+    }
+
+    fn acceleration(&self, requested: Accel, boot: &BootImage) -> Option<Acceleration> {
+        let (engine, reason, fallback) = match requested {
+            Accel::Kvm => (Engine::Kvm, "asked for (accel = kvm)".to_string(), false),
+            Accel::Tcg => (Engine::Tcg, "asked for (accel = tcg)".to_string(), false),
+            Accel::Auto => {
+                let v = self.verdict(boot);
+                (v.accel, v.reason, v.source == accel::Source::NodeFailed)
+            }
+        };
+        Some(Acceleration {
+            engine: engine.name().to_string(),
+            reason,
+            fallback,
+        })
     }
 
     fn networks_up(&self, run_dir: &Path, nets: &[NetworkConfig]) -> Result<(), DriverError> {

@@ -62,7 +62,15 @@ pub(crate) fn load_lab(args: &LabArgs) -> Result<Lab> {
         workers: args.workers,
         no_egress: args.no_egress,
     };
-    Ok(labctl_spec::load(&path, ov)?)
+    let mut lab = labctl_spec::load(&path, ov)?;
+    if let Some(a) = args.accel {
+        lab.accel = match a {
+            crate::cli::AccelArg::Auto => labctl_spec::Accel::Auto,
+            crate::cli::AccelArg::Kvm => labctl_spec::Accel::Kvm,
+            crate::cli::AccelArg::Tcg => labctl_spec::Accel::Tcg,
+        };
+    }
+    Ok(lab)
 }
 
 /// The directory holding the lab (for commands that work from recorded state).

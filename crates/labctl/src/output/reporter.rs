@@ -118,6 +118,20 @@ impl TermReporter {
             },
             EventKind::NodeFailed { error } => format!("{p} {}: {error}", s.error("failed")),
             EventKind::Notice { message } => format!("{p} {message}"),
+            EventKind::Acceleration {
+                engine,
+                reason,
+                fallback,
+            } => {
+                if *fallback {
+                    format!(
+                        "{p} {} {reason}; the lab goes on under TCG (slower), and so will later runs on this host (`labctl doctor --reprobe` tests KVM again; `--accel kvm` forces it)",
+                        s.warn("acceleration:")
+                    )
+                } else {
+                    format!("{p} acceleration: {engine} ({reason})")
+                }
+            }
         })
     }
 
@@ -231,7 +245,9 @@ impl Reporter for TermReporter {
                             self.redraw(&mut st, true);
                         }
                     }
-                    EventKind::NodeFailed { .. } | EventKind::Notice { .. } => {
+                    EventKind::NodeFailed { .. }
+                    | EventKind::Notice { .. }
+                    | EventKind::Acceleration { .. } => {
                         if matches!(e.kind, EventKind::NodeFailed { .. }) {
                             entry.status = "FAILED".into();
                             entry.since = None;
