@@ -29,7 +29,7 @@ BOX_HOSTNAME=labctl-box
 CMDLINE="root=/dev/vda rw console=ttyS0 net.ifnames=0 quiet"
 # The package set of the image. Changing it changes the cache key below, so the
 # next build downloads again.
-PKGS=openssh-server,systemd-sysv,udev,dbus,iproute2,iputils-ping,sudo,bash,linux-image-cloud-amd64,initramfs-tools,zstd,busybox-static,procps,libnss-myhostname
+PKGS=openssh-server,systemd-sysv,udev,dbus,iproute2,iputils-ping,sudo,bash,linux-image-cloud-amd64,initramfs-tools,zstd,busybox-static,procps,libnss-myhostname,systemd-timesyncd
 # Modules the mini initramfs loads (with their dependencies) to reach /dev/vda.
 INITRD_MODULES="virtio_pci virtio_blk"
 
@@ -312,10 +312,55 @@ EOF_HOSTS
 rm -f "$ROOT/var/lib/dbus/machine-id"
 ln -s /etc/machine-id "$ROOT/var/lib/dbus/machine-id"
 printf '/dev/vda\t/\text4\trw,relatime,errors=remount-ro\t0 0\n' >"$ROOT/etc/fstab"
-# debootstrap copied the build host's resolv.conf. The guest has no way out
-# (slirp restrict=on), so it gets no name server at all.
+# Name resolution follows the lab's egress setting, which labctl passes on the
+# kernel command line (labctl.egress=0|1; QEMU direct boot). With egress on, the
+# guest uses the NAT network's built-in DNS forwarder, 10.0.2.3 (QEMU's slirp
+# and VirtualBox's NAT engine both answer there); with egress off it gets no
+# name server at all (slirp restrict=on drops DNS, so one would only add
+# timeouts). No argument (a disk boot, e.g. VirtualBox) counts as egress on.
+# A resolv.conf that a lab step replaced (no "# labctl box:" first line) is
+# left alone. Time: systemd-timesyncd, started only with egress on.
 rm -f "$ROOT/etc/resolv.conf"
-echo "# labctl box: no DNS (the lab network has no internet)" >"$ROOT/etc/resolv.conf"
+echo "# labctl box: no DNS yet (set at boot by labctl-dns.service)" >"$ROOT/etc/resolv.conf"
+cat >"$ROOT/usr/local/sbin/labctl-dns" <<'EOF_DNS'
+#!/bin/sh
+# labctl box: /etc/resolv.conf from the kernel argument labctl.egress (see build-box.sh).
+egress=1
+for arg in $(cat /proc/cmdline); do
+    case $arg in
+        labctl.egress=0) egress=0 ;;
+        labctl.egress=1) egress=1 ;;
+    esac
+done
+if [ -e /etc/resolv.conf ] && ! head -n 1 /etc/resolv.conf | grep -q '^# labctl box:'; then
+    exit 0
+fi
+if [ "$egress" = 1 ]; then
+    printf '# labctl box: egress on, the NAT network'"'"'s DNS forwarder\nnameserver 10.0.2.3\n' >/etc/resolv.conf.labctl
+else
+    printf '# labctl box: egress off, no DNS (the lab network has no internet)\n' >/etc/resolv.conf.labctl
+fi
+mv -f /etc/resolv.conf.labctl /etc/resolv.conf
+EOF_DNS
+chmod 0755 "$ROOT/usr/local/sbin/labctl-dns"
+cat >"$ROOT/etc/systemd/system/labctl-dns.service" <<'EOF_DNSUNIT'
+[Unit]
+Description=Name resolution for the lab's egress setting (labctl)
+DefaultDependencies=no
+After=local-fs.target
+Before=network-pre.target ssh.service systemd-timesyncd.service
+Wants=network-pre.target
+
+[Service]
+Type=oneshot
+ExecStart=/usr/local/sbin/labctl-dns
+
+[Install]
+WantedBy=sysinit.target
+EOF_DNSUNIT
+install -d -m 0755 "$ROOT/etc/systemd/system/systemd-timesyncd.service.d"
+printf '[Unit]\nConditionKernelCommandLine=!labctl.egress=0\n' \
+    >"$ROOT/etc/systemd/system/systemd-timesyncd.service.d/10-labctl.conf"
 printf 'deb http://deb.debian.org/debian %s main\n' "$SUITE" >"$ROOT/etc/apt/sources.list"
 # C.UTF-8 is built into glibc; the file also silences pam_env on every login.
 echo "LANG=C.UTF-8" >"$ROOT/etc/default/locale"
@@ -372,6 +417,7 @@ sed -e '/^ExecStartPre=.*sshd -t/d' \
     "$ROOT/lib/systemd/system/ssh.service" >"$ROOT/etc/systemd/system/ssh.service"
 in_root systemctl reenable ssh.service
 in_root systemctl enable labctl-ssh-hostkey.service
+in_root systemctl enable labctl-dns.service
 
 # Network: systemd-networkd, DHCP on eth0 only (net.ifnames=0 on the cmdline).
 # labctl configures eth1 after boot (a file in /etc/systemd/network +
@@ -496,6 +542,9 @@ cat >"$IRD/init" <<'EOF_INIT'
 #!/bin/sh
 # labctl mini initramfs: load virtio modules, mount the root fs, switch_root.
 export PATH=/bin
+# The first console line of a boot: labctl takes a node under KVM that never prints
+# it as hung (nested KVM) and starts it under TCG instead.
+echo "labctl-initramfs: starting"
 mount -t devtmpfs devtmpfs /dev
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
