@@ -8,205 +8,12 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn cache_dir() -> PathBuf {
-    std::env::var_os("LABCTL_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/labctl")
-        })
-}
-
-fn box_file() -> PathBuf {
-    cache_dir().join("boxes/labctl-debian-12.box")
-}
-
-/// The test needs the locally built box; in CI its absence is a failure, elsewhere a skip.
-fn have_box() -> bool {
-    if box_file().exists() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{} is missing: scripts/test.sh builds it with scripts/build-box.sh",
-        box_file().display()
-    );
-    eprintln!(
-        "skipping: no box at {} (run scripts/build-box.sh)",
-        box_file().display()
-    );
-    false
-}
-
-struct Lab {
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
-}
-
-impl Lab {
-    /// A copy of the bundled smoke lab with its own ports and stand-in timings.
-    fn smoke(port_base: u16, prep_seconds: u32) -> Lab {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let dir = tmp.path().join("lab");
-        let lab = Lab { _tmp: tmp, dir };
-        lab.run_ok(&["init", "--lab", "smoke", lab.dir.to_str().expect("utf8")]);
-        let toml = std::fs::read_to_string(lab.dir.join("lab.toml")).expect("lab.toml");
-        let toml = toml
-            .replace("ssh_port = 60010", &format!("ssh_port = {port_base}"))
-            .replace(
-                "ssh_port = 60101",
-                &format!("ssh_port = {}", port_base + 91),
-            )
-            .replace(
-                "prep_seconds = 3",
-                &format!("prep_seconds = {prep_seconds}"),
-            );
-        std::fs::write(lab.dir.join("lab.toml"), toml).expect("write lab.toml");
-        lab
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_labctl"));
-        let cwd = if self.dir.exists() {
-            self.dir.clone()
-        } else {
-            self.dir.parent().expect("parent").to_path_buf()
-        };
-        c.args(args)
-            .current_dir(cwd)
-            .env("LABCTL_NO_EGRESS", "1")
-            .env("LABCTL_HOME", cache_dir().join("e2e-home"))
-            .env("LABCTL_NO_PROGRESS", "1")
-            .env("NO_COLOR", "1")
-            .env_remove("LABCTL_LAB")
-            .env_remove("LABCTL_WORKERS");
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        let out = self.cmd(args).output().expect("run labctl");
-        eprintln!(
-            "$ labctl {}\n{}{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-
-    fn run_ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "labctl {} failed: {:?}",
-            args.join(" "),
-            out.status
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn ssh(&self, node: &str, command: &str) -> String {
-        self.run_ok(&["ssh", node, "--", command])
-    }
-
-    fn status(&self) -> BTreeMap<String, String> {
-        let v: serde_json::Value =
-            serde_json::from_str(&self.run_ok(&["status", "--json"])).expect("status json");
-        v["nodes"]
-            .as_array()
-            .expect("nodes")
-            .iter()
-            .map(|n| {
-                (
-                    n["name"].as_str().unwrap_or("").to_string(),
-                    n["state"].as_str().unwrap_or("").to_string(),
-                )
-            })
-            .collect()
-    }
-
-    fn state(&self) -> serde_json::Value {
-        serde_json::from_str(
-            &std::fs::read_to_string(self.dir.join(".labctl/state.json")).expect("state.json"),
-        )
-        .expect("state json")
-    }
-
-    /// PIDs this lab recorded: every QEMU pidfile and the switch.
-    fn recorded_pids(&self) -> Vec<u32> {
-        let mut pids = Vec::new();
-        if let Ok(rd) = std::fs::read_dir(self.dir.join(".labctl/machines")) {
-            for e in rd.flatten() {
-                if let Some(p) = read_pid(&e.path().join("qemu.pid")) {
-                    pids.push(p);
-                }
-            }
-        }
-        if let Ok(text) = std::fs::read_to_string(self.dir.join(".labctl/state.json"))
-            && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
-            && let Some(run) = v["run_dir"].as_str()
-            && let Some(p) = read_pid(&Path::new(run).join("switch.pid"))
-        {
-            pids.push(p);
-        }
-        pids
-    }
-
-    /// Every step record in state.json, as `node.step`.
-    fn recorded_steps(&self) -> Vec<String> {
-        let st = self.state();
-        let mut out = Vec::new();
-        for (node, n) in st["nodes"].as_object().expect("nodes") {
-            for step in n["steps"].as_object().expect("steps").keys() {
-                out.push(format!("{node}.{step}"));
-            }
-        }
-        out
-    }
-
-    fn runs(&self, node: &str, step: &str) -> u32 {
-        self.ssh(
-            node,
-            &format!("cat /var/lib/labctl-smoke/runs/{step} 2>/dev/null || echo 0"),
-        )
-        .trim()
-        .parse()
-        .expect("count")
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let pids = self.recorded_pids();
-        let _ = self
-            .cmd(&["destroy", "-f"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        for pid in pids {
-            if alive(pid) {
-                let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
-            }
-        }
-    }
-}
-
-fn read_pid(p: &Path) -> Option<u32> {
-    std::fs::read_to_string(p).ok()?.trim().parse().ok()
-}
-
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .map(|(_, r)| r.split_whitespace().next().unwrap_or("Z").to_string())
-        })
-        .is_some_and(|state| state != "Z" && state != "X")
-}
+mod common;
+use common::{Host, Lab, alive, have_box, read_pid};
 
 /// `(start, end)` of each step in a guest's steps.log.
 fn step_times(log: &str) -> BTreeMap<String, (f64, f64)> {
@@ -357,8 +164,9 @@ fn lifecycle_of_a_three_node_lab() {
     );
     assert!(!lab.dir.join(".labctl").exists());
     assert!(
-        cache_dir()
-            .join("e2e-home/boxes/labctl--debian-12/box.json")
+        lab.host
+            .home
+            .join("boxes/labctl--debian-12/box.json")
             .exists()
     );
 }
@@ -626,8 +434,9 @@ fn two_labs_share_one_host() {
     if !have_box() {
         return;
     }
-    let a = Lab::smoke(65010, 1);
-    let b = Lab::smoke(65010, 1);
+    let host = Host::new();
+    let a = Lab::smoke_on(host.clone(), 65010, 1);
+    let b = Lab::smoke_on(host, 65010, 1);
     a.run_ok(&["up", "--workers", "1"]);
     b.run_ok(&["up", "--workers", "1"]);
     let port = |lab: &Lab| {
@@ -683,10 +492,8 @@ fn a_copied_lab_leaves_the_original_alone() {
     assert_eq!(known.lines().count(), 2, "{known}");
 
     let tmp = tempfile::tempdir().expect("tmp");
-    let copy = Lab {
-        dir: tmp.path().join("lab2"),
-        _tmp: tmp,
-    };
+    let dir = tmp.path().join("lab2");
+    let copy = Lab::existing(tmp, dir, a.host.clone());
     assert!(
         Command::new("cp")
             .arg("-a")

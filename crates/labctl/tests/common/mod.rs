@@ -1,0 +1,283 @@
+//! The harness of the end-to-end tests that boot real QEMU guests: a fresh host (labctl
+//! data and cache directories), a lab copied from the bundled smoke lab with its own ports,
+//! and a guard that stops the lab's VMs by recorded PID even when an assertion fails.
+#![allow(dead_code)] // each test binary uses its own part of the harness
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("LABCTL_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/labctl")
+        })
+}
+
+pub fn box_file() -> PathBuf {
+    cache_dir().join("boxes/labctl-debian-12.box")
+}
+
+/// The test needs the locally built box; in CI its absence is a failure, elsewhere a skip.
+pub fn have_box() -> bool {
+    if box_file().exists() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{} is missing: scripts/test.sh builds it with scripts/build-box.sh",
+        box_file().display()
+    );
+    eprintln!(
+        "skipping: no box at {} (run scripts/build-box.sh)",
+        box_file().display()
+    );
+    false
+}
+
+/// What a new user has: empty labctl data and cache directories (no added box, no cached
+/// acceleration verdict). Only the box file that `scripts/build-box.sh` wrote is linked in,
+/// so labctl finds and adds it by itself as it does for a user who built it.
+pub struct Host {
+    _tmp: tempfile::TempDir,
+    pub home: PathBuf,
+    pub cache: PathBuf,
+}
+
+impl Host {
+    pub fn new() -> std::sync::Arc<Host> {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let home = tmp.path().join("home");
+        let cache = tmp.path().join("cache");
+        std::fs::create_dir_all(cache.join("boxes")).expect("cache dir");
+        std::os::unix::fs::symlink(box_file(), cache.join("boxes/labctl-debian-12.box"))
+            .expect("link the box");
+        std::sync::Arc::new(Host {
+            _tmp: tmp,
+            home,
+            cache,
+        })
+    }
+}
+
+pub struct Lab {
+    _tmp: tempfile::TempDir,
+    pub dir: PathBuf,
+    pub host: std::sync::Arc<Host>,
+    /// Extra environment for every labctl call of this lab.
+    pub env: Vec<(String, String)>,
+    /// A command that runs labctl (e.g. `ip netns exec NAME`), empty for none.
+    pub wrap: Vec<String>,
+}
+
+impl Lab {
+    /// A copy of the bundled smoke lab with its own ports and stand-in timings, on a fresh host.
+    pub fn smoke(port_base: u16, prep_seconds: u32) -> Lab {
+        Lab::smoke_on(Host::new(), port_base, prep_seconds)
+    }
+
+    /// A lab from the given lab.toml text, on a fresh host.
+    pub fn from_toml(toml: &str) -> Lab {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("lab");
+        std::fs::create_dir_all(&dir).expect("lab dir");
+        std::fs::write(dir.join("lab.toml"), toml).expect("write lab.toml");
+        Lab {
+            _tmp: tmp,
+            dir,
+            host: Host::new(),
+            env: Vec::new(),
+            wrap: Vec::new(),
+        }
+    }
+
+    /// A lab directory the test makes itself (e.g. a copy of another lab), on `host`.
+    pub fn existing(tmp: tempfile::TempDir, dir: PathBuf, host: std::sync::Arc<Host>) -> Lab {
+        Lab {
+            _tmp: tmp,
+            dir,
+            host,
+            env: Vec::new(),
+            wrap: Vec::new(),
+        }
+    }
+
+    /// The same, on a host shared with other labs of the test.
+    pub fn smoke_on(host: std::sync::Arc<Host>, port_base: u16, prep_seconds: u32) -> Lab {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("lab");
+        let lab = Lab {
+            _tmp: tmp,
+            dir,
+            host,
+            env: Vec::new(),
+            wrap: Vec::new(),
+        };
+        lab.run_ok(&["init", "--lab", "smoke", lab.dir.to_str().expect("utf8")]);
+        let toml = std::fs::read_to_string(lab.dir.join("lab.toml")).expect("lab.toml");
+        let toml = toml
+            .replace("ssh_port = 60010", &format!("ssh_port = {port_base}"))
+            .replace(
+                "ssh_port = 60101",
+                &format!("ssh_port = {}", port_base + 91),
+            )
+            .replace(
+                "prep_seconds = 3",
+                &format!("prep_seconds = {prep_seconds}"),
+            );
+        std::fs::write(lab.dir.join("lab.toml"), toml).expect("write lab.toml");
+        lab
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = match self.wrap.split_first() {
+            None => Command::new(env!("CARGO_BIN_EXE_labctl")),
+            Some((program, lead)) => {
+                let mut c = Command::new(program);
+                c.args(lead).arg(env!("CARGO_BIN_EXE_labctl"));
+                c
+            }
+        };
+        let cwd = if self.dir.exists() {
+            self.dir.clone()
+        } else {
+            self.dir.parent().expect("parent").to_path_buf()
+        };
+        c.args(args)
+            .current_dir(cwd)
+            .env("LABCTL_NO_EGRESS", "1")
+            .env("LABCTL_HOME", &self.host.home)
+            .env("LABCTL_CACHE", &self.host.cache)
+            .env("LABCTL_NO_PROGRESS", "1")
+            .env("NO_COLOR", "1")
+            .env_remove("LABCTL_LAB")
+            .env_remove("LABCTL_WORKERS")
+            .env_remove("LABCTL_ACCEL");
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        let out = self.cmd(args).output().expect("run labctl");
+        eprintln!(
+            "$ labctl {}\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    pub fn run_ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "labctl {} failed: {:?}",
+            args.join(" "),
+            out.status
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn ssh(&self, node: &str, command: &str) -> String {
+        self.run_ok(&["ssh", node, "--", command])
+    }
+
+    pub fn status(&self) -> BTreeMap<String, String> {
+        let v: serde_json::Value =
+            serde_json::from_str(&self.run_ok(&["status", "--json"])).expect("status json");
+        v["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .map(|n| {
+                (
+                    n["name"].as_str().unwrap_or("").to_string(),
+                    n["state"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    }
+
+    pub fn state(&self) -> serde_json::Value {
+        serde_json::from_str(
+            &std::fs::read_to_string(self.dir.join(".labctl/state.json")).expect("state.json"),
+        )
+        .expect("state json")
+    }
+
+    /// PIDs this lab recorded: every QEMU pidfile and the switch.
+    pub fn recorded_pids(&self) -> Vec<u32> {
+        let mut pids = Vec::new();
+        if let Ok(rd) = std::fs::read_dir(self.dir.join(".labctl/machines")) {
+            for e in rd.flatten() {
+                if let Some(p) = read_pid(&e.path().join("qemu.pid")) {
+                    pids.push(p);
+                }
+            }
+        }
+        if let Ok(text) = std::fs::read_to_string(self.dir.join(".labctl/state.json"))
+            && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+            && let Some(run) = v["run_dir"].as_str()
+            && let Some(p) = read_pid(&Path::new(run).join("switch.pid"))
+        {
+            pids.push(p);
+        }
+        pids
+    }
+
+    /// Every step record in state.json, as `node.step`.
+    pub fn recorded_steps(&self) -> Vec<String> {
+        let st = self.state();
+        let mut out = Vec::new();
+        for (node, n) in st["nodes"].as_object().expect("nodes") {
+            for step in n["steps"].as_object().expect("steps").keys() {
+                out.push(format!("{node}.{step}"));
+            }
+        }
+        out
+    }
+
+    pub fn runs(&self, node: &str, step: &str) -> u32 {
+        self.ssh(
+            node,
+            &format!("cat /var/lib/labctl-smoke/runs/{step} 2>/dev/null || echo 0"),
+        )
+        .trim()
+        .parse()
+        .expect("count")
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let pids = self.recorded_pids();
+        let _ = self
+            .cmd(&["destroy", "-f"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        for pid in pids {
+            if alive(pid) {
+                let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+            }
+        }
+    }
+}
+
+pub fn read_pid(p: &Path) -> Option<u32> {
+    std::fs::read_to_string(p).ok()?.trim().parse().ok()
+}
+
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, r)| r.split_whitespace().next().unwrap_or("Z").to_string())
+        })
+        .is_some_and(|state| state != "Z" && state != "X")
+}
