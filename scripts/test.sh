@@ -12,6 +12,8 @@ step "host packages"
 bash scripts/setup.sh
 step "box (built once, then cached)"
 bash scripts/build-box.sh
+step "shellcheck (scripts and test stand-ins)"
+shellcheck scripts/*.sh scripts/bench/*.sh scripts/bench/vagrant/*.sh crates/labctl/tests/standins/*
 step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy"

@@ -26,7 +26,8 @@ pub struct Acceleration {
     /// `kvm` or `tcg`.
     pub engine: String,
     pub reason: String,
-    /// A node under KVM failed and the driver went on under TCG (`reason` says why).
+    /// A node under KVM failed in this run and the driver went on under TCG (`reason` says
+    /// why). A fallback recorded by an earlier run is a plain `tcg` with that reason.
     pub fallback: bool,
 }
 

@@ -113,8 +113,17 @@ fn check_fell_back(lab: &Lab, up_stderr: &str, why: &str, log: &Path) {
     // The next run on this host: no KVM attempt at all, no new notice of a failure.
     lab.run_ok(&["halt"]);
     let before = kvm_node_starts(log);
-    let out = lab.run(&["up"]);
+    let out = lab.run(&["up", "--workers", "1"]);
     assert!(out.status.success(), "second up");
+    let second = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        second.contains("acceleration: tcg (KVM unusable here"),
+        "the second up says what it runs on, from the record:\n{second}"
+    );
+    assert!(
+        !second.contains("the lab goes on under TCG"),
+        "and does not announce a new failure:\n{second}"
+    );
     assert_eq!(
         kvm_node_starts(log),
         before,
@@ -122,7 +131,8 @@ fn check_fell_back(lab: &Lab, up_stderr: &str, why: &str, log: &Path) {
     );
     let probes = std::fs::read_to_string(log)
         .unwrap_or_default()
-        .matches("labctl-probe")
+        .lines()
+        .filter(|l| l.contains("-name labctl-probe"))
         .count();
     assert_eq!(
         probes, 1,

@@ -77,6 +77,8 @@ pub struct QemuDriver {
     version: OnceLock<String>,
     /// This run's acceleration verdict (probed or read from the cache once).
     verdict: Mutex<Option<Verdict>>,
+    /// A node of this run failed under KVM and the driver went on under TCG.
+    fell_back: std::sync::atomic::AtomicBool,
 }
 
 fn io_err<'a>(
@@ -96,6 +98,7 @@ impl QemuDriver {
             cfg,
             version: OnceLock::new(),
             verdict: Mutex::new(None),
+            fell_back: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -154,7 +157,9 @@ impl QemuDriver {
         if g.as_ref().is_some_and(|old| old.accel == Engine::Tcg) {
             return; // another node got here first
         }
-        tracing::warn!(reason = %v.reason, "falling back to TCG");
+        tracing::info!(reason = %v.reason, "falling back to TCG");
+        self.fell_back
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         accel::store(&self.cfg.cache_dir, &v);
         *g = Some(v);
     }
@@ -396,7 +401,8 @@ impl Driver for QemuDriver {
             Accel::Tcg => (Engine::Tcg, "asked for (accel = tcg)".to_string(), false),
             Accel::Auto => {
                 let v = self.verdict(boot);
-                (v.accel, v.reason, v.source == accel::Source::NodeFailed)
+                let now = self.fell_back.load(std::sync::atomic::Ordering::Relaxed);
+                (v.accel, v.reason, now)
             }
         };
         Some(Acceleration {
