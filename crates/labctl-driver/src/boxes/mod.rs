@@ -5,6 +5,7 @@
 //! `scripts/build-box.sh` makes (a libvirt box plus `labctl.json`: kernel, login, guest OS).
 //! Each box lives in `<data dir>/boxes/<name>/` with a `box.json`.
 
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -59,6 +60,52 @@ pub struct BoxMeta {
     pub os: String,
     /// OVF descriptor, for VirtualBox imports.
     pub ovf: Option<String>,
+    /// sha256 and size of the files machines boot from (disk, kernel, initrd), taken when
+    /// the box was added, so that a damaged box can be told apart ([`BoxStore::verify`]).
+    /// Empty for boxes added by a labctl that did not record them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub files: BTreeMap<String, FileSum>,
+}
+
+/// sha256 (hex) and size of one file of a box.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileSum {
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// One file of an installed box, compared with what was recorded when it was added.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum FileCheck {
+    /// Same size and sha256 as recorded.
+    Intact {
+        size: u64,
+    },
+    /// Present; nothing was recorded to compare with.
+    Unrecorded {
+        size: u64,
+    },
+    Missing,
+    /// Size or content differs from the record.
+    Changed {
+        recorded: FileSum,
+        actual: FileSum,
+    },
+    Unreadable {
+        message: String,
+    },
+}
+
+impl BoxMeta {
+    /// The files machines boot from, in the box directory.
+    pub fn boot_files(&self) -> Vec<&str> {
+        [Some(&self.disk), self.kernel.as_ref(), self.initrd.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .collect()
+    }
 }
 
 /// labctl's extension file inside a box.
@@ -262,6 +309,38 @@ impl BoxStore {
         out
     }
 
+    /// Check each boot file of an installed box against its record (reads every byte).
+    pub fn verify(&self, meta: &BoxMeta) -> Vec<(String, FileCheck)> {
+        let dir = self.dir(&meta.name);
+        meta.boot_files()
+            .into_iter()
+            .map(|f| {
+                let path = dir.join(f);
+                let check = if !path.exists() {
+                    FileCheck::Missing
+                } else {
+                    match (sha256_file(&path), meta.files.get(f)) {
+                        (Err(e), _) => FileCheck::Unreadable {
+                            message: e.to_string(),
+                        },
+                        (Ok((_, size)), None) => FileCheck::Unrecorded { size },
+                        (Ok((sha256, size)), Some(rec)) => {
+                            if rec.sha256 == sha256 && rec.size == size {
+                                FileCheck::Intact { size }
+                            } else {
+                                FileCheck::Changed {
+                                    recorded: rec.clone(),
+                                    actual: FileSum { sha256, size },
+                                }
+                            }
+                        }
+                    }
+                };
+                (f.to_string(), check)
+            })
+            .collect()
+    }
+
     pub fn remove(&self, name: &str) -> Result<(), BoxError> {
         self.get(name)?;
         let dir = self.dir(name);
@@ -308,6 +387,20 @@ impl BoxStore {
                 return Err(e);
             }
         };
+        let boot_files: Vec<String> = meta.boot_files().into_iter().map(String::from).collect();
+        for f in boot_files {
+            let path = tmp.join(&f);
+            let (sha256, size) = match sha256_file(&path) {
+                Ok(s) => s,
+                // A box may name a file it lacks; `verify` reports it missing.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    let _ = std::fs::remove_dir_all(&tmp);
+                    return Err(io("read", &path)(e));
+                }
+            };
+            meta.files.insert(f.to_string(), FileSum { sha256, size });
+        }
         meta.name = name.to_string();
         meta.source = source.to_string();
         meta.sha256 = sha256;
@@ -357,6 +450,7 @@ impl BoxStore {
             private_key: None,
             os: opts.os.clone().unwrap_or_else(|| "debian".into()),
             ovf: None,
+            files: BTreeMap::new(),
         };
         match sniff(file).map_err(io("read", file))? {
             Kind::Qcow2 => {
@@ -588,6 +682,33 @@ mod tests {
         assert_eq!(m.user, "root");
         assert_eq!(m.size, std::fs::metadata(&disk).expect("meta").len());
         assert!(store.dir("t/plain").join("disk.qcow2").exists());
+        let placed = store.dir("t/plain").join("disk.qcow2");
+        let size = std::fs::metadata(&placed).expect("meta").len();
+        assert_eq!(
+            store.verify(&m),
+            vec![("disk.qcow2".to_string(), FileCheck::Intact { size })]
+        );
+        // The same size with one byte changed is caught by the checksum.
+        let mut bytes = std::fs::read(&placed).expect("read");
+        bytes[0] ^= 1;
+        std::fs::write(&placed, &bytes).expect("write");
+        assert!(matches!(
+            &store.verify(&m)[0].1,
+            FileCheck::Changed { recorded, actual } if recorded.size == actual.size && recorded.sha256 != actual.sha256
+        ));
+        std::fs::remove_file(&placed).expect("rm");
+        assert_eq!(store.verify(&m)[0].1, FileCheck::Missing);
+        store
+            .add(
+                "t/plain",
+                disk.to_str().expect("utf8"),
+                &AddOptions {
+                    force: true,
+                    ..AddOptions::default()
+                },
+                &|_| {},
+            )
+            .expect("add again");
         assert!(matches!(
             store.add(
                 "t/plain",
