@@ -2,6 +2,7 @@
 //! them over SSH following the step graph, and records state. It speaks only in events
 //! ([`events::Reporter`]) and typed errors; the binary owns the terminal.
 
+pub mod doctor;
 pub mod events;
 mod expiry;
 mod machines;

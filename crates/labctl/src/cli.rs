@@ -100,6 +100,9 @@ pub(crate) enum Command {
     Completions(CompletionsArgs),
     /// Write a man page for every command into DIR.
     Man(ManArgs),
+    /// Check this host for a lab: QEMU, acceleration, memory, disk, ports, boxes, VirtualBox,
+    /// ssh. Exits 1 when a check fails.
+    Doctor(DoctorArgs),
     /// (internal) Run the lab switch that connects the VMs' private NICs.
     #[command(name = "__switch", hide = true)]
     Switch(SwitchArgs),
@@ -347,6 +350,18 @@ pub(crate) struct ResetArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct ListArgs {
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DoctorArgs {
+    #[command(flatten)]
+    pub(crate) lab: LabArgs,
+    /// Run the acceleration probe again instead of using the cached verdict.
+    #[arg(long)]
+    pub(crate) reprobe: bool,
+    /// Machine-readable output: {"schema": 1, "checks": [...]}.
     #[arg(long)]
     pub(crate) json: bool,
 }

@@ -138,13 +138,8 @@ fn runner_hint(e: &RunnerError) -> Option<String> {
     match e {
         RunnerError::BoxMissing {
             built: Some(path), ..
-        } => Some(format!(
-            "build it once, as root, in labctl's source tree: `sudo scripts/build-box.sh` (or `scripts/build-box.sh` in a root shell); labctl then adds {} by itself",
-            path.display()
-        )),
-        RunnerError::BoxMissing { name, built: None } => {
-            Some(format!("add it with `labctl box add {name} FILE|URL`"))
-        }
+        } => Some(build_box_hint(path)),
+        RunnerError::BoxMissing { name, built: None } => Some(add_box_hint(name)),
         RunnerError::NotUp => Some("run `labctl up` first".into()),
         RunnerError::ForeignState { .. } => Some(
             "if the lab was moved here, `labctl adopt` makes this directory its home; if it is a copy, `labctl destroy --forget` drops the copied state (it stops and deletes nothing outside this directory), then `labctl up` builds the copy's own VMs".into(),
@@ -193,6 +188,18 @@ fn runner_hint(e: &RunnerError) -> Option<String> {
         | RunnerError::Render(_)
         | RunnerError::Hook { .. } => None,
     }
+}
+
+/// How to get the default box: `scripts/build-box.sh` needs root, not necessarily sudo.
+pub(crate) fn build_box_hint(built: &std::path::Path) -> String {
+    format!(
+        "build it once, as root, in labctl's source tree: `sudo scripts/build-box.sh` (or `scripts/build-box.sh` in a root shell); labctl then adds {} by itself",
+        built.display()
+    )
+}
+
+pub(crate) fn add_box_hint(name: &str) -> String {
+    format!("add it with `labctl box add {name} FILE|URL`")
 }
 
 /// `labctl up NODE…` for the nodes that are not running.

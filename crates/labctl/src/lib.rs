@@ -69,6 +69,7 @@ pub fn main_impl(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::List(a) => commands::reset::list(&a, &printer),
         Command::Completions(a) => commands::completions::completions(&a, &printer),
         Command::Man(a) => commands::completions::man(&a, &printer),
+        Command::Doctor(a) => commands::doctor::run(&a, &printer),
         Command::Switch(a) => commands::switch::run(&a),
     };
     match result {

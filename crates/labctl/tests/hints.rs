@@ -267,3 +267,152 @@ fn copied_lab() {
     assert!(w.lab().join(".labctl/state.json").exists());
     insta::assert_snapshot!("copied_lab", s);
 }
+
+// ---------------------------------------------------------------- doctor
+
+/// A port nothing listens on right now (bound, then released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn doctor_json(w: &World, env: &[(&str, &str)]) -> (Option<i32>, serde_json::Value) {
+    let mut c = w.labctl();
+    c.args(["doctor", "--json"]);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c.output().expect("doctor");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("doctor --json");
+    (out.status.code(), v)
+}
+
+#[test]
+fn doctor() {
+    let w = World::new();
+    // A small box of our own: a qcow2 made by the real qemu-img, added as a user would.
+    let disk = w.path().join("tiny.qcow2");
+    let made = std::process::Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&disk)
+        .arg("16M")
+        .status()
+        .expect("qemu-img");
+    assert!(made.success());
+    let added = w
+        .labctl()
+        .args(["box", "add", "test/tiny"])
+        .arg(&disk)
+        .output()
+        .expect("box add");
+    assert!(added.status.success(), "{}", text(&added.stderr));
+    // The lab: that box, TCG fixed (no probe), the master's SSH port free and the worker's
+    // held by this test.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let held_port = held.local_addr().expect("addr").port();
+    let toml = std::fs::read_to_string(w.lab().join("lab.toml")).expect("lab.toml");
+    let toml = toml
+        .replace(
+            "box = \"labctl/debian-12\"",
+            "box = \"test/tiny\"\naccel = \"tcg\"",
+        )
+        .replace("ssh_port = 60010", &format!("ssh_port = {}", free_port()))
+        .replace("ssh_port = 60101", &format!("ssh_port = {held_port}"));
+    std::fs::write(w.lab().join("lab.toml"), toml).expect("lab.toml");
+
+    let settings = {
+        let mut s = insta::Settings::clone_current();
+        for (re, to) in [
+            (r"\d+\.\d+ GiB|\d+ MiB", "[SIZE]"),
+            (
+                r"(qemu-system-x86_64|qemu-img) \d+\.\d+(\.\d+)?",
+                "$1 [VERSION]",
+            ),
+            (r"ssh OpenSSH\S*( [^ (]+)?", "ssh [VERSION]"),
+            (
+                r"\(/[^)]*/(qemu-system-x86_64|qemu-img|ssh)\)",
+                "([PATH]/$1)",
+            ),
+            (&format!(r"\b{held_port}\b"), "[HELD]"),
+            // Free memory and disk depend on the machine: their level is checked from
+            // --json below.
+            (r"(?m)^(ok  |warn|fail)  (memory|disk):", "[LEVEL]  $2:"),
+            (r"\d+ ok, \d+ warning\(s\), \d+ failure\(s\)", "[COUNTS]"),
+            (
+                r"exit code: Some\([01]\)",
+                "exit code: [0 unless memory or disk fail]",
+            ),
+        ] {
+            s.add_filter(re, to);
+        }
+        s
+    };
+    let mut out = w.run(&["doctor"], &[]);
+    out.push_str(&w.run(
+        &["doctor"],
+        &[("LABCTL_QEMU_SYSTEM", "/nonexistent/qemu-system-x86_64")],
+    ));
+    settings.bind(|| insta::assert_snapshot!("doctor", out));
+
+    // --json: versioned, one object per check with its level, message and fix, and the
+    // exit code follows the levels.
+    let (code, v) = doctor_json(&w, &[]);
+    assert_eq!(v["schema"], 1);
+    assert_eq!(v["lab"], "smoke");
+    let checks = v["checks"].as_array().expect("checks");
+    let level = |c: &serde_json::Value| c["level"].as_str().unwrap_or_default().to_string();
+    for c in checks {
+        assert!(c["message"].is_string() && !c["check"].is_null(), "{c}");
+        if let Some(a) = c["available_mb"].as_u64() {
+            let need = c["needed_mb"].as_u64().expect("needed_mb");
+            assert_eq!(level(c), if a < need { "fail" } else { "ok" }, "{c}");
+        }
+    }
+    let mem = checks
+        .iter()
+        .find(|c| c["check"] == "memory")
+        .expect("memory");
+    assert_eq!(mem["needed_mb"], 768 + 512, "both nodes are to start");
+    let ports = checks
+        .iter()
+        .find(|c| c["check"] == "ports")
+        .expect("ports");
+    assert_eq!(ports["checked"], 2);
+    assert_eq!(ports["taken"][0]["host"], held_port);
+    assert_eq!(ports["taken"][0]["node"], "w1-k8s");
+    assert_eq!(level(ports), "warn");
+    let any_fail = checks.iter().any(|c| level(c) == "fail");
+    assert_eq!(code, Some(i32::from(any_fail)));
+
+    let (code, v) = doctor_json(
+        &w,
+        &[("LABCTL_QEMU_SYSTEM", "/nonexistent/qemu-system-x86_64")],
+    );
+    assert_eq!(code, Some(1), "QEMU missing is a failure: {v}");
+
+    // A box whose disk changed since it was added fails, and so does doctor.
+    let placed = w.path().join("home/boxes/test--tiny/disk.qcow2");
+    let mut bytes = std::fs::read(&placed).expect("box disk");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&placed, bytes).expect("write");
+    let (code, v) = doctor_json(&w, &[]);
+    assert_eq!(code, Some(1));
+    let b = v["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["check"] == "box"))
+        .expect("box check");
+    assert_eq!(b["level"], "fail");
+    assert_eq!(b["files"][0]["state"], "changed", "{b}");
+    insta::assert_snapshot!(
+        "doctor_damaged_box",
+        format!(
+            "{}\nfix: {}",
+            b["message"].as_str().unwrap_or_default(),
+            b["fix"].as_str().unwrap_or_default()
+        )
+    );
+    drop(held);
+}

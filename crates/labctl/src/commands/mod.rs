@@ -2,6 +2,7 @@
 
 pub(crate) mod boxes;
 pub(crate) mod completions;
+pub(crate) mod doctor;
 pub(crate) mod halt;
 pub(crate) mod import;
 pub(crate) mod init;
