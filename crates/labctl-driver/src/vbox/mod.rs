@@ -490,6 +490,21 @@ impl VBoxDriver {
         check_version(&raw, v)
     }
 
+    /// Whether VirtualBox accepts a host-only network (any address in it, and its prefix):
+    /// the check `networks_up` makes before creating anything, also asked by `labctl doctor`.
+    /// macOS host-only networks (VirtualBox 7) are not restricted by networks.conf.
+    pub fn preflight_hostonly(&self, network: (Ipv4Addr, u8)) -> Result<(), VBoxError> {
+        if self.uses_hostonlynets()? {
+            return Ok(());
+        }
+        Ok(preflight::check_hostonly_range_on_host(
+            self.version()?,
+            self.cfg.host_os,
+            &self.cfg.networks_conf,
+            network,
+        )?)
+    }
+
     /// VirtualBox 7 on macOS: host-only networks instead of interfaces.
     fn uses_hostonlynets(&self) -> Result<bool, VBoxError> {
         Ok(self.cfg.host_os == HostOs::MacOs && self.version()?.at_least(7, 0, 0))
@@ -784,18 +799,11 @@ impl VBoxDriver {
             .collect();
         let mut map: BTreeMap<String, Attachment> = BTreeMap::new();
         if !hostonly.is_empty() {
-            let v = self.version()?;
             let networks = self.uses_hostonlynets()?;
             if !networks {
-                // Refuse before creating anything. (macOS host-only networks are not
-                // restricted by networks.conf.)
+                // Refuse before creating anything.
                 for (_, h) in &hostonly {
-                    preflight::check_hostonly_range_on_host(
-                        v,
-                        self.cfg.host_os,
-                        &self.cfg.networks_conf,
-                        *h,
-                    )?;
+                    self.preflight_hostonly(*h)?;
                 }
             }
             let _racy = racy();
