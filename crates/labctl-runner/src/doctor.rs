@@ -8,7 +8,7 @@ use std::time::Duration;
 use labctl_driver::boxes::FileCheck;
 use labctl_driver::exec::{Cmd, ToolError, find_program};
 use labctl_driver::qemu::accel;
-use labctl_driver::vbox::{PreflightError, VBoxDriver, VBoxError, preflight};
+use labctl_driver::vbox::{PreflightError, VBoxDriver, VBoxError};
 use labctl_driver::{Accel, DriverError, MachineStatus};
 use labctl_spec::{Lab, Provider};
 use serde::Serialize;
@@ -171,6 +171,8 @@ pub enum Finding {
         #[serde(skip)]
         refusal: Option<PreflightError>,
         refused: bool,
+        /// VirtualBox could not be asked.
+        error: Option<String>,
     },
 }
 
@@ -249,8 +251,8 @@ impl Finding {
                 })
                 .max()
                 .unwrap_or(Level::Fail),
-            Finding::HostOnly { refused, .. } => {
-                if *refused {
+            Finding::HostOnly { refused, error, .. } => {
+                if *refused || error.is_some() {
                     Level::Fail
                 } else {
                     Level::Ok
@@ -425,7 +427,7 @@ fn accel_finding(lab: Option<&Lab>, qemu: &Path, env: &Env, opts: &DoctorOptions
 }
 
 /// VBoxManage and its version, and each host-only network against the allowed ranges (the
-/// driver's own preflight check).
+/// driver's own preflight, as `networks_up` makes it).
 fn virtualbox(lab: Option<&Lab>) -> Vec<Finding> {
     let tool = Tool::VBoxManage;
     let d = match VBoxDriver::discover() {
@@ -475,18 +477,17 @@ fn virtualbox(lab: Option<&Lab>) -> Vec<Finding> {
         let Some((ip, prefix)) = net.host_ip else {
             continue;
         };
-        let refusal = preflight::check_hostonly_range_on_host(
-            version,
-            d.config().host_os,
-            &d.config().networks_conf,
-            (ip, prefix),
-        )
-        .err();
+        let (refusal, error) = match d.preflight_hostonly((ip, prefix)) {
+            Ok(()) => (None, None),
+            Err(VBoxError::HostOnlyRange(e)) => (Some(e), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
         out.push(Finding::HostOnly {
             network: net.name.clone(),
             cidr: format!("{ip}/{prefix}"),
             refused: refusal.is_some(),
             refusal,
+            error,
         });
     }
     out

@@ -241,8 +241,16 @@ fn word(f: &Finding) -> (String, Option<String>) {
             network,
             cidr,
             refusal,
+            error,
             ..
         } => match refusal {
+            None if error.is_some() => (
+                format!(
+                    "VirtualBox host-only network `{network}` ({cidr}): cannot check: {}",
+                    error.as_deref().unwrap_or_default()
+                ),
+                None,
+            ),
             None => (
                 format!("VirtualBox host-only network `{network}` ({cidr}): in an allowed range"),
                 None,
