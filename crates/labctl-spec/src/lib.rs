@@ -17,7 +17,7 @@ pub use error::{Diagnostic, MAX_VALUE_CHARS, Snippet, SpecError, shorten_values}
 pub use graph::Graph;
 pub use model::*;
 pub use render::{RenderFailure, RenderedStep, Renderer, shell_quote};
-pub use validate::{DEFAULT_BOX, MAX_WORKERS, Overrides};
+pub use validate::{DEFAULT_BOX, LabDefaults, MAX_WORKERS, Overrides};
 
 /// Load, fill defaults and validate a lab file.
 pub fn load(path: &Path, overrides: Overrides) -> Result<Lab, SpecError> {

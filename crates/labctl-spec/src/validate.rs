@@ -22,6 +22,17 @@ pub struct Overrides {
     pub workers: Option<u32>,
     /// `LABCTL_NO_EGRESS=1`: force `egress = false`.
     pub no_egress: bool,
+    /// Defaults for keys lab.toml does not set (from the user's config file).
+    pub defaults: LabDefaults,
+}
+
+/// Values that apply when lab.toml does not set the key: lab.toml wins over them, and they
+/// win over labctl's built-in defaults. The binary fills them from the user config file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LabDefaults {
+    pub provider: Option<Provider>,
+    pub accel: Option<Accel>,
+    pub egress: Option<bool>,
 }
 
 /// Largest worker count accepted.
@@ -173,7 +184,7 @@ pub(crate) fn build(raw: RawLab, file: &Path, ov: Overrides, sink: &mut Sink<'_>
             ("qemu", Provider::Qemu),
             ("virtualbox", Provider::Virtualbox),
         ],
-        Provider::Qemu,
+        ov.defaults.provider.unwrap_or(Provider::Qemu),
         sink,
     );
     let accel = enum_value(
@@ -184,7 +195,7 @@ pub(crate) fn build(raw: RawLab, file: &Path, ov: Overrides, sink: &mut Sink<'_>
             ("kvm", Accel::Kvm),
             ("tcg", Accel::Tcg),
         ],
-        Accel::Auto,
+        ov.defaults.accel.unwrap_or(Accel::Auto),
         sink,
     );
     let os = enum_value(
@@ -213,7 +224,11 @@ pub(crate) fn build(raw: RawLab, file: &Path, ov: Overrides, sink: &mut Sink<'_>
             "a box name must be non-empty with no spaces",
         );
     }
-    let egress = !ov.no_egress && raw.egress.as_ref().is_none_or(|e| e.v);
+    let egress = !ov.no_egress
+        && raw
+            .egress
+            .as_ref()
+            .map_or(ov.defaults.egress.unwrap_or(true), |e| e.v);
     let boot_timeout = match &raw.boot_timeout {
         Some(t) if !(10..=7200).contains(&t.v) => {
             sink.at(

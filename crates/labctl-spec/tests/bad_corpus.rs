@@ -336,6 +336,7 @@ fn check_mutant(what: &str, text: &str) -> Option<String> {
         let ov = Overrides {
             workers,
             no_egress: false,
+            ..Default::default()
         };
         let result = catch_unwind(AssertUnwindSafe(|| {
             labctl_spec::load_str(text, &file, Path::new("fuzz.toml"), ov)

@@ -45,6 +45,7 @@ fn workers(n: u32) -> Overrides {
     Overrides {
         workers: Some(n),
         no_egress: false,
+        ..Default::default()
     }
 }
 
@@ -212,6 +213,7 @@ fn no_egress_forces_egress_off() {
     let ov = Overrides {
         workers: None,
         no_egress: true,
+        ..Default::default()
     };
     assert!(!load(&dir, ov).egress);
     let explicit = CLASSIC.replace("workers = 3\n", "workers = 3\negress = true\n");
@@ -820,4 +822,42 @@ fn hooks_may_run_on_several_roles() {
         ["master", "worker"]
     );
     assert!(worker.check.as_ref().expect("check").on.is_empty());
+}
+
+/// The user's config file gives defaults: they apply where lab.toml is silent, and lab.toml
+/// wins where it speaks; `LABCTL_NO_EGRESS` wins over both.
+#[test]
+fn user_defaults_fill_only_what_lab_toml_leaves_out() {
+    let defaults = labctl_spec::LabDefaults {
+        provider: Some(labctl_spec::Provider::Virtualbox),
+        accel: Some(labctl_spec::Accel::Tcg),
+        egress: Some(false),
+    };
+    let ov = Overrides {
+        defaults,
+        ..Default::default()
+    };
+    let lab = load(&classic(), ov);
+    assert_eq!(
+        (lab.provider, lab.accel, lab.egress),
+        (
+            labctl_spec::Provider::Virtualbox,
+            labctl_spec::Accel::Tcg,
+            false
+        )
+    );
+    let set = CLASSIC.replace(
+        "workers = 3\n",
+        "workers = 3\nprovider = \"qemu\"\naccel = \"kvm\"\negress = true\n",
+    );
+    let lab = load(&lab_dir(&set, &[("ok.sh.hbs", OK)]), ov);
+    assert_eq!(
+        (lab.provider, lab.accel, lab.egress),
+        (labctl_spec::Provider::Qemu, labctl_spec::Accel::Kvm, true)
+    );
+    let forced = Overrides {
+        no_egress: true,
+        ..ov
+    };
+    assert!(!load(&lab_dir(&set, &[("ok.sh.hbs", OK)]), forced).egress);
 }

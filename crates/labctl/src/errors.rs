@@ -57,6 +57,8 @@ pub(crate) enum ExpectedError {
         #[source]
         source: crate::commands::import::ImportFailure,
     },
+    #[error("{} is not a valid labctl config file: {message}", path.display())]
+    Config { path: PathBuf, message: String },
     #[error("cannot write {}", path.display())]
     Write {
         path: PathBuf,
@@ -72,7 +74,8 @@ impl ExpectedError {
             ExpectedError::UnknownNode { .. } => code::USAGE,
             ExpectedError::NoLab { .. }
             | ExpectedError::UnknownBundledLab { .. }
-            | ExpectedError::WouldOverwrite { .. } => code::USAGE,
+            | ExpectedError::WouldOverwrite { .. }
+            | ExpectedError::Config { .. } => code::USAGE,
             ExpectedError::Box(labctl_driver::boxes::BoxError::Tool(
                 labctl_driver::exec::ToolError::NotFound { .. },
             )) => code::HOST_TOOL,
@@ -121,6 +124,10 @@ impl ExpectedError {
                 ..
             } => Some(
                 "write that value as a literal in a copy of the Vagrantfile, then import the copy"
+                    .into(),
+            ),
+            ExpectedError::Config { .. } => Some(
+                "its keys are provider, accel, jobs and egress (docs/configuration.md); fix the file or move it away"
                     .into(),
             ),
             ExpectedError::Import { .. }

@@ -7,6 +7,7 @@ mod bundled;
 mod cli;
 mod commands;
 mod complete;
+mod config;
 mod errors;
 mod output;
 

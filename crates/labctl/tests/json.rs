@@ -197,3 +197,85 @@ fn empty_host_documents() {
     }
     insta::assert_snapshot!(s);
 }
+
+/// The user config file's defaults reach a lab that does not set them; lab.toml and the
+/// environment still win (docs/configuration.md).
+#[test]
+fn user_config_defaults_and_precedence() {
+    let w = World::new();
+    let cfg = w.path().join("config.toml");
+    std::fs::write(&cfg, "provider = \"virtualbox\"\negress = false\n").expect("config");
+    // `plain` sets neither provider nor egress; `set` sets both.
+    let plain = w.path().join("plain");
+    let set = w.path().join("set");
+    for (dir, extra) in [
+        (&plain, ""),
+        (&set, "provider = \"virtualbox\"\negress = true\n"),
+    ] {
+        std::fs::create_dir_all(dir).expect("mkdir");
+        std::fs::write(
+            dir.join("lab.toml"),
+            format!("[lab]\nname = \"x\"\n{extra}\n[role.m]\n"),
+        )
+        .expect("lab");
+    }
+    let plan = |lab: &Path, extra: &[(&str, &str)]| -> Value {
+        let mut c = Command::cargo_bin("labctl").expect("labctl");
+        for var in [
+            "LABCTL_LAB",
+            "LABCTL_WORKERS",
+            "LABCTL_NO_EGRESS",
+            "RUST_LOG",
+        ] {
+            c.env_remove(var);
+        }
+        c.env("LABCTL_CONFIG", &cfg)
+            .args(["plan", "--json", "--lab"])
+            .arg(lab);
+        for (k, v) in extra {
+            c.env(k, v);
+        }
+        let out = c.output().expect("run");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("json")
+    };
+    // The lab sets neither: the config file's values.
+    let v = plan(&plain, &[]);
+    assert_eq!(
+        (v["provider"].as_str(), v["egress"].as_bool()),
+        (Some("virtualbox"), Some(false))
+    );
+    // The lab sets both: lab.toml wins over the config file.
+    std::fs::write(&cfg, "provider = \"qemu\"\negress = false\n").expect("config");
+    let v = plan(&set, &[]);
+    assert_eq!(
+        (v["provider"].as_str(), v["egress"].as_bool()),
+        (Some("virtualbox"), Some(true))
+    );
+    // The environment wins over lab.toml.
+    let v = plan(&set, &[("LABCTL_NO_EGRESS", "1")]);
+    assert_eq!(v["egress"], false);
+    let v = plan(&plain, &[("LABCTL_NO_EGRESS", "1")]);
+    assert_eq!(
+        (v["provider"].as_str(), v["egress"].as_bool()),
+        (Some("qemu"), Some(false))
+    );
+    // A bad file is refused with its path and line.
+    std::fs::write(&cfg, "jobs = 2\nprovder = \"qemu\"\n").expect("config");
+    let out = Command::cargo_bin("labctl")
+        .expect("labctl")
+        .env("LABCTL_CONFIG", &cfg)
+        .env("NO_COLOR", "1")
+        .args(["plan", "--lab"])
+        .arg(&plain)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    insta::assert_snapshot!(
+        String::from_utf8_lossy(&out.stderr).replace(&w.path().display().to_string(), "[TMP]")
+    );
+}

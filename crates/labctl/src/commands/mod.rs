@@ -62,6 +62,7 @@ pub(crate) fn load_lab(args: &LabArgs) -> Result<Lab> {
     let ov = Overrides {
         workers: args.workers,
         no_egress: args.no_egress,
+        defaults: crate::config::load()?.lab_defaults(),
     };
     let mut lab = labctl_spec::load(&path, ov)?;
     if let Some(a) = args.accel {

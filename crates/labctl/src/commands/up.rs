@@ -13,7 +13,7 @@ use crate::output::reporter::{Mode, TermReporter, summary_lines};
 pub(crate) fn run(args: &UpArgs, p: &Printer) -> Result<u8> {
     let opts = UpOptions {
         nodes: args.nodes.clone(),
-        jobs: args.jobs,
+        jobs: args.jobs.or(crate::config::load()?.jobs),
         selection: labctl_runner::Selection::Up,
         force: std::collections::BTreeSet::new(),
     };
@@ -28,7 +28,7 @@ pub(crate) fn provision(args: &ProvisionArgs, p: &Printer) -> Result<u8> {
     };
     let opts = UpOptions {
         nodes: args.nodes.clone(),
-        jobs: args.jobs,
+        jobs: args.jobs.or(crate::config::load()?.jobs),
         selection,
         force: std::collections::BTreeSet::new(),
     };
