@@ -1,5 +1,6 @@
 //! VM drivers behind the [`Driver`] trait, the box store, and [`exec`], the one module that
 //! runs external programs.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod boxes;
 mod driver;

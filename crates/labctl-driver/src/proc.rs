@@ -111,6 +111,7 @@ pub fn wait_gone(pid: u32, timeout: std::time::Duration) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // the tests start `sleep` to have a live process
 mod tests {
     use super::*;
 

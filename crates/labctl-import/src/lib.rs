@@ -11,6 +11,7 @@
 //! with an [`ImportError`] that names the line. This crate never prints and does no I/O: the
 //! binary reads the Vagrantfile, copies the scripts listed in [`Imported::files`] and writes
 //! [`Imported::lab_toml`].
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 mod eval;
 mod lab;

@@ -1,6 +1,7 @@
 //! Orchestration: turns a validated lab into machines, brings them up in parallel, provisions
 //! them over SSH following the step graph, and records state. It speaks only in events
 //! ([`events::Reporter`]) and typed errors; the binary owns the terminal.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod doctor;
 pub mod events;

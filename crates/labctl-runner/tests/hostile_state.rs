@@ -7,6 +7,8 @@
 //! specific error or confined to the lab, sentinel files outside the lab stay untouched, no
 //! unrelated process is signalled, and nothing panics. No VM is booted (the QEMU driver is
 //! used only to check and stop processes, which here are `sleep` stand-ins).
+// Test code: starts real processes (stand-ins, tools, the binary) directly.
+#![allow(clippy::disallowed_methods)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};

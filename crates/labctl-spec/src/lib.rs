@@ -3,6 +3,7 @@
 //! The pipeline is parse (structure and types) → defaults → validate (meaning, addresses,
 //! step graph, templates). Every problem is reported at once with file:line:column and the
 //! field path. This crate is pure: it reads files, it never runs programs or writes.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 mod error;
 pub mod graph;

@@ -2,6 +2,8 @@
 //! in for VBoxManage: the version line, and the host-only range check the driver makes
 //! before `up` creates anything (VirtualBox ≥ 6.1.28 on Linux refuses 192.168.1.0/24 unless
 //! /etc/vbox/networks.conf allows it). Needs the `labctl` binary next to `fake-vboxmanage`.
+// Test code: starts real processes (stand-ins, tools, the binary) directly.
+#![allow(clippy::disallowed_methods)]
 
 use std::path::Path;
 use std::process::Command;

@@ -7,6 +7,8 @@
 //!
 //! Needs the `labctl` binary next to `fake-vboxmanage` (`cargo nextest run --workspace` and
 //! `cargo build --workspace` build both) and `qemu-img` (box add converts the VMDK).
+// Test code: starts real processes (stand-ins, tools, the binary) directly.
+#![allow(clippy::disallowed_methods)]
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

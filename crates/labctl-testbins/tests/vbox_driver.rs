@@ -2,6 +2,8 @@
 //! cannot run on this machine). Each test gets its own fake "VirtualBox" in a temp directory,
 //! reached through a small wrapper script that sets the fake's environment, so tests can run
 //! in parallel threads without touching this process's environment.
+// Test code: starts real processes (stand-ins, tools, the binary) directly.
+#![allow(clippy::disallowed_methods)]
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};

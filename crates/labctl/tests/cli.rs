@@ -1,4 +1,6 @@
 //! The spec-related commands as a user runs them: help, init, validate, plan, render.
+// Test code: starts real processes (stand-ins, tools, the binary) directly.
+#![allow(clippy::disallowed_methods)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;

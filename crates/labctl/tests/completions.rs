@@ -1,5 +1,7 @@
 //! `labctl completions` and `labctl man`: the scripts for all four shells, and bash completing
 //! `labctl ssh <TAB>` from a lab's recorded state.
+// Test code: starts real processes (stand-ins, tools, the binary) directly.
+#![allow(clippy::disallowed_methods)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command as Std;

@@ -4,6 +4,8 @@
 //! (what CI runs) builds the box and runs them with `--run-ignored all`. Each test works in
 //! its own temporary lab directory and ports, and a guard stops its VMs by recorded PID even
 //! when an assertion fails.
+// Test code: starts real processes (stand-ins, tools, the binary) directly.
+#![allow(clippy::disallowed_methods)]
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};

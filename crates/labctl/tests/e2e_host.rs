@@ -5,6 +5,8 @@
 //! `scripts/test.sh`. The broken KVM is the stand-in `tests/standins/qemu-system-x86_64-broken-kvm`
 //! (a wrapper around the real QEMU, see its header); the internet is a network namespace the
 //! test makes, with a DNS server and an HTTP server of its own and no route anywhere else.
+// Test code: starts real processes (stand-ins, tools, the binary) directly.
+#![allow(clippy::disallowed_methods)]
 
 mod common;
 

@@ -1,6 +1,8 @@
 //! Errors that carry a hint, as a user sees them: the message, the hint under it and the exit
 //! code. No VM boots: each case stops before QEMU starts, and a "stopped" node is a
 //! hand-written state file plus an empty disk file.
+// Test code: starts real processes (stand-ins, tools, the binary) directly.
+#![allow(clippy::disallowed_methods)]
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

@@ -14,6 +14,8 @@
 //!   with it;
 //! - an interrupted control-plane join (kubelet.conf but no etcd manifest) is reset and
 //!   retried; `labctl-forget-node` removes the etcd member and the Node.
+// Test code: starts real processes (stand-ins, tools, the binary) directly.
+#![allow(clippy::disallowed_methods)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

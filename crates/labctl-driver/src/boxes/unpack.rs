@@ -374,6 +374,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::disallowed_methods)] // makes a real sparse VMDK with qemu-img
     fn judges_vmdk_descriptors() {
         let ok =
             "# Disk DescriptorFile\ncreateType=\"monolithicSparse\"\nRW 2048 SPARSE \"d.vmdk\"\n";

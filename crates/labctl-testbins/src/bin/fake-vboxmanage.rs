@@ -40,6 +40,8 @@
 //! - `FAKE_VBOX_CRLF=1`: every output line ends in CRLF (VBoxManage.exe on Windows).
 //! - `FAKE_VBOX_REPLAY=FILE`: answer from a transcript (`LABCTL_VBOX_RECORD` JSON lines): each
 //!   call gets the first unused recorded call with the same argv, its stdout, stderr and exit.
+// A test program: re-runs itself as the recorded VBoxManage would be run.
+#![allow(clippy::disallowed_methods)]
 
 use std::collections::BTreeMap;
 use std::fs;
