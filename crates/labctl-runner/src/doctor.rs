@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use labctl_driver::boxes::FileCheck;
 use labctl_driver::exec::{Cmd, ToolError, find_program};
-use labctl_driver::qemu::accel;
+use labctl_driver::qemu::accel::Engine;
+use labctl_driver::qemu::{QemuConfig, QemuDriver};
 use labctl_driver::vbox::{PreflightError, VBoxDriver, VBoxError};
-use labctl_driver::{Accel, DriverError, MachineStatus};
+use labctl_driver::{BootImage, Driver, DriverError, MachineStatus};
 use labctl_spec::{Lab, Provider};
 use serde::Serialize;
 
@@ -20,8 +21,6 @@ use crate::state::{LabPaths, LabState};
 pub const NODE_DISK_MARGIN_MB: u64 = 2048;
 /// The oldest QEMU labctl runs: `-netdev dgram` (the lab networks) came with 7.2.
 pub const QEMU_MIN: (u32, u32) = (7, 2);
-/// How long the acceleration probe may take (as `up`).
-const PROBE_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// How a check came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -99,7 +98,7 @@ pub enum AccelSetting {
 /// The acceleration probe's answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AccelVerdict {
-    pub accel: Accel,
+    pub accel: Engine,
     pub reason: String,
 }
 
@@ -197,13 +196,13 @@ impl Finding {
                 (
                     AccelSetting::Kvm,
                     Some(AccelVerdict {
-                        accel: Accel::Tcg, ..
+                        accel: Engine::Tcg, ..
                     }),
                 ) => Level::Fail,
                 (
                     AccelSetting::Auto,
                     Some(AccelVerdict {
-                        accel: Accel::Tcg, ..
+                        accel: Engine::Tcg, ..
                     }),
                 ) => Level::Warn,
                 _ => Level::Ok,
@@ -287,8 +286,8 @@ pub fn doctor(lab: Option<&Lab>, env: &Env, opts: &DoctorOptions) -> Vec<Finding
             };
             out.push(qemu);
             out.push(program(Tool::QemuImg, &["--version"]));
-            if let Some(q) = qemu_path {
-                out.push(accel_finding(lab, &q, env, opts));
+            if qemu_path.is_some() {
+                out.extend(accel_finding(lab, env, opts));
             }
         }
         Provider::Virtualbox => out.extend(virtualbox(lab)),
@@ -398,31 +397,67 @@ fn parse_major_minor(v: &str) -> Option<(u32, u32)> {
     Some((major, minor))
 }
 
-fn accel_finding(lab: Option<&Lab>, qemu: &Path, env: &Env, opts: &DoctorOptions) -> Finding {
+fn accel_finding(lab: Option<&Lab>, env: &Env, opts: &DoctorOptions) -> Option<Finding> {
     let setting = match lab.map(|l| l.accel) {
         Some(labctl_spec::Accel::Kvm) => AccelSetting::Kvm,
         Some(labctl_spec::Accel::Tcg) => AccelSetting::Tcg,
         Some(labctl_spec::Accel::Auto) | None => AccelSetting::Auto,
     };
     if setting != AccelSetting::Auto && !opts.reprobe {
-        return Finding::Accel {
+        return Some(Finding::Accel {
             setting,
             verdict: None,
             reprobed: false,
+        });
+    }
+    let cfg = QemuConfig::discover(env.switch_command.clone(), env.cache_dir.clone()).ok()?;
+    let driver = QemuDriver::new(cfg);
+    // The probe boots what the lab's nodes boot (the box's kernel, else a boot sector).
+    let boot = boot_image(lab, env);
+    let (engine, reason) = if opts.reprobe {
+        let v = driver.reprobe(&boot);
+        (v.accel, v.reason)
+    } else {
+        // The cached verdict when it is for this host, else a probe (as `up` does).
+        let a = driver.acceleration(labctl_driver::Accel::Auto, &boot)?;
+        let engine = if a.engine == Engine::Kvm.name() {
+            Engine::Kvm
+        } else {
+            Engine::Tcg
         };
-    }
-    if opts.reprobe {
-        // The verdict is cached in <cache>/accel.json; without it `detect` probes again.
-        let _ = std::fs::remove_file(env.cache_dir.join("accel.json"));
-    }
-    let v = accel::detect(qemu, &env.cache_dir, PROBE_TIMEOUT);
-    Finding::Accel {
+        (engine, a.reason)
+    };
+    Some(Finding::Accel {
         setting,
         verdict: Some(AccelVerdict {
-            accel: v.accel,
-            reason: v.reason,
+            accel: engine,
+            reason,
         }),
         reprobed: opts.reprobe,
+    })
+}
+
+/// What the lab's nodes boot (its box, or the default box without a lab); a boot sector
+/// stands in when that box is not installed.
+fn boot_image(lab: Option<&Lab>, env: &Env) -> BootImage {
+    let name = lab.map_or(labctl_spec::DEFAULT_BOX, |l| l.box_name.as_str());
+    let store = env.boxes();
+    let dir = store.dir(name);
+    match store.get(name) {
+        Ok(m) => BootImage {
+            disk: dir.join(&m.disk),
+            kernel: m.kernel.as_ref().map(|k| dir.join(k)),
+            initrd: m.initrd.as_ref().map(|k| dir.join(k)),
+            cmdline: m.cmdline.clone(),
+            ovf: None,
+        },
+        Err(_) => BootImage {
+            disk: dir.join("disk.qcow2"),
+            kernel: None,
+            initrd: None,
+            cmdline: None,
+            ovf: None,
+        },
     }
 }
 
@@ -728,9 +763,9 @@ mod tests {
             }),
             reprobed: false,
         };
-        assert_eq!(accel(AccelSetting::Auto, Accel::Kvm).level(), Level::Ok);
-        assert_eq!(accel(AccelSetting::Auto, Accel::Tcg).level(), Level::Warn);
-        assert_eq!(accel(AccelSetting::Kvm, Accel::Tcg).level(), Level::Fail);
+        assert_eq!(accel(AccelSetting::Auto, Engine::Kvm).level(), Level::Ok);
+        assert_eq!(accel(AccelSetting::Auto, Engine::Tcg).level(), Level::Warn);
+        assert_eq!(accel(AccelSetting::Kvm, Engine::Tcg).level(), Level::Fail);
         let ssh = Finding::Program {
             tool: Tool::Ssh,
             path: None,

@@ -1,7 +1,7 @@
 //! `labctl doctor`: the runner checks, this module words them (one line each, and the fix).
 
-use labctl_driver::Accel;
 use labctl_driver::boxes::FileCheck;
+use labctl_driver::qemu::accel::Engine as Accel;
 use labctl_runner::doctor::{
     AccelSetting, BoxFile, DoctorOptions, Finding, Level, NODE_DISK_MARGIN_MB, Tool, ToolProblem,
 };
