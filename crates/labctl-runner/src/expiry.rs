@@ -196,6 +196,7 @@ mod tests {
             Overrides {
                 workers: Some(workers),
                 no_egress: false,
+                ..Overrides::default()
             },
         )
         .expect("bundled lab loads")

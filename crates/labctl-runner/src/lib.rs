@@ -6,12 +6,17 @@
 pub mod doctor;
 pub mod events;
 mod expiry;
+mod guest;
 mod machines;
 mod ops;
 mod provision;
 mod reset;
 pub mod state;
+#[cfg(test)]
+mod testing;
 mod up;
+#[cfg(test)]
+mod up_tests;
 
 use std::ffi::OsString;
 use std::path::PathBuf;

@@ -8,7 +8,9 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use labctl_spec::{RenderedStep, shell_quote};
-use labctl_ssh::{Session, SshError, last_lines};
+use labctl_ssh::{SshError, last_lines};
+
+use crate::guest::Guest;
 
 /// How a step run ended (when the SSH layer itself did not fail).
 #[derive(Debug)]
@@ -28,7 +30,7 @@ pub(crate) fn as_root(user: &str) -> &'static str {
     reason = "a step run needs all of these; bundling them would only rename them"
 )]
 pub(crate) fn run_step(
-    sess: &Session,
+    sess: &dyn Guest,
     user: &str,
     node: &str,
     file_stem: &str,

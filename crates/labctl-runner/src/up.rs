@@ -10,10 +10,11 @@ use std::time::{Duration, Instant, SystemTime};
 use labctl_driver::{Driver, DriverError, MachineConfig, MachineStatus};
 use labctl_spec::{Graph, Lab, Renderer, RunPolicy};
 use labctl_ssh::guest::{GuestSetup, NetStack, NicSetup};
-use labctl_ssh::{Session, SshError, Target};
+use labctl_ssh::{SshError, Target};
 
 use crate::RunnerError;
 use crate::events::{EventKind, Phase, Reporter, StepOutcome, emit, ms};
+use crate::guest::{Connect, Guest, Ssh};
 use crate::machines::{self, Env};
 use crate::provision::{as_root, run_step};
 use crate::state::{LabLock, LabPaths, LabState, NodeState, StepRecord, load_values, save_values};
@@ -122,6 +123,7 @@ struct Shared<'a> {
     renderer: Renderer,
     paths: LabPaths,
     driver: Arc<dyn Driver>,
+    connect: &'a dyn Connect,
     reporter: Arc<dyn Reporter>,
     cancel: Arc<AtomicBool>,
     opts: &'a UpOptions,
@@ -217,6 +219,30 @@ pub fn up(
     reporter: Arc<dyn Reporter>,
     cancel: Arc<AtomicBool>,
 ) -> Result<UpSummary, RunnerError> {
+    up_with(
+        lab,
+        env,
+        opts,
+        reporter,
+        cancel,
+        &|provider| machines::driver_for(provider, env),
+        &Ssh,
+    )
+}
+
+/// Opens the driver for a provider (production: [`machines::driver_for`]).
+pub(crate) type OpenDriver<'a> = &'a dyn Fn(&str) -> Result<Arc<dyn Driver>, RunnerError>;
+
+/// [`up`] with the driver and the way to the guests given (the runner's unit tests give fakes).
+pub(crate) fn up_with(
+    lab: &Lab,
+    env: &Env,
+    opts: &UpOptions,
+    reporter: Arc<dyn Reporter>,
+    cancel: Arc<AtomicBool>,
+    driver_for: OpenDriver<'_>,
+    connect: &dyn Connect,
+) -> Result<UpSummary, RunnerError> {
     let started = Instant::now();
     for n in &opts.nodes {
         if lab.node(n).is_none() {
@@ -244,7 +270,7 @@ pub fn up(
     let _lock = LabLock::acquire(&paths)?;
     crate::state::ensure_private_dir(paths.run_dir.parent().unwrap_or(&paths.run_dir))?;
     let provider = machines::provider_name(lab);
-    let driver = machines::driver_for(provider, env)?;
+    let driver = driver_for(provider)?;
     let boxm = machines::resolve_box(lab, env)?;
     let box_dir = env.boxes().dir(&boxm.name);
     let accel = machines::accel_request(lab);
@@ -325,6 +351,7 @@ pub fn up(
         graph,
         renderer,
         driver,
+        connect,
         reporter: reporter.clone(),
         cancel: cancel.clone(),
         opts,
@@ -384,7 +411,12 @@ pub fn up(
             .iter()
             .map(|node| {
                 let shared = &shared;
-                s.spawn(move || node_worker(shared, node))
+                s.spawn(move || {
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        node_worker(shared, node)
+                    }))
+                    .unwrap_or_else(|_| node_panicked(shared, node))
+                })
             })
             .collect();
         handles
@@ -470,6 +502,33 @@ fn refresh_values(
     Ok(crate::expiry::with_refresh(opts, &stale))
 }
 
+/// A node's worker panicked (a bug): the node fails and whatever waits on its unfinished
+/// steps is released as skipped, instead of waiting for ever.
+fn node_panicked(sh: &Shared<'_>, node: &labctl_spec::Node) -> NodeSummary {
+    let error = "internal error: the node's worker thread panicked".to_string();
+    {
+        let mut tasks = sh.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        for (t, task) in sh.graph.tasks.iter().enumerate() {
+            if sh.lab.nodes[task.node].name == node.name && tasks[t] == TaskState::Pending {
+                tasks[t] = TaskState::Blocked(format!("did not run: {} failed", node.name));
+            }
+        }
+    }
+    sh.tasks_cv.notify_all();
+    emit(
+        &*sh.reporter,
+        &node.name,
+        EventKind::NodeFailed {
+            error: error.clone(),
+        },
+    );
+    NodeSummary {
+        name: node.name.clone(),
+        error: Some(error),
+        ..NodeSummary::default()
+    }
+}
+
 fn node_worker(sh: &Shared<'_>, node: &labctl_spec::Node) -> NodeSummary {
     let mut summary = NodeSummary {
         name: node.name.clone(),
@@ -517,7 +576,7 @@ fn node_worker(sh: &Shared<'_>, node: &labctl_spec::Node) -> NodeSummary {
     for &t in &my_tasks {
         let idx = sh.graph.tasks[t].step;
         let step = &steps[idx];
-        let (outcome, ran_for) = run_task(sh, node, &session, t, idx, step);
+        let (outcome, ran_for) = run_task(sh, node, &*session, t, idx, step);
         let elapsed = ms(ran_for);
         let state = match &outcome {
             StepOutcome::Done | StepOutcome::UpToDate => TaskState::Ok,
@@ -578,7 +637,7 @@ fn selected_step(sel: &Selection, steps: &[labctl_spec::Step], idx: usize) -> bo
 fn run_task(
     sh: &Shared<'_>,
     node: &labctl_spec::Node,
-    session: &Session,
+    session: &dyn Guest,
     t: usize,
     idx: usize,
     step: &labctl_spec::Step,
@@ -591,7 +650,7 @@ fn run_task(
 fn run_task_inner(
     sh: &Shared<'_>,
     node: &labctl_spec::Node,
-    session: &Session,
+    session: &dyn Guest,
     t: usize,
     idx: usize,
     step: &labctl_spec::Step,
@@ -804,7 +863,7 @@ fn machine_of(sh: &Shared<'_>, node: &str) -> MachineConfig {
         .expect("every selected node has a state entry")
 }
 
-fn bring_up(sh: &Shared<'_>, node: &labctl_spec::Node) -> Result<Session, RunnerError> {
+fn bring_up(sh: &Shared<'_>, node: &labctl_spec::Node) -> Result<Box<dyn Guest>, RunnerError> {
     let r = &*sh.reporter;
     let name = &node.name;
     let slot = sh
@@ -918,8 +977,10 @@ fn bring_up(sh: &Shared<'_>, node: &labctl_spec::Node) -> Result<Session, Runner
             })
         }
     };
-    let session = Session::wait_ready(&target, sh.lab.boot_timeout, &sh.cancel, &alive)?;
-    if booted || !configured || session.key != sh.lab_key {
+    let session = sh
+        .connect
+        .wait_ready(&target, sh.lab.boot_timeout, &sh.cancel, &alive)?;
+    if booted || !configured || session.key() != sh.lab_key {
         emit(
             r,
             name,
