@@ -362,6 +362,7 @@ fn doctor() {
     // exit code follows the levels.
     let (code, v) = doctor_json(&w, &[]);
     assert_eq!(v["schema"], 1);
+    assert_eq!(v["kind"], "doctor");
     assert_eq!(v["lab"], "smoke");
     let checks = v["checks"].as_array().expect("checks");
     let level = |c: &serde_json::Value| c["level"].as_str().unwrap_or_default().to_string();

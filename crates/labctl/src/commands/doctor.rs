@@ -11,9 +11,6 @@ use crate::cli::DoctorArgs;
 use crate::errors::{add_box_hint, build_box_hint, code};
 use crate::output::Printer;
 
-/// Version of the `--json` document.
-const SCHEMA: u32 = 1;
-
 pub(crate) fn run(args: &DoctorArgs, p: &Printer) -> Result<u8> {
     // A lab when one is named or ./lab.toml exists; the host alone otherwise.
     let lab = if args.lab.lab.is_some() || std::path::Path::new("lab.toml").exists() {
@@ -49,12 +46,14 @@ pub(crate) fn run(args: &DoctorArgs, p: &Printer) -> Result<u8> {
                 v
             })
             .collect();
-        let doc = serde_json::json!({
-            "schema": SCHEMA,
-            "lab": lab.as_ref().map(|l| l.name.clone()),
-            "checks": checks,
-        });
-        p.out(serde_json::to_string_pretty(&doc).unwrap_or_default());
+        let doc = crate::output::json::document(
+            "doctor",
+            serde_json::json!({
+                "lab": lab.as_ref().map(|l| l.name.clone()),
+                "checks": checks,
+            }),
+        );
+        p.out(crate::output::json::text(&doc));
     } else {
         if let Some(l) = &lab {
             p.info(format!(
