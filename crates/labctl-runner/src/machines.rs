@@ -113,13 +113,13 @@ pub(crate) fn accel_request(lab: &Lab) -> Accel {
     }
 }
 
-fn hash_bytes(parts: &[&str]) -> [u8; 32] {
+fn hash_bytes(parts: &[&str]) -> sha2::digest::Output<Sha256> {
     let mut h = Sha256::new();
     for p in parts {
         h.update(p.as_bytes());
         h.update([0]);
     }
-    h.finalize().into()
+    h.finalize()
 }
 
 fn mac(id: &str, ordinal: usize, nic: usize) -> String {
@@ -176,11 +176,8 @@ pub(crate) fn machine_for(
             guest: f.guest,
         })
         .collect();
-    let mid: String = hash_bytes(&[&paths.id, &node.name])
-        .iter()
-        .take(16)
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let mut mid = format!("{:x}", hash_bytes(&[&paths.id, &node.name]));
+    mid.truncate(32);
     MachineConfig {
         id: format!("{}-{}", paths.id, node.name),
         hostname: node.name.clone(),
@@ -288,6 +285,17 @@ mod tests {
         assert_ne!(a, mac("k8s-1a2b3c4d", 0, 1));
         let first = u8::from_str_radix(&a[6..8], 16).expect("hex");
         assert_eq!(first & 1, 0, "unicast");
+    }
+
+    #[test]
+    fn digests_print_as_lowercase_hex() {
+        // sha256 of nothing: the encoding every id, hash and box checksum uses.
+        let empty = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        assert_eq!(format!("{:x}", hash_bytes(&[])), empty);
+        assert_eq!(
+            crate::state::values_hash(&std::collections::BTreeMap::new()),
+            empty
+        );
     }
 
     #[test]

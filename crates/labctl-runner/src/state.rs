@@ -41,12 +41,8 @@ impl LabPaths {
         let lab_dir = canon.as_path();
         let mut h = Sha256::new();
         h.update(canon.to_string_lossy().as_bytes());
-        let hex: String = h
-            .finalize()
-            .iter()
-            .take(4)
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let mut hex = format!("{:x}", h.finalize());
+        hex.truncate(8);
         let base = match std::env::var_os("XDG_RUNTIME_DIR") {
             Some(d) if !d.is_empty() && Path::new(&d).is_dir() => PathBuf::from(d).join("labctl"),
             _ => {
@@ -164,7 +160,7 @@ pub fn values_hash(values: &BTreeMap<String, String>) -> String {
         h.update(v.as_bytes());
         h.update([0]);
     }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    format!("{:x}", h.finalize())
 }
 
 impl LabState {

@@ -222,7 +222,7 @@ impl Renderer {
             h.update([0u8]);
             h.update(a.as_bytes());
         }
-        let hash = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        let hash = format!("{:x}", h.finalize());
         Ok(RenderedStep { script, args, hash })
     }
 }

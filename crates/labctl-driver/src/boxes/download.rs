@@ -22,12 +22,8 @@ impl BoxStore {
         std::fs::create_dir_all(&self.download_dir).map_err(io("create", &self.download_dir))?;
         let mut h = Sha256::new();
         h.update(url.as_bytes());
-        let key: String = h
-            .finalize()
-            .iter()
-            .take(8)
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let mut key = format!("{:x}", h.finalize());
+        key.truncate(16);
         let done = self.download_dir.join(format!("{key}.box"));
         if done.exists() {
             return Ok(done);

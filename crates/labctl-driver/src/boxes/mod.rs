@@ -244,10 +244,7 @@ pub fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
         size += n as u64;
         h.update(&buf[..n]);
     }
-    Ok((
-        h.finalize().iter().map(|b| format!("{b:02x}")).collect(),
-        size,
-    ))
+    Ok((format!("{:x}", h.finalize()), size))
 }
 
 #[derive(Debug, PartialEq, Eq)]

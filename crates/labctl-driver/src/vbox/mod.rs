@@ -302,12 +302,8 @@ fn netmask(prefix: u8) -> Ipv4Addr {
 pub fn intnet_name(run_dir: &Path, network: &str) -> String {
     let mut h = Sha256::new();
     h.update(run_dir.to_string_lossy().as_bytes());
-    let tag: String = h
-        .finalize()
-        .iter()
-        .take(4)
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let mut tag = format!("{:x}", h.finalize());
+    tag.truncate(8);
     format!("labctl-{tag}-{network}")
 }
 
