@@ -191,7 +191,7 @@ impl Reporter for TermReporter {
     fn event(&self, e: Event) {
         match self.mode {
             Mode::Json => {
-                if let Ok(s) = serde_json::to_string(&e) {
+                if let Some(s) = json_line(&e) {
                     let _ = writeln!(std::io::stdout().lock(), "{s}");
                 }
             }
@@ -260,6 +260,11 @@ impl Reporter for TermReporter {
             }
         }
     }
+}
+
+/// `up --json`: one event per line on stdout.
+fn json_line(e: &Event) -> Option<String> {
+    serde_json::to_string(e).ok()
 }
 
 fn secs(ms: u64) -> String {
@@ -386,7 +391,29 @@ mod tests {
     fn plain_lines_of_a_run() {
         let r = TermReporter::new(Mode::Lines, Styles::new(false), &[]);
         let step = |s: &str| s.to_string();
-        let events = vec![
+        let events = run_events();
+        plain_and_summary(&r, &events, step);
+    }
+
+    /// `up --json`: the same run as one JSON object per line.
+    #[test]
+    fn json_lines_of_a_run() {
+        let lines: Vec<String> = run_events().iter().filter_map(json_line).collect();
+        for l in &lines {
+            let v: serde_json::Value = serde_json::from_str(l).expect("each line is JSON");
+            assert!(
+                v["node"].is_string(),
+                "every event names its node ('' for the lab): {l}"
+            );
+        }
+        insta::assert_snapshot!(lines.join("\n"));
+    }
+
+    /// A fixed event sequence: boot, a step with output, an up-to-date step, a failure, a
+    /// step skipped because of it, a node that died.
+    fn run_events() -> Vec<Event> {
+        let step = |s: &str| s.to_string();
+        vec![
             ev(
                 "",
                 EventKind::Notice {
@@ -490,7 +517,10 @@ mod tests {
                     error: "w2-k8s: the VM stopped while waiting for SSH".into(),
                 },
             ),
-        ];
+        ]
+    }
+
+    fn plain_and_summary(r: &TermReporter, events: &[Event], step: impl Fn(&str) -> String) {
         let mut lines: Vec<String> = events.iter().filter_map(|e| r.line_for(e)).collect();
         let summary = UpSummary {
             nodes: vec![
@@ -538,7 +568,7 @@ mod tests {
         };
         lines.push(String::new());
         lines.extend(summary_lines(&summary, Styles::new(false)));
-        insta::assert_snapshot!(lines.join("\n"));
+        insta::assert_snapshot!("plain_lines_of_a_run", lines.join("\n"));
     }
 
     /// With egress off every node skips its package steps for the same reason: the summary
