@@ -473,3 +473,49 @@ fn ready_waits_for_every_kubernetes_node_by_name() {
     assert!(kubectl.contains(&"-n kube-system rollout status daemonset/calico-node --timeout=20m"));
     assert!(kubectl.contains(&"-n kube-system rollout status deployment/coredns --timeout=20m"));
 }
+
+/// `labctl plan` (text) of a bundled lab.
+fn plan(lab: &str, workers: u32) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_labctl"))
+        .args(["plan", "--workers", &workers.to_string(), "--lab"])
+        .arg(repo().join("labs").join(lab).join("lab.toml"))
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run labctl plan");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn plan_shows_ready_after_every_join_and_where_forget_runs() {
+    let k8s = plan("k8s", 3);
+    let ready = k8s
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("ready"))
+        .unwrap_or_else(|| panic!("no ready step:\n{k8s}"));
+    assert!(
+        ready.ends_with("w1-k8s.work_nodes, w2-k8s.work_nodes, w3-k8s.work_nodes"),
+        "{ready}"
+    );
+    let join = k8s
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("join_command"))
+        .expect("join_command step");
+    assert!(join.contains("publishes join_command(ttl 23h)"), "{join}");
+
+    let ha = plan("k8s-ha", 2);
+    let forget = ha
+        .lines()
+        .find(|l| l.starts_with("cp2 ") && l.contains("forget"))
+        .unwrap_or_else(|| panic!("no forget hook for cp2:\n{ha}"));
+    assert!(
+        forget.contains("first up of cp1-k8s, cp3-k8s (not the node itself)")
+            && forget.ends_with("labctl-forget-node {{node.name}}"),
+        "{forget}"
+    );
+    let cp3 = ha
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("cp_join") && l.contains("cp2-k8s.cp_join"))
+        .unwrap_or_else(|| panic!("cp3 does not wait for cp2:\n{ha}"));
+    assert!(cp3.contains("cp1-k8s.join_command"), "{cp3}");
+}
