@@ -12,6 +12,8 @@
 //!
 //! `#[ignore]`d like every test that boots VMs: run it with
 //! `cargo nextest run -p labctl --run-ignored all -E 'test(k8s_guards_in_real_guests)'`.
+// Tests run labctl, ssh and kill themselves: they are not the library's exec path.
+#![allow(clippy::disallowed_methods)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
