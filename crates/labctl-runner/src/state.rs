@@ -412,12 +412,16 @@ pub fn ensure_private_dir(dir: &Path) -> Result<(), RunnerError> {
                 source,
             })?;
     }
-    let meta = std::fs::metadata(dir).map_err(|source| RunnerError::Io {
+    // symlink_metadata: a symbolic link planted by another user is refused, not followed.
+    let meta = std::fs::symlink_metadata(dir).map_err(|source| RunnerError::Io {
         what: "inspect",
         path: dir.to_path_buf(),
         source,
     })?;
-    if meta.uid() != rustix::process::getuid().as_raw() || meta.permissions().mode() & 0o022 != 0 {
+    if !meta.is_dir()
+        || meta.uid() != rustix::process::getuid().as_raw()
+        || meta.permissions().mode() & 0o022 != 0
+    {
         return Err(RunnerError::UnsafeDir {
             path: dir.to_path_buf(),
         });
@@ -433,11 +437,21 @@ pub struct LabLock {
 
 impl LabLock {
     pub fn acquire(paths: &LabPaths) -> Result<LabLock, RunnerError> {
-        std::fs::create_dir_all(&paths.state_dir).map_err(|source| RunnerError::Io {
-            what: "create",
-            path: paths.state_dir.clone(),
-            source,
-        })?;
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        check_not_symlink(&paths.state_dir)?;
+        // `.labctl/` holds the lab key, published secrets and step logs: this user's alone.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&paths.state_dir)
+            .and_then(|()| {
+                std::fs::set_permissions(&paths.state_dir, std::fs::Permissions::from_mode(0o700))
+            })
+            .map_err(|source| RunnerError::Io {
+                what: "create",
+                path: paths.state_dir.clone(),
+                source,
+            })?;
         let path = paths.state_dir.join("lock");
         let mut file = std::fs::OpenOptions::new()
             .create(true)
@@ -505,6 +519,37 @@ mod tests {
                 .len()
                 < 100
         );
+    }
+
+    #[test]
+    fn state_dir_is_private_and_symlinks_are_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().expect("tmp");
+        let paths = LabPaths::new(d.path(), "t");
+        drop(LabLock::acquire(&paths).expect("lock"));
+        let mode = std::fs::metadata(&paths.state_dir)
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
+        let other = tempfile::tempdir().expect("tmp");
+        let lab = d.path().join("sub");
+        std::fs::create_dir_all(&lab).expect("mkdir");
+        std::os::unix::fs::symlink(other.path(), lab.join(".labctl")).expect("symlink");
+        let p2 = LabPaths::new(&lab, "t");
+        assert!(matches!(
+            LabLock::acquire(&p2),
+            Err(RunnerError::UnsafeDir { .. })
+        ));
+        assert!(matches!(
+            LabState::load(&p2),
+            Err(RunnerError::UnsafeDir { .. })
+        ));
+        assert!(matches!(
+            ensure_private_dir(&lab.join(".labctl")),
+            Err(RunnerError::UnsafeDir { .. })
+        ));
+        assert_eq!(std::fs::read_dir(other.path()).expect("ls").count(), 0);
     }
 
     #[test]

@@ -168,9 +168,15 @@ impl Shared<'_> {
     }
 
     fn set_task(&self, t: usize, s: TaskState) {
-        if let Ok(mut tasks) = self.tasks.lock() {
-            tasks[t] = s;
+        // A poisoned lock (a node thread panicked) must not leave other nodes waiting.
+        let mut tasks = self
+            .tasks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(slot) = tasks.get_mut(t) {
+            *slot = s;
         }
+        drop(tasks);
         self.tasks_cv.notify_all();
     }
 
@@ -737,6 +743,7 @@ fn run_task_inner(
         .unwrap_or_default();
     let stem = format!("{:02}-{}", idx + 1, step.name);
     let log = sh.paths.log_dir(&node.name).join(format!("{stem}.log"));
+    let secrets = sh.state.lock().map(|g| g.1.clone()).unwrap_or_default();
     let started = Instant::now();
     *ran_from = Some(started);
     let result = run_step(
@@ -749,6 +756,7 @@ fn run_task_inner(
         &log,
         step.timeout,
         &sh.cancel,
+        &secrets,
         &mut |line| {
             emit(
                 &*sh.reporter,
@@ -761,7 +769,7 @@ fn run_task_inner(
         },
     );
     match result {
-        Ok(run) if run.status == 0 => {
+        Ok(run) if run.status == 0 && run.signal.is_none() => {
             let missing: Vec<&String> = step
                 .publish
                 .iter()
@@ -811,7 +819,10 @@ fn run_task_inner(
             forget(sh, &node.name, &step.name);
             StepOutcome::Failed {
                 status: Some(run.status),
-                reason: format!("exit status {} (full log: {})", run.status, log.display()),
+                reason: match &run.signal {
+                    Some(sig) => format!("killed by signal {sig} (full log: {})", log.display()),
+                    None => format!("exit status {} (full log: {})", run.status, log.display()),
+                },
                 tail: run.tail,
             }
         }

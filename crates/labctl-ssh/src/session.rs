@@ -107,11 +107,19 @@ impl std::fmt::Debug for Session {
     }
 }
 
+/// How much of a command's output is kept in memory (its tail).
+pub const MAX_KEPT: usize = 1 << 20;
+
 /// Result of a command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecOutput {
+    /// The exit status; 128 + N when the command was killed by signal N (as a shell says).
     pub status: i32,
-    /// Everything the command printed (stdout and stderr merged), `\r` removed.
+    /// The signal that killed the command (`KILL`, `TERM`, ...), from the channel's
+    /// exit-signal message. A killed command is a failure even if no status came.
+    pub signal: Option<String>,
+    /// What the command printed (stdout and stderr merged), `\r` removed: all of it, or
+    /// its last [`MAX_KEPT`] bytes at least.
     pub output: String,
 }
 
@@ -318,7 +326,17 @@ impl Session {
                 }
                 Ok(n) => {
                     all.extend_from_slice(&buf[..n]);
+                    // Only the tail is used (failure reports): memory stays bounded however
+                    // much a step prints.
+                    if all.len() > 2 * MAX_KEPT {
+                        all.drain(..all.len() - MAX_KEPT);
+                    }
                     pending.extend_from_slice(&buf[..n]);
+                    if pending.len() > MAX_KEPT && !pending.contains(&b'\n') {
+                        // One endless line: pass it on in pieces.
+                        let piece: Vec<u8> = std::mem::take(&mut pending);
+                        on_line(&String::from_utf8_lossy(&piece));
+                    }
                     while let Some(pos) = pending.iter().position(|b| *b == b'\n') {
                         let line: Vec<u8> = pending.drain(..=pos).collect();
                         let text = String::from_utf8_lossy(&line);
@@ -346,11 +364,22 @@ impl Session {
             return Err(e);
         }
         let _ = ch.wait_close();
+        let signal = ch
+            .exit_signal()
+            .ok()
+            .and_then(|s| s.exit_signal)
+            .filter(|s| !s.is_empty());
         let status = ch
             .exit_status()
             .map_err(|e| self.chan_err("reading the exit status", &e))?;
+        // libssh2 reports 0 when no exit-status message came; a signal overrides it.
+        let status = match &signal {
+            Some(sig) => signal_status(sig),
+            None => status,
+        };
         Ok(ExecOutput {
             status,
+            signal,
             output: String::from_utf8_lossy(&all).replace('\r', ""),
         })
     }
@@ -359,7 +388,7 @@ impl Session {
     pub fn run(&self, command: &str, timeout: Duration) -> Result<String, SshError> {
         let never = AtomicBool::new(false);
         let out = self.exec(command, timeout, &never, false, &mut |_| {})?;
-        if out.status != 0 {
+        if out.status != 0 || out.signal.is_some() {
             return Err(SshError::Channel {
                 node: self.target.node.clone(),
                 what: format!("`{command}` (exit status {})", out.status),
@@ -391,6 +420,27 @@ impl Session {
     pub fn target(&self) -> &Target {
         &self.target
     }
+}
+
+/// The shell's status for a command killed by `sig` (RFC 4254 names, without `SIG`).
+pub fn signal_status(sig: &str) -> i32 {
+    let n = match sig {
+        "HUP" => 1,
+        "INT" => 2,
+        "QUIT" => 3,
+        "ILL" => 4,
+        "ABRT" => 6,
+        "FPE" => 8,
+        "KILL" => 9,
+        "USR1" => 10,
+        "SEGV" => 11,
+        "USR2" => 12,
+        "PIPE" => 13,
+        "ALRM" => 14,
+        "TERM" => 15,
+        _ => 127,
+    };
+    128 + n
 }
 
 /// Connect and wait for the server's `SSH-` identification line.

@@ -550,3 +550,53 @@ fn a_copied_lab_leaves_the_original_alone() {
     let _ = sleeper.wait();
     assert!(survived, "destroy killed the process behind a stale PID");
 }
+
+/// Issue 14 item 6: a step killed by a signal (`kill -KILL $$`, so its shell reports no exit
+/// status) is a failure, is not recorded, and runs again next time.
+#[test]
+#[ignore = "boots QEMU guests; run by scripts/test.sh"]
+fn a_step_killed_by_a_signal_fails() {
+    if !have_box() {
+        return;
+    }
+    let lab = Lab::smoke(63710, 1);
+    let toml = std::fs::read_to_string(lab.dir.join("lab.toml")).expect("lab.toml");
+    std::fs::write(
+        lab.dir.join("lab.toml"),
+        format!("{toml}\n[[role.master.step]]\nname = \"killself\"\nscript = \"killself.sh\"\n"),
+    )
+    .expect("lab.toml");
+    std::fs::write(
+        lab.dir.join("killself.sh"),
+        "#!/bin/bash\necho about to die\nkill -KILL $$\necho not reached\n",
+    )
+    .expect("script");
+    let out = lab.run(&["up", "--workers", "1"]);
+    assert_eq!(out.status.code(), Some(1), "a killed step fails the run");
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(all.contains("killself"), "{all}");
+    assert!(
+        !lab.recorded_steps().contains(&"m-k8s.killself".to_string()),
+        "a killed step was recorded"
+    );
+    let log = std::fs::read_dir(lab.dir.join(".labctl/logs/m-k8s"))
+        .expect("logs")
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().contains("killself"))
+        .map(|e| std::fs::read_to_string(e.path()).expect("log"))
+        .expect("killself log");
+    assert!(log.contains("about to die"), "{log}");
+    assert!(!log.contains("not reached"), "{log}");
+    assert!(
+        log.contains("killed by signal KILL") || log.contains("exit status 137"),
+        "{log}"
+    );
+    // Next time it runs again (and fails again), while the others are up to date.
+    let again = lab.run(&["provision", "m-k8s"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("killself"));
+}

@@ -320,11 +320,22 @@ fn kvm_failure(e: &DriverError) -> String {
     }
 }
 
-/// The last `lines` lines of a console log, control characters removed.
+/// The last `lines` lines of a console log, control characters removed. Only the file's
+/// last 64 KiB are read: a guest can write a console log of any size.
 pub fn tail_file(path: &Path, lines: usize) -> String {
-    let Ok(bytes) = std::fs::read(path) else {
+    use std::io::{Read, Seek, SeekFrom};
+    const TAIL: u64 = 64 << 10;
+    let Ok(mut f) = std::fs::File::open(path) else {
         return String::new();
     };
+    let len = f.metadata().map_or(0, |m| m.len());
+    if len > TAIL && f.seek(SeekFrom::Start(len - TAIL)).is_err() {
+        return String::new();
+    }
+    let mut bytes = Vec::new();
+    if f.take(TAIL).read_to_end(&mut bytes).is_err() {
+        return String::new();
+    }
     let text = String::from_utf8_lossy(&bytes);
     let clean: Vec<String> = text
         .lines()
