@@ -117,3 +117,61 @@ impl Qmp {
         Ok(text)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Property-based fuzzing of the QMP client's reply handling (bounded case count).
+    use super::*;
+    use proptest::prelude::*;
+    use std::os::unix::net::UnixListener;
+
+    /// A one-connection QMP "server" that sends `lines` (each followed by a newline) as soon
+    /// as the client has written anything, then closes.
+    fn serve(path: &Path, greeting: String, lines: Vec<String>) -> std::thread::JoinHandle<()> {
+        let l = UnixListener::bind(path).expect("bind");
+        std::thread::spawn(move || {
+            if let Ok((mut s, _)) = l.accept() {
+                let _ = s.write_all(format!("{greeting}\n").as_bytes());
+                let mut r = BufReader::new(s.try_clone().expect("clone"));
+                let mut buf = String::new();
+                let _ = r.read_line(&mut buf);
+                for line in lines {
+                    let _ = s.write_all(format!("{line}\n").as_bytes());
+                }
+            }
+        })
+    }
+
+    fn reply() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "\\PC{0,80}",
+            Just("{\"return\": {}}".to_string()),
+            Just("{\"return\": \"Error: no\"}".to_string()),
+            Just("{\"error\": {\"desc\": 7}}".to_string()),
+            Just("{\"error\": null}".to_string()),
+            Just("{\"event\": \"STOP\"}".to_string()),
+            Just("[1,2,3]".to_string()),
+            Just("{}".to_string()),
+            Just("null".to_string()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_reply_is_an_answer_or_an_error(
+            greeting in prop_oneof![Just("{\"QMP\": {}}".to_string()), reply()],
+            lines in proptest::collection::vec(reply(), 0..6),
+        ) {
+            let dir = tempfile::tempdir().expect("tmp");
+            let path = dir.path().join("q.sock");
+            let server = serve(&path, greeting, lines);
+            let r = std::panic::catch_unwind(|| {
+                Qmp::connect(&path, Duration::from_secs(2)).and_then(|mut q| q.hmp("info status"))
+            });
+            prop_assert!(r.is_ok(), "the QMP client panicked");
+            let _ = server.join();
+        }
+    }
+}
