@@ -24,6 +24,8 @@ pub(crate) enum Act {
     Ok(Vec<(String, String)>),
     /// Exit with this status.
     Fail(i32),
+    /// Killed by this signal (`KILL`): the channel carries an exit-signal and no status.
+    Killed(&'static str),
     /// Never finish: wait for the cancel flag (or the step's timeout).
     Hang,
     /// The VM goes away under the step (the connection drops).
@@ -283,7 +285,13 @@ impl Guest for FakeGuest {
         _pty: bool,
         on_line: &mut dyn FnMut(&str),
     ) -> Result<ExecOutput, SshError> {
-        let ok = |output: String| Ok(ExecOutput { status: 0, output });
+        let ok = |output: String| {
+            Ok(ExecOutput {
+                status: 0,
+                signal: None,
+                output,
+            })
+        };
         if let Some(path) = between(command, "cat \"$HOME/", '"') {
             let g = self.world.lock();
             let text = g.published.get(&(self.node.clone(), path.to_string()));
@@ -321,7 +329,13 @@ impl Guest for FakeGuest {
             }
             Act::Fail(status) => Ok(ExecOutput {
                 status,
+                signal: None,
                 output: format!("{step} failed\n"),
+            }),
+            Act::Killed(sig) => Ok(ExecOutput {
+                status: labctl_ssh::signal_status(sig),
+                signal: Some(sig.to_string()),
+                output: format!("{step} about to die\n"),
             }),
             Act::Hang => {
                 let started = Instant::now();

@@ -216,6 +216,22 @@ fn a_full_up_runs_every_step_in_order_and_values_flow_master_to_workers() {
 }
 
 #[test]
+fn a_step_killed_by_a_signal_fails_and_is_not_recorded() {
+    let f = Fixture::new(&lab_toml(1, ""));
+    f.world.act("m", "init", Act::Killed("KILL"));
+    let (s, _) = f.up(UpOptions::default());
+    assert!(s.failed());
+    match outcome(&s, "m", "init") {
+        StepOutcome::Failed { status, reason, .. } => {
+            assert_eq!(*status, Some(137));
+            assert!(reason.contains("killed by signal KILL"), "{reason}");
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    assert!(skipped_because(outcome(&s, "w1", "join"), "m.init failed"));
+}
+
+#[test]
 fn a_failure_stops_only_its_dependants() {
     let f = Fixture::new(&lab_toml(2, ""));
     f.world.act("m", "init", Act::Fail(3));
