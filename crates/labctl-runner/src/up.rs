@@ -91,9 +91,13 @@ struct Slots {
 impl Slots {
     fn acquire(&self, cancel: &AtomicBool) -> Option<SlotGuard<'_>> {
         let mut free = self.free.lock().ok()?;
-        while *free == 0 {
+        // After Ctrl-C nothing new starts, even when a slot is free.
+        loop {
             if cancel.load(Ordering::Relaxed) {
                 return None;
+            }
+            if *free > 0 {
+                break;
             }
             free = self
                 .cv
@@ -790,30 +794,50 @@ fn run_task_inner(
                     tail: run.tail,
                 };
             }
-            if let Ok(mut g) = sh.state.lock() {
-                for name in &step.publish {
-                    if let Some(v) = run.published.get(name) {
-                        g.1.insert(name.clone(), v.clone());
+            // Recorded only when the record (and the values) reached the disk: a step whose
+            // record is lost would be skipped next time while its values are missing.
+            let saved = match sh.state.lock() {
+                Err(_) => Err("internal lock poisoned".to_string()),
+                Ok(mut g) => {
+                    for name in &step.publish {
+                        if let Some(v) = run.published.get(name) {
+                            g.1.insert(name.clone(), v.clone());
+                        }
                     }
+                    if let Some(n) = g.0.nodes.get_mut(&node.name) {
+                        n.steps.insert(
+                            step.name.clone(),
+                            StepRecord {
+                                hash: rendered.hash.clone(),
+                                finished_at: SystemTime::now()
+                                    .duration_since(SystemTime::UNIX_EPOCH)
+                                    .map_or(0, |d| d.as_secs()),
+                                duration_ms: ms(started.elapsed()),
+                            },
+                        );
+                    }
+                    let values = if step.publish.is_empty() {
+                        Ok(())
+                    } else {
+                        save_values(&sh.paths, &g.1)
+                    };
+                    let saved = values.and_then(|()| g.0.save(&sh.paths));
+                    if saved.is_err()
+                        && let Some(n) = g.0.nodes.get_mut(&node.name)
+                    {
+                        n.steps.remove(&step.name);
+                    }
+                    saved.map_err(|e| e.to_string())
                 }
-                if let Some(n) = g.0.nodes.get_mut(&node.name) {
-                    n.steps.insert(
-                        step.name.clone(),
-                        StepRecord {
-                            hash: rendered.hash.clone(),
-                            finished_at: SystemTime::now()
-                                .duration_since(SystemTime::UNIX_EPOCH)
-                                .map_or(0, |d| d.as_secs()),
-                            duration_ms: ms(started.elapsed()),
-                        },
-                    );
-                }
-                if !step.publish.is_empty() {
-                    let _ = save_values(&sh.paths, &g.1);
-                }
-                let _ = g.0.save(&sh.paths);
+            };
+            match saved {
+                Ok(()) => StepOutcome::Done,
+                Err(e) => StepOutcome::Failed {
+                    status: Some(0),
+                    reason: format!("exited 0, but its record could not be saved: {e}"),
+                    tail: run.tail,
+                },
             }
-            StepOutcome::Done
         }
         Ok(run) => {
             forget(sh, &node.name, &step.name);
@@ -857,12 +881,25 @@ fn run_task_inner(
 }
 
 /// A step that ran and did not succeed is no longer done, whatever it was before.
+/// The end of the run saves the state again (and `up` fails if that fails too).
 fn forget(sh: &Shared<'_>, node: &str, step: &str) {
-    if let Ok(mut g) = sh.state.lock() {
-        if let Some(n) = g.0.nodes.get_mut(node) {
-            n.steps.remove(step);
+    let saved = match sh.state.lock() {
+        Ok(mut g) => {
+            if let Some(n) = g.0.nodes.get_mut(node) {
+                n.steps.remove(step);
+            }
+            g.0.save(&sh.paths)
         }
-        let _ = g.0.save(&sh.paths);
+        Err(_) => return,
+    };
+    if let Err(e) = saved {
+        emit(
+            &*sh.reporter,
+            node,
+            EventKind::Notice {
+                message: format!("{step} is no longer done, but the state could not be saved: {e}"),
+            },
+        );
     }
 }
 
@@ -931,7 +968,8 @@ fn bring_up(sh: &Shared<'_>, node: &labctl_spec::Node) -> Result<Box<dyn Guest>,
                             }
                             machine = n.machine.clone();
                         }
-                        let _ = g.0.save(&sh.paths);
+                        // `labctl ssh` and the next run must find the node on its new port.
+                        g.0.save(&sh.paths)?;
                         emit(
                             r,
                             name,
@@ -1025,7 +1063,7 @@ fn bring_up(sh: &Shared<'_>, node: &labctl_spec::Node) -> Result<Box<dyn Guest>,
             if let Some(n) = g.0.nodes.get_mut(name) {
                 n.configured = true;
             }
-            let _ = g.0.save(&sh.paths);
+            g.0.save(&sh.paths)?;
         }
     }
     drop(slot);

@@ -567,3 +567,26 @@ fn a_node_thread_that_panics_fails_its_node_and_releases_dependants() {
         );
     }
 }
+
+#[test]
+fn a_step_whose_values_cannot_be_saved_is_not_done() {
+    let f = Fixture::new(&lab_toml(1, ""));
+    // values.json is a directory: writing the published values fails.
+    std::fs::create_dir_all(f.dir.path().join("lab/.labctl/values.json/x")).expect("mkdir");
+    f.world.act("m", "init", publishes("j"));
+    let (s, _) = f.up(UpOptions::default());
+    match outcome(&s, "m", "init") {
+        StepOutcome::Failed { status, reason, .. } => {
+            assert_eq!(*status, Some(0));
+            assert!(reason.contains("could not be saved"), "{reason}");
+        }
+        o => panic!("{o:?}"),
+    }
+    assert!(skipped_because(outcome(&s, "w1", "join"), "m.init failed"));
+    let st =
+        crate::state::LabState::load(&crate::state::LabPaths::new(&f.dir.path().join("lab"), "t"))
+            .expect("state")
+            .expect("saved");
+    assert!(st.nodes["m"].steps.contains_key("prep"));
+    assert!(!st.nodes["m"].steps.contains_key("init"), "not recorded");
+}
