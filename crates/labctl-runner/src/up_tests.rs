@@ -281,7 +281,7 @@ fn a_vm_that_dies_under_a_step_fails_with_its_console() {
 #[test]
 fn jobs_bounds_how_many_steps_run_at_once() {
     let f = Fixture::new(&lab_toml(4, ""));
-    f.world.step_delay(Duration::from_millis(60));
+    f.world.step_delay(Duration::from_millis(150));
     f.world.act("m", "init", publishes("j"));
     let (s, _) = f.up(UpOptions {
         jobs: Some(2),
@@ -292,7 +292,7 @@ fn jobs_bounds_how_many_steps_run_at_once() {
     assert_eq!(f.world.steps_run().len(), 10);
 
     let g = Fixture::new(&lab_toml(4, ""));
-    g.world.step_delay(Duration::from_millis(60));
+    g.world.step_delay(Duration::from_millis(150));
     g.world.act("m", "init", publishes("j"));
     let (s, _) = g.up(UpOptions::default());
     assert!(!s.failed(), "{s:?}");
@@ -510,7 +510,13 @@ fn ctrl_c_during_a_step_records_nothing_and_skips_the_rest() {
     let (s, _) = f.up_cancel(UpOptions::default(), cancel);
     assert!(s.interrupted);
     assert!(skipped_because(outcome(&s, "m", "init"), "interrupted"));
-    assert!(skipped_because(outcome(&s, "w1", "join"), "interrupted"));
+    // w1 is skipped at its join, or was itself still coming up when Ctrl-C came.
+    let w1 = s.nodes.iter().find(|n| n.name == "w1").expect("w1");
+    assert_eq!(w1.error, None);
+    if w1.steps.iter().any(|(n, _, _)| n == "join") {
+        assert!(skipped_because(outcome(&s, "w1", "join"), "interrupted"));
+    }
+    assert!(!f.world.steps_run().contains(&"w1.join".to_string()));
     let st =
         crate::state::LabState::load(&crate::state::LabPaths::new(&f.dir.path().join("lab"), "t"))
             .expect("state")
