@@ -78,8 +78,34 @@ impl UpSummary {
 enum TaskState {
     Pending,
     Ok,
-    /// Did not succeed; dependents are skipped with this reason.
-    Blocked(String),
+    /// Did not succeed; dependents are skipped for it.
+    Blocked(Block),
+}
+
+/// Why a task did not succeed, for the skip reason of what waits on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Block {
+    /// What happened to this task, said of it ("failed", "has never run"): dependants are
+    /// skipped "because LABEL WHAT".
+    Own(String),
+    /// The task was itself skipped for a dependency: dependants get the same reason.
+    Passed(String),
+}
+
+/// Why waiting for a task's dependencies ended without all of them done.
+enum WaitEnd {
+    /// A dependency did not succeed: the skip reason.
+    Dep(String),
+    /// Ctrl-C or an internal failure: the skip reason.
+    Stopped(String),
+}
+
+/// A task that was not attempted.
+enum NotRun {
+    /// Outside `provision --step/--from`: not reported.
+    NotSelected,
+    /// A dependency did not succeed: skipped with this reason, passed on to dependants.
+    Dep(String),
 }
 
 /// Counting semaphore for `--jobs`.
@@ -185,25 +211,24 @@ impl Shared<'_> {
     }
 
     /// Wait until every dependency of `t` is settled; Err(reason) if one did not succeed.
-    fn wait_deps(&self, t: usize) -> Result<(), String> {
-        let mut tasks = self
-            .tasks
-            .lock()
-            .map_err(|_| "internal lock poisoned".to_string())?;
+    fn wait_deps(&self, t: usize) -> Result<(), WaitEnd> {
+        fn poisoned<T>(_: T) -> WaitEnd {
+            WaitEnd::Stopped("internal lock poisoned".into())
+        }
+        let mut tasks = self.tasks.lock().map_err(poisoned)?;
         loop {
             if self.cancel.load(Ordering::Relaxed) {
-                return Err("interrupted".into());
+                return Err(WaitEnd::Stopped("interrupted".into()));
             }
             let mut pending = false;
             for &d in &self.graph.deps[t] {
                 match &tasks[d] {
-                    TaskState::Blocked(why) => {
+                    TaskState::Blocked(Block::Passed(why)) => {
+                        return Err(WaitEnd::Dep(why.clone()));
+                    }
+                    TaskState::Blocked(Block::Own(why)) => {
                         let label = self.graph.label(self.lab, d);
-                        return Err(if why.starts_with("because ") {
-                            why.clone()
-                        } else {
-                            format!("because {label} {why}")
-                        });
+                        return Err(WaitEnd::Dep(format!("because {label} {why}")));
                     }
                     TaskState::Pending => pending = true,
                     TaskState::Ok => {}
@@ -215,7 +240,7 @@ impl Shared<'_> {
             tasks = self
                 .tasks_cv
                 .wait_timeout(tasks, Duration::from_millis(250))
-                .map_err(|_| "internal lock poisoned".to_string())?
+                .map_err(poisoned)?
                 .0;
         }
     }
@@ -394,10 +419,10 @@ pub(crate) fn up_with(
                 if done {
                     TaskState::Ok
                 } else {
-                    TaskState::Blocked(format!(
+                    TaskState::Blocked(Block::Own(format!(
                         "has not run ({} is not part of this run)",
                         node.name
-                    ))
+                    )))
                 },
             );
         }
@@ -520,7 +545,8 @@ fn node_panicked(sh: &Shared<'_>, node: &labctl_spec::Node) -> NodeSummary {
         let mut tasks = sh.tasks.lock().unwrap_or_else(|e| e.into_inner());
         for (t, task) in sh.graph.tasks.iter().enumerate() {
             if sh.lab.nodes[task.node].name == node.name && tasks[t] == TaskState::Pending {
-                tasks[t] = TaskState::Blocked(format!("did not run: {} failed", node.name));
+                tasks[t] =
+                    TaskState::Blocked(Block::Own(format!("did not run: {} failed", node.name)));
             }
         }
     }
@@ -576,7 +602,10 @@ fn node_worker(sh: &Shared<'_>, node: &labctl_spec::Node) -> NodeSummary {
             for &t in &my_tasks {
                 sh.set_task(
                     t,
-                    TaskState::Blocked(format!("did not run: {} did not come up", node.name)),
+                    TaskState::Blocked(Block::Own(format!(
+                        "did not run: {} did not come up",
+                        node.name
+                    ))),
                 );
             }
             return summary;
@@ -586,52 +615,58 @@ fn node_worker(sh: &Shared<'_>, node: &labctl_spec::Node) -> NodeSummary {
     for &t in &my_tasks {
         let idx = sh.graph.tasks[t].step;
         let step = &steps[idx];
-        let (outcome, ran_for) = run_task(sh, node, &*session, t, idx, step);
+        let (ran, ran_for) = run_task(sh, node, &*session, t, idx, step);
         let elapsed = ms(ran_for);
-        let state = match &outcome {
-            StepOutcome::Done | StepOutcome::UpToDate => TaskState::Ok,
-            StepOutcome::Failed { .. } => TaskState::Blocked("failed".into()),
-            StepOutcome::Skipped { reason } if reason.starts_with("because ") => {
-                TaskState::Blocked(reason.clone())
-            }
-            StepOutcome::Skipped { reason } if reason == NOT_SELECTED => {
+        let outcome = match ran {
+            Err(NotRun::NotSelected) => {
                 let done = sh.state.lock().ok().is_some_and(|g| {
                     g.0.nodes
                         .get(&node.name)
                         .is_some_and(|n| n.steps.contains_key(&step.name))
                 });
-                if done {
-                    TaskState::Ok
-                } else {
-                    TaskState::Blocked("has never run".into())
-                }
+                sh.set_task(
+                    t,
+                    if done {
+                        TaskState::Ok
+                    } else {
+                        TaskState::Blocked(Block::Own("has never run".into()))
+                    },
+                );
+                continue;
             }
-            StepOutcome::Skipped { reason } => {
-                TaskState::Blocked(format!("was skipped ({reason})"))
+            Err(NotRun::Dep(reason)) => {
+                sh.set_task(t, TaskState::Blocked(Block::Passed(reason.clone())));
+                StepOutcome::Skipped { reason }
+            }
+            Ok(outcome) => {
+                sh.set_task(
+                    t,
+                    match &outcome {
+                        StepOutcome::Done | StepOutcome::UpToDate => TaskState::Ok,
+                        StepOutcome::Failed { .. } => {
+                            TaskState::Blocked(Block::Own("failed".into()))
+                        }
+                        StepOutcome::Skipped { reason } => {
+                            TaskState::Blocked(Block::Own(format!("was skipped ({reason})")))
+                        }
+                    },
+                );
+                outcome
             }
         };
-        sh.set_task(t, state);
-        if outcome
-            != (StepOutcome::Skipped {
-                reason: NOT_SELECTED.into(),
-            })
-        {
-            emit(
-                &*sh.reporter,
-                &node.name,
-                EventKind::StepFinished {
-                    step: step.name.clone(),
-                    outcome: outcome.clone(),
-                    duration_ms: elapsed,
-                },
-            );
-            summary.steps.push((step.name.clone(), outcome, elapsed));
-        }
+        emit(
+            &*sh.reporter,
+            &node.name,
+            EventKind::StepFinished {
+                step: step.name.clone(),
+                outcome: outcome.clone(),
+                duration_ms: elapsed,
+            },
+        );
+        summary.steps.push((step.name.clone(), outcome, elapsed));
     }
     summary
 }
-
-const NOT_SELECTED: &str = "not selected";
 
 fn selected_step(sel: &Selection, steps: &[labctl_spec::Step], idx: usize) -> bool {
     match sel {
@@ -651,7 +686,7 @@ fn run_task(
     t: usize,
     idx: usize,
     step: &labctl_spec::Step,
-) -> (StepOutcome, Duration) {
+) -> (Result<StepOutcome, NotRun>, Duration) {
     let mut ran_from: Option<Instant> = None;
     let outcome = run_task_inner(sh, node, session, t, idx, step, &mut ran_from);
     (outcome, ran_from.map_or(Duration::ZERO, |t| t.elapsed()))
@@ -665,20 +700,32 @@ fn run_task_inner(
     idx: usize,
     step: &labctl_spec::Step,
     ran_from: &mut Option<Instant>,
-) -> StepOutcome {
+) -> Result<StepOutcome, NotRun> {
     let steps = sh.lab.steps_of(node);
     let forced = sh
         .opts
         .force
         .contains(&(node.name.clone(), step.name.clone()));
     if !selected_step(&sh.opts.selection, steps, idx) && !forced {
-        return StepOutcome::Skipped {
-            reason: NOT_SELECTED.into(),
-        };
+        return Err(NotRun::NotSelected);
     }
-    if let Err(reason) = sh.wait_deps(t) {
-        return StepOutcome::Skipped { reason };
+    match sh.wait_deps(t) {
+        Ok(()) => {}
+        Err(WaitEnd::Dep(reason)) => return Err(NotRun::Dep(reason)),
+        Err(WaitEnd::Stopped(reason)) => return Ok(StepOutcome::Skipped { reason }),
     }
+    Ok(step_outcome(sh, node, session, idx, step, ran_from))
+}
+
+fn step_outcome(
+    sh: &Shared<'_>,
+    node: &labctl_spec::Node,
+    session: &dyn Guest,
+    idx: usize,
+    step: &labctl_spec::Step,
+    ran_from: &mut Option<Instant>,
+) -> StepOutcome {
+    let steps = sh.lab.steps_of(node);
     if step.run == RunPolicy::Never
         && !matches!(&sh.opts.selection, Selection::Step(n) if *n == step.name)
     {

@@ -596,3 +596,19 @@ fn a_step_whose_values_cannot_be_saved_is_not_done() {
     assert!(st.nodes["m"].steps.contains_key("prep"));
     assert!(!st.nodes["m"].steps.contains_key("init"), "not recorded");
 }
+
+#[test]
+fn a_skip_reason_is_passed_on_unchanged_to_the_dependants_of_the_skipped() {
+    let f = Fixture::new(&lab_toml(1, ""));
+    f.world.act("m", "prep", Act::Fail(1));
+    let (s, _) = f.up(UpOptions::default());
+    for (node, step) in [("m", "init"), ("w1", "join")] {
+        assert_eq!(
+            outcome(&s, node, step),
+            &StepOutcome::Skipped {
+                reason: "because m.prep failed".into()
+            }
+        );
+    }
+    assert_eq!(outcome(&s, "w1", "prep"), &StepOutcome::Done);
+}
