@@ -26,6 +26,7 @@ pub use ops::*;
 pub use reset::{
     GOLDEN, LabListing, ResetOptions, ResetSummary, SnapshotCmd, find_lab, list, reset, snapshot,
 };
+pub use reset::{check_box_unused, labs_using_box};
 pub use up::{NodeSummary, Selection, UpOptions, UpSummary, up};
 
 /// Runner errors.
@@ -59,6 +60,12 @@ pub enum RunnerError {
         node: String,
         what: &'static str,
         value: String,
+    },
+    #[error("box `{name}` is used by {}", labs.iter().map(|(l, d, n)| format!("lab {l} in {} ({})", d.display(), n.join(", "))).collect::<Vec<_>>().join("; "))]
+    BoxInUse {
+        name: String,
+        /// (lab name, lab directory, its nodes)
+        labs: Vec<(String, PathBuf, Vec<String>)>,
     },
     #[error("cannot adopt: {reason}")]
     CannotAdopt { reason: AdoptRefusal },

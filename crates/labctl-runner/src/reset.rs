@@ -580,6 +580,36 @@ pub fn find_lab(env: &Env, name: &str) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Registered labs with nodes made from box `name`: (lab name, lab directory, nodes). A box
+/// in use must not be removed or replaced: every node's overlay points at its disk.
+pub fn labs_using_box(env: &Env, name: &str) -> Vec<(String, PathBuf, Vec<String>)> {
+    let mut out = Vec::new();
+    for e in read_registry(env).into_values() {
+        let paths = LabPaths::new(&e.dir, &e.name);
+        let Ok(Some(st)) = LabState::load(&paths) else {
+            continue;
+        };
+        if st.box_name == name && !st.nodes.is_empty() {
+            out.push((e.name, e.dir, st.nodes.keys().cloned().collect()));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Refuse to remove or replace a box that registered labs use.
+pub fn check_box_unused(env: &Env, name: &str) -> Result<(), RunnerError> {
+    let labs = labs_using_box(env, name);
+    if labs.is_empty() {
+        Ok(())
+    } else {
+        Err(RunnerError::BoxInUse {
+            name: name.to_string(),
+            labs,
+        })
+    }
+}
+
 /// Every lab on this host with its state and resources; labs whose state is gone drop out.
 pub fn list(env: &Env) -> Vec<LabListing> {
     let reg = read_registry(env);

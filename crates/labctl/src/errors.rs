@@ -161,6 +161,9 @@ fn runner_hint(e: &RunnerError) -> Option<String> {
         } => Some(
             "move the lab back and `labctl halt` it, then move it again (or end that process yourself)".into(),
         ),
+        RunnerError::BoxInUse { .. } => Some(
+            "every node's disk is an overlay on the box's disk: `labctl destroy` those labs first (or add the new box under another name)".into(),
+        ),
         RunnerError::NotForeign => {
             Some("`labctl destroy` removes this lab's VMs and state".into())
         }

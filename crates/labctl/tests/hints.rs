@@ -419,3 +419,29 @@ fn doctor() {
     );
     drop(held);
 }
+
+/// A box that a registered lab's nodes are made from is not removed or replaced (every
+/// node's disk is an overlay on it); the error names the lab and its nodes.
+#[test]
+fn box_in_use() {
+    let w = World::new();
+    w.write_state(&[("m-k8s", "master", true), ("w1-k8s", "worker", true)]);
+    let own = labctl_runner::state::LabPaths::new(&w.lab(), "smoke");
+    let reg = serde_json::json!({ own.id.clone(): {"name": "smoke", "dir": own.lab_dir()} });
+    std::fs::create_dir_all(w.path().join("home")).expect("mkdir");
+    std::fs::write(w.path().join("home/labs.json"), reg.to_string()).expect("registry");
+    let mut s = w.run(&["box", "remove", "labctl/debian-12"], &[]);
+    s.push_str(&w.run(
+        &[
+            "box",
+            "add",
+            "--force",
+            "labctl/debian-12",
+            "/nonexistent.box",
+        ],
+        &[],
+    ));
+    // Another box is not in use: its removal goes on to the store (which does not have it).
+    s.push_str(&w.run(&["box", "remove", "other/box"], &[]));
+    insta::assert_snapshot!("box_in_use", s);
+}

@@ -20,6 +20,9 @@ pub(crate) fn run(cmd: &BoxCommand, p: &Printer) -> Result<u8> {
     let store = super::env().boxes();
     match cmd {
         BoxCommand::Add(a) => {
+            if a.force && store.get(&a.name).is_ok() {
+                labctl_runner::check_box_unused(&super::env(), &a.name)?;
+            }
             let opts = AddOptions {
                 force: a.force,
                 user: a.user.clone(),
@@ -72,6 +75,7 @@ pub(crate) fn run(cmd: &BoxCommand, p: &Printer) -> Result<u8> {
             }
         }
         BoxCommand::Remove { name } => {
+            labctl_runner::check_box_unused(&super::env(), name)?;
             store.remove(name)?;
             p.out(format!("removed box {name}"));
         }
