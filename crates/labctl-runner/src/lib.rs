@@ -97,6 +97,9 @@ pub enum RunnerError {
     Render(#[from] labctl_spec::RenderFailure),
     #[error("interrupted")]
     Interrupted,
+    /// A bug in labctl: a worker thread panicked, or a lock it held is poisoned. Not Ctrl-C.
+    #[error("internal error: {what}")]
+    Internal { what: &'static str },
     #[error("cannot reset from the golden snapshot: {reason}")]
     NoGolden { reason: NoGolden },
     /// Nodes a command needs running (or created) are not.

@@ -55,7 +55,14 @@ where
             .map(|n| (n.clone(), s.spawn(|| f(n))))
             .collect();
         hs.into_iter()
-            .map(|(n, h)| (n, h.join().unwrap_or(Err(RunnerError::Interrupted))))
+            .map(|(n, h)| {
+                (
+                    n,
+                    h.join().unwrap_or(Err(RunnerError::Internal {
+                        what: "a node thread panicked",
+                    })),
+                )
+            })
             .collect()
     });
     let mut out = Vec::new();

@@ -108,6 +108,11 @@ enum NotRun {
     Dep(String),
 }
 
+/// The lab state's lock was poisoned: a node thread panicked while holding it.
+const POISONED: RunnerError = RunnerError::Internal {
+    what: "the lab state's lock is poisoned (a node thread panicked)",
+};
+
 /// Counting semaphore for `--jobs`.
 struct Slots {
     free: Mutex<usize>,
@@ -171,7 +176,7 @@ struct Shared<'a> {
 
 impl Shared<'_> {
     fn save(&self) -> Result<(), RunnerError> {
-        let g = self.state.lock().map_err(|_| RunnerError::Interrupted)?;
+        let g = self.state.lock().map_err(|_| POISONED)?;
         g.0.save(&self.paths)
     }
 
@@ -473,11 +478,7 @@ pub(crate) fn up_with(
                 .all(|(_, o, _)| matches!(o, StepOutcome::Done | StepOutcome::UpToDate))
         });
     if lab.golden_snapshot && clean {
-        let mut st = shared
-            .state
-            .into_inner()
-            .map_err(|_| RunnerError::Interrupted)?
-            .0;
+        let mut st = shared.state.into_inner().map_err(|_| POISONED)?.0;
         let complete = lab.nodes.iter().all(|n| {
             st.nodes.get(&n.name).is_some_and(|ns| {
                 matches!(
@@ -995,7 +996,7 @@ fn bring_up(sh: &Shared<'_>, node: &labctl_spec::Node) -> Result<Box<dyn Guest>,
                     Ok(()) => break,
                     Err(DriverError::PortInUse { port }) if tries < 3 => {
                         tries += 1;
-                        let mut g = sh.state.lock().map_err(|_| RunnerError::Interrupted)?;
+                        let mut g = sh.state.lock().map_err(|_| POISONED)?;
                         let mut taken: BTreeSet<u16> = BTreeSet::new();
                         for n in g.0.nodes.values() {
                             taken.insert(n.machine.ssh.host);

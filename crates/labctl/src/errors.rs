@@ -196,7 +196,8 @@ fn runner_hint(e: &RunnerError) -> Option<String> {
         | RunnerError::Key(_)
         | RunnerError::Ssh(_)
         | RunnerError::Render(_)
-        | RunnerError::Hook { .. } => None,
+        | RunnerError::Hook { .. }
+        | RunnerError::Internal { .. } => None,
     }
 }
 
