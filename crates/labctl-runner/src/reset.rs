@@ -648,3 +648,25 @@ pub fn list(env: &Env) -> Vec<LabListing> {
     write_registry(env, &keep);
     out
 }
+
+#[cfg(test)]
+mod hook_tests {
+    use super::*;
+
+    #[test]
+    fn forget_runs_on_another_control_plane_and_check_on_the_node() {
+        let file =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../labs/k8s-ha/lab.toml");
+        let lab = labctl_spec::load(&file, labctl_spec::Overrides::default()).expect("k8s-ha");
+        let role = |r: &str| lab.role(r).expect("role").clone();
+        let forget = role("cp2").forget.expect("cp2 forget");
+        assert_eq!(hook_nodes(&lab, &forget, "cp2-k8s"), ["cp1-k8s", "cp3-k8s"]);
+        let forget = role("worker").forget.expect("worker forget");
+        assert_eq!(
+            hook_nodes(&lab, &forget, "w1-k8s"),
+            ["cp1-k8s", "cp2-k8s", "cp3-k8s"]
+        );
+        let check = role("worker").check.expect("worker check");
+        assert_eq!(hook_nodes(&lab, &check, "w2-k8s"), ["w2-k8s"]);
+    }
+}

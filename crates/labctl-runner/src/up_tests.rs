@@ -612,3 +612,76 @@ fn a_skip_reason_is_passed_on_unchanged_to_the_dependants_of_the_skipped() {
     }
     assert_eq!(outcome(&s, "w1", "prep"), &StepOutcome::Done);
 }
+
+/// `ttl` on a published value: a worker added after the value expired makes the publisher
+/// run again first (with a notice), and joins with the new value; before that, nothing.
+#[test]
+fn an_expired_value_is_published_again_before_a_new_worker_uses_it() {
+    let with_ttl = |workers| {
+        lab_toml(workers, "").replace(
+            "publish = [\"join_command\"]",
+            "publish = [{ name = \"join_command\", ttl = \"23h\" }]",
+        )
+    };
+    let f = Fixture::new(&with_ttl(1));
+    f.world
+        .act("m", "init", publishes("kubeadm join --token old"));
+    let (s, _) = f.up(UpOptions::default());
+    assert!(!s.failed(), "{s:?}");
+    let first = f.world.steps_run().len();
+
+    // An hour later, a second worker: the token is still good, init does not run again.
+    f.set_lab(&with_ttl(2));
+    let (s, events) = f.up(UpOptions::default());
+    assert_eq!(outcome(&s, "m", "init"), &StepOutcome::UpToDate);
+    assert_eq!(f.world.steps_run()[first..], ["w2.prep", "w2.join"]);
+    assert!(!events.iter().any(|e| matches!(&e.kind,
+        EventKind::Notice { message } if message.contains("runs again first"))));
+
+    // The token's record is 25 hours old: a third worker makes init run again first.
+    let paths = crate::state::LabPaths::new(&f.dir.path().join("lab"), "t");
+    let mut st = crate::state::LabState::load(&paths)
+        .expect("state")
+        .expect("saved");
+    let rec = st
+        .nodes
+        .get_mut("m")
+        .and_then(|n| n.steps.get_mut("init"))
+        .expect("init record");
+    rec.finished_at -= 25 * 3600;
+    st.save(&paths).expect("save");
+    f.world
+        .act("m", "init", publishes("kubeadm join --token new"));
+    f.set_lab(&with_ttl(3));
+    let before = f.world.steps_run().len();
+    let (s, events) = f.up(UpOptions::default());
+    assert!(!s.failed(), "{s:?}");
+    let ran = f.world.steps_run()[before..].to_vec();
+    let pos = |x: &str| {
+        ran.iter()
+            .position(|r| r == x)
+            .unwrap_or_else(|| panic!("{x}: {ran:?}"))
+    };
+    assert!(pos("m.init") < pos("w3.join"), "{ran:?}");
+    assert!(
+        events.iter().any(|e| matches!(&e.kind,
+            EventKind::Notice { message } if message.contains("`join_command` is 1d1h") && message.contains("old (ttl 23h)")
+                && message.contains("runs again first"))),
+        "{events:?}"
+    );
+    let join = f
+        .world
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            Call::Upload {
+                node,
+                path,
+                content,
+            } if node == "w3" && path.ends_with("-join.sh") => Some(content),
+            _ => None,
+        })
+        .next_back()
+        .expect("w3's join script uploaded");
+    assert!(join.contains("kubeadm join --token new"), "{join}");
+}
