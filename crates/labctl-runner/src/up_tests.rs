@@ -685,3 +685,59 @@ fn an_expired_value_is_published_again_before_a_new_worker_uses_it() {
         .expect("w3's join script uploaded");
     assert!(join.contains("kubeadm join --token new"), "{join}");
 }
+
+#[test]
+fn a_step_that_exits_0_without_its_declared_values_fails() {
+    let f = Fixture::new(&lab_toml(1, ""));
+    // init declares `publish = ["join_command"]` but writes nothing.
+    let (s, _) = f.up(UpOptions::default());
+    match outcome(&s, "m", "init") {
+        StepOutcome::Failed { status, reason, .. } => {
+            assert_eq!(*status, Some(0));
+            assert!(
+                reason.contains("did not publish `join_command`"),
+                "{reason}"
+            );
+        }
+        o => panic!("{o:?}"),
+    }
+    assert!(skipped_because(outcome(&s, "w1", "join"), "m.init failed"));
+}
+
+#[test]
+fn egress_and_run_never_steps_are_skipped_unless_asked_for() {
+    let fetch = "\n[[role.master.step]]\nname = \"fetch\"\ntemplate = \"prep.sh.hbs\"\nneeds_egress = true\n";
+    let f = Fixture::new(
+        &lab_toml(1, fetch).replace("templates = \"t\"", "templates = \"t\"\negress = false"),
+    );
+    f.world.act("m", "init", publishes("j"));
+    let (s, _) = f.up(UpOptions::default());
+    assert!(
+        skipped_because(outcome(&s, "m", "fetch"), "egress is off"),
+        "{:?}",
+        outcome(&s, "m", "fetch")
+    );
+    assert_eq!(outcome(&s, "w1", "join"), &StepOutcome::Done);
+    assert!(!f.world.steps_run().contains(&"m.fetch".to_string()));
+
+    let manual =
+        "\n[[role.master.step]]\nname = \"manual\"\ntemplate = \"prep.sh.hbs\"\nrun = \"never\"\n";
+    let g = Fixture::new(&lab_toml(1, manual));
+    g.world.act("m", "init", publishes("j"));
+    let (s, _) = g.up(UpOptions::default());
+    assert!(skipped_because(
+        outcome(&s, "m", "manual"),
+        "runs only on request"
+    ));
+    assert!(!g.world.steps_run().contains(&"m.manual".to_string()));
+    let (s, _) = g.up(UpOptions {
+        nodes: vec!["m".into()],
+        selection: Selection::Step("manual".into()),
+        ..UpOptions::default()
+    });
+    assert_eq!(outcome(&s, "m", "manual"), &StepOutcome::Done);
+    assert_eq!(
+        g.world.steps_run().last().map(String::as_str),
+        Some("m.manual")
+    );
+}
