@@ -10,7 +10,8 @@
 # Steps, each skipped when already done:
 #   1. host packages (scripts/setup.sh: QEMU, debootstrap, build tools), as root, or through
 #      sudo when you are not root (Debian/Ubuntu hosts)
-#   2. labctl itself: `cargo install --locked --path crates/labctl` (needs Rust: rustup.rs)
+#   2. labctl itself: `cargo install --locked --path crates/labctl` (needs Rust: rustup.rs),
+#      with its man pages and bash completion under ~/.local/share
 #   3. the Debian 12 box (scripts/build-box.sh, needs root once; ~2 minutes, cached in
 #      ~/.cache/labctl, or LABCTL_CACHE)
 #   4. `labctl init --lab NAME DIR`, then `labctl up --workers N` in DIR
@@ -57,6 +58,11 @@ command -v cargo >/dev/null 2>&1 ||
 cargo install --locked --quiet --path "$REPO/crates/labctl"
 LABCTL=$CARGO_BIN/labctl
 [[ -x $LABCTL ]] || LABCTL=$(command -v labctl)
+# Man pages and bash completion for this user (XDG data dir; man and bash-completion look there).
+DATA=${XDG_DATA_HOME:-$HOME/.local/share}
+"$LABCTL" -q man --out "$DATA/man/man1"
+mkdir -p "$DATA/bash-completion/completions"
+"$LABCTL" completions bash > "$DATA/bash-completion/completions/labctl"
 
 step "box"
 "${AS_ROOT[@]}" env LABCTL_CACHE="$CACHE" bash "$REPO/scripts/build-box.sh" >/dev/null
