@@ -56,7 +56,7 @@ Priority: optional
 Description: classroom virtual-machine labs: bring up, provision, reset
  labctl replaces a course Vagrantfile: it boots a lab's nodes in parallel on QEMU (or
  VirtualBox), provisions them over SSH from templates, and resets broken nodes from a
- golden snapshot. `labctl import Vagrantfile` converts an existing lab.
+ golden snapshot. "labctl import Vagrantfile" converts an existing lab.
 EOF
 
 mkdir -p target/debian
