@@ -353,3 +353,50 @@ fn metadata_fields() {
     // some other way: links never reach the box directory at all (see archive_entries).
     w.check("metadata");
 }
+
+/// Attacks on downloads: plain http (swappable on the wire), a file that is not the pinned
+/// one, credentials in the URL leaking into errors and box.json. Nothing leaves 127.0.0.1.
+#[test]
+fn downloads() {
+    let Some(w) = World::new() else { return };
+    let e = w.add(
+        "t/http",
+        Path::new("http://127.0.0.1:9/x.box"),
+        &AddOptions::default(),
+    );
+    assert!(matches!(e, BoxError::Insecure { .. }), "{e}");
+
+    // A pinned digest that does not match.
+    w.qemu_img(&["create", "-q", "-f", "qcow2", "ok.qcow2", "1M"]);
+    let opts = AddOptions {
+        sha256: Some("00".repeat(32)),
+        ..AddOptions::default()
+    };
+    let e = w.add("t/digest", &w.p("ok.qcow2"), &opts);
+    expect(&e, &["sha256", &"00".repeat(32)], "digest");
+
+    if Command::new("curl").arg("--version").output().is_ok() {
+        // Port 9 on 127.0.0.1: nothing listens; the error must not carry the credentials.
+        let opts = AddOptions {
+            insecure: true,
+            ..AddOptions::default()
+        };
+        let e = w.add(
+            "t/creds",
+            Path::new("http://alice:hunter2@127.0.0.1:9/x.box?token=s3cret"),
+            &opts,
+        );
+        let mut text = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            text.push_str(&format!(" / {s}"));
+            src = s.source();
+        }
+        assert!(
+            !text.contains("hunter2") && !text.contains("s3cret"),
+            "{text}"
+        );
+        assert!(text.contains("***@127.0.0.1:9"), "{text}");
+    }
+    w.check("downloads");
+}

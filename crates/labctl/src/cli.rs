@@ -277,6 +277,12 @@ pub(crate) struct BoxAddArgs {
     /// Guest OS family when the box does not say (debian, ubuntu, rocky, centos).
     #[arg(long)]
     pub(crate) os: Option<String>,
+    /// The sha256 (hex) the box file must have; a download is checked before it is used.
+    #[arg(long, value_name = "HEX")]
+    pub(crate) sha256: Option<String>,
+    /// Allow a plain http:// URL (and redirects to http).
+    #[arg(long)]
+    pub(crate) insecure: bool,
 }
 
 #[derive(Debug, Args)]

@@ -252,6 +252,13 @@ fn box_hint(e: &BoxError) -> Option<String> {
         }
         BoxError::NotFound { .. } => Some("no box is installed; see `labctl box add`".into()),
         BoxError::Exists { .. } => Some("pass `--force` to replace it".into()),
+        BoxError::Insecure { .. } => {
+            Some("use an https:// URL, or pass `--insecure` if you trust the network".into())
+        }
+        BoxError::Digest { .. } => Some(
+            "the file is not the one you pinned: check the digest with the box's publisher".into(),
+        ),
+        BoxError::Download { source, .. } => tool_hint(source),
         BoxError::Entry { .. } | BoxError::Metadata { .. } | BoxError::Image { .. } => Some(
             "labctl refuses boxes that could make it or QEMU read files outside the box (docs/security.md); get the box from its publisher again, or rebuild it".into(),
         ),

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::exec::{ToolError, find_program};
 
-mod download;
+pub mod download;
 pub mod unpack;
 
 /// Write a file atomically: temp file in the same directory, fsync, rename.
@@ -148,6 +148,16 @@ pub enum BoxError {
     },
     #[error("disk image {} is refused: {why}", path.display())]
     Image { path: PathBuf, why: String },
+    #[error("`{url}` is plain http: a box fetched that way can be swapped on the wire")]
+    Insecure { url: String },
+    #[error("the box's sha256 is {actual}, not the {expected} asked for")]
+    Digest { expected: String, actual: String },
+    #[error("downloading {url} failed")]
+    Download {
+        url: String,
+        #[source]
+        source: ToolError,
+    },
     #[error(transparent)]
     Tool(#[from] ToolError),
 }
@@ -182,6 +192,10 @@ pub struct AddOptions {
     pub os: Option<String>,
     /// Cap on what a box archive unpacks to (default [`unpack::DEFAULT_MAX_UNPACKED`]).
     pub max_unpacked: Option<u64>,
+    /// Allow plain `http://` (and redirects to it).
+    pub insecure: bool,
+    /// The sha256 the added file must have (hex).
+    pub sha256: Option<String>,
 }
 
 /// `BOX:member`, how a file inside a box archive is named in messages.
@@ -362,12 +376,31 @@ impl BoxStore {
                 name: name.to_string(),
             });
         }
-        let file = if source.starts_with("http://") || source.starts_with("https://") {
-            self.download(source, progress)?
+        let remote = source.starts_with("http://") || source.starts_with("https://");
+        if source.starts_with("http://") && !opts.insecure {
+            return Err(BoxError::Insecure {
+                url: download::redact_url(source),
+            });
+        }
+        let expected = opts.sha256.as_ref().map(|s| s.trim().to_ascii_lowercase());
+        let file = if remote {
+            self.download(source, opts.insecure, expected.is_some(), progress)?
         } else {
             PathBuf::from(source.strip_prefix("file://").unwrap_or(source))
         };
         let (sha256, size) = sha256_file(&file).map_err(io("read", &file))?;
+        if let Some(want) = expected
+            && want != sha256
+        {
+            if remote {
+                // The next attempt downloads afresh.
+                let _ = std::fs::remove_file(&file);
+            }
+            return Err(BoxError::Digest {
+                expected: want,
+                actual: sha256,
+            });
+        }
         std::fs::create_dir_all(&self.root).map_err(io("create", &self.root))?;
         let tmp = self.root.join(format!(
             ".add-{}-{}",
@@ -399,7 +432,7 @@ impl BoxStore {
             meta.files.insert(f.to_string(), FileSum { sha256, size });
         }
         meta.name = name.to_string();
-        meta.source = source.to_string();
+        meta.source = download::redact_url(source);
         meta.sha256 = sha256;
         meta.size = size;
         meta.added_at = std::time::SystemTime::now()

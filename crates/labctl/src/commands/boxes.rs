@@ -29,6 +29,8 @@ pub(crate) fn run(cmd: &BoxCommand, p: &Printer) -> Result<u8> {
                 private_key: a.key.clone(),
                 os: a.os.clone(),
                 max_unpacked: None,
+                insecure: a.insecure,
+                sha256: a.sha256.clone(),
             };
             let tty = std::io::stderr().is_terminal() && !p.quiet;
             let progress = |pr: Progress| {
