@@ -27,7 +27,7 @@ pub use reset::{
     GOLDEN, LabListing, ResetOptions, ResetSummary, SnapshotCmd, find_lab, list, reset, snapshot,
 };
 pub use reset::{check_box_unused, labs_using_box};
-pub use up::{NodeSummary, Selection, UpOptions, UpSummary, up};
+pub use up::{NodeSummary, Selection, StepSummary, UpOptions, UpSummary, up};
 
 /// Runner errors.
 #[derive(Debug, thiserror::Error)]

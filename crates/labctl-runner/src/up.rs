@@ -51,7 +51,16 @@ pub struct NodeSummary {
     pub name: String,
     pub error: Option<String>,
     pub ready_ms: Option<u64>,
-    pub steps: Vec<(String, StepOutcome, u64)>,
+    pub steps: Vec<StepSummary>,
+}
+
+/// What happened to one step of a node in this run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepSummary {
+    pub name: String,
+    pub outcome: StepOutcome,
+    /// How long it ran (0 when it did not run).
+    pub duration_ms: u64,
 }
 
 /// The result of `up`.
@@ -69,7 +78,7 @@ impl UpSummary {
             n.error.is_some()
                 || n.steps
                     .iter()
-                    .any(|(_, o, _)| matches!(o, StepOutcome::Failed { .. }))
+                    .any(|s| matches!(s.outcome, StepOutcome::Failed { .. }))
         })
     }
 }
@@ -475,7 +484,7 @@ pub(crate) fn up_with(
         && summary.nodes.iter().all(|n| {
             n.steps
                 .iter()
-                .all(|(_, o, _)| matches!(o, StepOutcome::Done | StepOutcome::UpToDate))
+                .all(|s| matches!(s.outcome, StepOutcome::Done | StepOutcome::UpToDate))
         });
     if lab.golden_snapshot && clean {
         let mut st = shared.state.into_inner().map_err(|_| POISONED)?.0;
@@ -495,7 +504,7 @@ pub(crate) fn up_with(
                 && summary
                     .nodes
                     .iter()
-                    .all(|n| n.steps.iter().all(|(_, o, _)| *o == StepOutcome::UpToDate))
+                    .all(|n| n.steps.iter().all(|s| s.outcome == StepOutcome::UpToDate))
         });
         if complete && !current {
             crate::reset::save_golden(&shared.paths, &mut st, &*shared.driver, &*reporter)?;
@@ -664,7 +673,11 @@ fn node_worker(sh: &Shared<'_>, node: &labctl_spec::Node) -> NodeSummary {
                 duration_ms: elapsed,
             },
         );
-        summary.steps.push((step.name.clone(), outcome, elapsed));
+        summary.steps.push(StepSummary {
+            name: step.name.clone(),
+            outcome,
+            duration_ms: elapsed,
+        });
     }
     summary
 }

@@ -160,8 +160,8 @@ fn outcome<'a>(s: &'a UpSummary, node: &str, step: &str) -> &'a StepOutcome {
         .unwrap_or_else(|| panic!("no summary for {node}: {s:?}"));
     n.steps
         .iter()
-        .find(|(name, _, _)| name == step)
-        .map(|(_, o, _)| o)
+        .find(|s| s.name == step)
+        .map(|s| &s.outcome)
         .unwrap_or_else(|| panic!("no outcome for {node}.{step}: {n:?}"))
 }
 
@@ -513,7 +513,7 @@ fn ctrl_c_during_a_step_records_nothing_and_skips_the_rest() {
     // w1 is skipped at its join, or was itself still coming up when Ctrl-C came.
     let w1 = s.nodes.iter().find(|n| n.name == "w1").expect("w1");
     assert_eq!(w1.error, None);
-    if w1.steps.iter().any(|(n, _, _)| n == "join") {
+    if w1.steps.iter().any(|s| s.name == "join") {
         assert!(skipped_because(outcome(&s, "w1", "join"), "interrupted"));
     }
     assert!(!f.world.steps_run().contains(&"w1.join".to_string()));

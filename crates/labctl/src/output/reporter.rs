@@ -285,8 +285,8 @@ fn skipped_text(s: Styles, reason: &str) -> String {
 fn repeated_reasons(sum: &UpSummary) -> Vec<(String, usize)> {
     let mut seen: Vec<(String, usize)> = Vec::new();
     for n in &sum.nodes {
-        for (_, outcome, _) in &n.steps {
-            if let StepOutcome::Skipped { reason } = outcome
+        for st in &n.steps {
+            if let StepOutcome::Skipped { reason } = &st.outcome
                 && !reason.starts_with("because ")
             {
                 match seen.iter_mut().find(|(r, _)| r == reason) {
@@ -316,7 +316,8 @@ pub(crate) fn summary_lines(sum: &UpSummary, s: Styles) -> Vec<String> {
             None => format!("{:<name_w$}  {ready}", n.name),
         };
         out.push(head);
-        for (step, outcome, ms) in &n.steps {
+        for st in &n.steps {
+            let (step, outcome, ms) = (&st.name, &st.outcome, &st.duration_ms);
             let line = match outcome {
                 StepOutcome::Done => format!(
                     "  {:<name_w$}  {step:<16} {} {}",
@@ -374,7 +375,15 @@ pub(crate) fn summary_lines(sum: &UpSummary, s: Styles) -> Vec<String> {
 mod tests {
     use std::time::SystemTime;
 
-    use labctl_runner::NodeSummary;
+    use labctl_runner::{NodeSummary, StepSummary};
+
+    fn st(name: String, outcome: StepOutcome, duration_ms: u64) -> StepSummary {
+        StepSummary {
+            name,
+            outcome,
+            duration_ms,
+        }
+    }
 
     use super::*;
 
@@ -529,8 +538,8 @@ mod tests {
                     error: None,
                     ready_ms: Some(61_000),
                     steps: vec![
-                        (step("config"), StepOutcome::Done, 4200),
-                        (step("install_pkg"), StepOutcome::UpToDate, 0),
+                        st(step("config"), StepOutcome::Done, 4200),
+                        st(step("install_pkg"), StepOutcome::UpToDate, 0),
                     ],
                 },
                 NodeSummary {
@@ -538,7 +547,7 @@ mod tests {
                     error: None,
                     ready_ms: Some(58_500),
                     steps: vec![
-                        (
+                        st(
                             step("install_pkg"),
                             StepOutcome::Failed {
                                 status: Some(3),
@@ -547,7 +556,7 @@ mod tests {
                             },
                             1500,
                         ),
-                        (
+                        st(
                             step("work_nodes"),
                             StepOutcome::Skipped {
                                 reason: "because w1-k8s.install_pkg failed".into(),
@@ -583,7 +592,7 @@ mod tests {
             ready_ms: Some(40_000),
             steps: steps
                 .into_iter()
-                .map(|(s, o)| (s.to_string(), o, 0))
+                .map(|(s, o)| st(s.to_string(), o, 0))
                 .collect(),
         };
         let summary = UpSummary {
