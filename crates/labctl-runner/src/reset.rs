@@ -22,14 +22,8 @@ use crate::up::{Selection, UpOptions, UpSummary, up};
 /// The golden snapshot's name.
 pub const GOLDEN: &str = "provisioned";
 
-/// A snapshot command.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SnapshotCmd {
-    Save(String),
-    Restore(String),
-    Delete(String),
-    List,
-}
+/// A snapshot command: the driver's own operation (one enum for both layers).
+pub use labctl_driver::SnapshotOp as SnapshotCmd;
 
 fn running(driver: &dyn Driver, st: &LabState, name: &str) -> bool {
     matches!(
@@ -86,14 +80,8 @@ pub(crate) fn snapshot_locked(
         .filter(|n| running(driver, st, n))
         .cloned()
         .collect();
-    let op = match cmd {
-        SnapshotCmd::Save(n) => SnapshotOp::Save(n.clone()),
-        SnapshotCmd::Restore(n) => SnapshotOp::Restore(n.clone()),
-        SnapshotCmd::Delete(n) => SnapshotOp::Delete(n.clone()),
-        SnapshotCmd::List => SnapshotOp::List,
-    };
     if matches!(cmd, SnapshotCmd::List | SnapshotCmd::Delete(_)) {
-        return each(names, |n| Ok(driver.snapshot(&st.nodes[n].machine, &op)?));
+        return each(names, |n| Ok(driver.snapshot(&st.nodes[n].machine, cmd)?));
     }
     each(&live, |n| {
         Ok(driver
@@ -102,12 +90,12 @@ pub(crate) fn snapshot_locked(
     })?;
     let result = each(names, |n| {
         let m = &st.nodes[n].machine;
-        match (&op, live.contains(&n.to_string())) {
+        match (cmd, live.contains(&n.to_string())) {
             (SnapshotOp::Restore(name), false) => {
                 driver.start_from_snapshot(m, name)?;
                 Ok(Vec::new())
             }
-            _ => Ok(driver.snapshot(m, &op)?),
+            _ => Ok(driver.snapshot(m, cmd)?),
         }
     });
     let resumed = each(&live, |n| {
