@@ -76,11 +76,13 @@ impl TermReporter {
         }
     }
 
+    /// The live block's width: `COLUMNS` if set, else the terminal's own width (the live
+    /// block is drawn only on a terminal), else 100.
     fn width() -> usize {
-        std::env::var("COLUMNS")
+        let tty = rustix::termios::tcgetwinsize(std::io::stderr())
             .ok()
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(100)
+            .map(|w| w.ws_col);
+        width_from(std::env::var("COLUMNS").ok().as_deref(), tty)
     }
 
     fn prefix(&self, node: &str) -> String {
@@ -262,6 +264,14 @@ impl Reporter for TermReporter {
     }
 }
 
+fn width_from(columns: Option<&str>, tty_cols: Option<u16>) -> usize {
+    columns
+        .and_then(|c| c.trim().parse::<usize>().ok())
+        .filter(|&c| c > 0)
+        .or(tty_cols.filter(|&c| c > 0).map(usize::from))
+        .unwrap_or(100)
+}
+
 /// `up --json`: one event per line on stdout.
 fn json_line(e: &Event) -> Option<String> {
     serde_json::to_string(e).ok()
@@ -402,6 +412,15 @@ mod tests {
         let step = |s: &str| s.to_string();
         let events = run_events();
         plain_and_summary(&r, &events, step);
+    }
+
+    #[test]
+    fn width_is_columns_then_the_terminal_then_100() {
+        assert_eq!(width_from(Some("80"), Some(200)), 80);
+        assert_eq!(width_from(None, Some(200)), 200);
+        assert_eq!(width_from(Some("junk"), Some(132)), 132);
+        assert_eq!(width_from(Some("0"), Some(0)), 100);
+        assert_eq!(width_from(None, None), 100);
     }
 
     /// `up --json`: the same run as one JSON object per line.
