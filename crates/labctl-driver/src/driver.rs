@@ -130,11 +130,25 @@ pub enum SnapshotOp {
     List,
 }
 
+/// What a driver can do, as data (read without I/O): the runner asks these instead of
+/// knowing which provider it talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+pub struct Features {
+    /// `egress = false` cuts the guests off the internet (QEMU: `restrict=on`; VirtualBox's
+    /// NAT has no such switch).
+    pub blocks_egress: bool,
+    /// [`Driver::pause`] really freezes CPUs (lab-wide snapshots are consistent).
+    pub pause: bool,
+    /// The driver picks the accelerator itself ([`Driver::acceleration`] answers).
+    pub chooses_acceleration: bool,
+}
+
 /// What a driver is and can do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DriverInfo {
     pub name: &'static str,
     pub version: String,
+    pub features: Features,
 }
 
 /// Driver errors.
@@ -155,8 +169,11 @@ pub enum DriverError {
     DiedOnStart { id: String, serial_tail: String },
     #[error("host port 127.0.0.1:{port} is already in use")]
     PortInUse { port: u16 },
-    #[error("QMP on {}: {message}", socket.display())]
-    Qmp { socket: PathBuf, message: String },
+    /// A QEMU failure of its own (QMP).
+    #[error(transparent)]
+    Qemu(#[from] crate::qemu::QemuError),
+    #[error("this build has no driver for provider `{provider}`")]
+    NoDriver { provider: String },
     #[error("{0}")]
     Other(String),
     /// A VirtualBox failure; [`crate::vbox::VBoxError::hint`] says what to do about it.
@@ -181,9 +198,13 @@ pub trait Driver: Send + Sync {
         let _ = (requested, boot);
         None
     }
-    /// Whether `egress = false` cuts the guests off the internet (QEMU: `restrict=on`;
-    /// VirtualBox's NAT has no such switch). A fixed property: no I/O.
-    fn blocks_egress(&self) -> bool;
+    /// What this driver can do. Fixed data: no I/O.
+    fn features(&self) -> Features;
+    /// The file the guest's serial console is written to, when the driver keeps one.
+    fn console_path(&self, m: &MachineConfig) -> Option<PathBuf> {
+        let _ = m;
+        None
+    }
     /// Bring up the lab's private networks (idempotent).
     fn networks_up(
         &self,

@@ -5,8 +5,11 @@
 pub mod boxes;
 mod driver;
 pub mod exec;
+pub mod files;
+mod open;
 pub mod proc;
 pub mod qemu;
 pub mod vbox;
 
 pub use driver::*;
+pub use open::{HostEnv, PROVIDERS, open};

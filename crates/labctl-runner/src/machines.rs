@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use labctl_driver::boxes::{BoxMeta, BoxStore};
-use labctl_driver::qemu::{QemuConfig, QemuDriver};
 use labctl_driver::{
     Accel, BootImage, Driver, MachineConfig, NetworkConfig, PortForward, PrivateNic,
 };
@@ -65,21 +64,20 @@ impl Env {
     }
 }
 
-/// The driver for a provider.
+/// The driver for a provider (the driver crate's one entry point).
 pub fn driver_for(provider: &str, env: &Env) -> Result<Arc<dyn Driver>, RunnerError> {
-    match provider {
-        "qemu" => Ok(Arc::new(QemuDriver::new(QemuConfig::discover(
-            env.switch_command.clone(),
-            env.cache_dir.clone(),
-        )?))),
-        "virtualbox" => Ok(Arc::new(labctl_driver::vbox::VBoxDriver::new(
-            labctl_driver::vbox::VBoxConfig::discover()?.with_data_dir(env.data_dir.clone()),
-        ))),
-        other => Err(RunnerError::Provider {
-            provider: other.to_string(),
+    let host = labctl_driver::HostEnv {
+        data_dir: env.data_dir.clone(),
+        cache_dir: env.cache_dir.clone(),
+        switch_command: env.switch_command.clone(),
+    };
+    labctl_driver::open(provider, &host).map_err(|e| match e {
+        labctl_driver::DriverError::NoDriver { provider } => RunnerError::Provider {
+            provider,
             reason: "this build has no driver for it".into(),
-        }),
-    }
+        },
+        other => other.into(),
+    })
 }
 
 /// The box a lab uses; the locally built default box is added automatically when its file is in the cache.

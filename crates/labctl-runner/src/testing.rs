@@ -149,10 +149,15 @@ impl Driver for FakeDriver {
         DriverInfo {
             name: "fake",
             version: "0".into(),
+            features: self.features(),
         }
     }
-    fn blocks_egress(&self) -> bool {
-        true
+    fn features(&self) -> labctl_driver::Features {
+        labctl_driver::Features {
+            blocks_egress: true,
+            pause: true,
+            chooses_acceleration: false,
+        }
     }
     fn networks_up(&self, _: &Path, _: &[NetworkConfig]) -> Result<(), DriverError> {
         self.0.lock().calls.push(Call::NetworksUp);

@@ -323,7 +323,7 @@ pub(crate) fn up_with(
     let boxm = machines::resolve_box(lab, env)?;
     let box_dir = env.boxes().dir(&boxm.name);
     let accel = machines::accel_request(lab);
-    if !lab.egress && !driver.blocks_egress() {
+    if !lab.egress && !driver.features().blocks_egress {
         emit(
             &*reporter,
             "",
@@ -1078,10 +1078,10 @@ fn bring_up(sh: &Shared<'_>, node: &labctl_spec::Node) -> Result<Box<dyn Guest>,
         _ => {
             let tail = driver.console_tail(&m2, 20);
             Err(if tail.trim().is_empty() {
-                format!(
-                    "(nothing on the console yet: {})",
-                    m2.dir.join("serial.log").display()
-                )
+                match driver.console_path(&m2) {
+                    Some(p) => format!("(nothing on the console yet: {})", p.display()),
+                    None => "(nothing on the console yet)".to_string(),
+                }
             } else {
                 tail
             })

@@ -220,7 +220,7 @@ pub fn store(cache_dir: &Path, v: &Verdict) {
         return;
     }
     if let Ok(text) = serde_json::to_string_pretty(v) {
-        let _ = crate::boxes::write_atomic(&cache_dir.join(CACHE_FILE), text.as_bytes());
+        let _ = crate::files::write_atomic(&cache_dir.join(CACHE_FILE), text.as_bytes());
     }
 }
 

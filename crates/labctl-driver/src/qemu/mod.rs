@@ -2,6 +2,7 @@
 
 pub mod accel;
 pub mod args;
+mod error;
 mod qmp;
 pub mod switch;
 
@@ -11,6 +12,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::exec::{Cmd, find_program};
+use crate::files::tail_file;
 use crate::proc;
 use crate::{
     Accel, Acceleration, BootImage, Driver, DriverError, DriverInfo, MachineConfig, MachineStatus,
@@ -18,6 +20,7 @@ use crate::{
 };
 use accel::{Engine, ProbeImage, ProbeSpec, Verdict};
 pub use args::MachinePaths;
+pub use error::QemuError;
 
 /// Programs and places the QEMU driver uses.
 #[derive(Debug, Clone)]
@@ -320,56 +323,6 @@ fn kvm_failure(e: &DriverError) -> String {
     }
 }
 
-/// The last `lines` lines of a console log, control characters removed. Only the file's
-/// last 64 KiB are read: a guest can write a console log of any size.
-pub fn tail_file(path: &Path, lines: usize) -> String {
-    use std::io::{Read, Seek, SeekFrom};
-    const TAIL: u64 = 64 << 10;
-    let Ok(mut f) = std::fs::File::open(path) else {
-        return String::new();
-    };
-    let len = f.metadata().map_or(0, |m| m.len());
-    if len > TAIL && f.seek(SeekFrom::Start(len - TAIL)).is_err() {
-        return String::new();
-    }
-    let mut bytes = Vec::new();
-    if f.take(TAIL).read_to_end(&mut bytes).is_err() {
-        return String::new();
-    }
-    let text = String::from_utf8_lossy(&bytes);
-    let clean: Vec<String> = text
-        .lines()
-        .map(|l| {
-            strip_ansi(l)
-                .chars()
-                .filter(|c| !c.is_control() || *c == '\t')
-                .collect::<String>()
-        })
-        .filter(|l| !l.trim().is_empty())
-        .collect();
-    clean[clean.len().saturating_sub(lines)..].join("\n")
-}
-
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\x1b' {
-            if chars.peek() == Some(&'[') {
-                chars.next();
-                for n in chars.by_ref() {
-                    if n.is_ascii_alphabetic() {
-                        break;
-                    }
-                }
-            }
-            continue;
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// The port QEMU could not forward, from its error text.
 fn port_from_hostfwd_error(stderr: &str) -> Option<u16> {
     let i = stderr.find("host forwarding rule")?;
@@ -399,11 +352,20 @@ impl Driver for QemuDriver {
         DriverInfo {
             name: "qemu",
             version,
+            features: self.features(),
         }
     }
 
-    fn blocks_egress(&self) -> bool {
-        true
+    fn features(&self) -> crate::Features {
+        crate::Features {
+            blocks_egress: true,
+            pause: true,
+            chooses_acceleration: true,
+        }
+    }
+
+    fn console_path(&self, m: &MachineConfig) -> Option<PathBuf> {
+        Some(MachinePaths::of(m).serial)
     }
 
     fn acceleration(&self, requested: Accel, boot: &BootImage) -> Option<Acceleration> {
@@ -454,7 +416,7 @@ impl Driver for QemuDriver {
         }
         let pid = cmd.spawn_detached(&run_dir.join("switch.log"))?;
         let pidfile = Self::switch_pidfile(run_dir);
-        crate::boxes::write_atomic(&pidfile, format!("{pid}\n").as_bytes())
+        crate::files::write_atomic(&pidfile, format!("{pid}\n").as_bytes())
             .map_err(io_err("cannot write", &pidfile))?;
         let deadline = Instant::now() + Duration::from_secs(10);
         while !hubs.iter().all(|h| h.exists()) {
@@ -658,13 +620,5 @@ mod tests {
         let hmp = "List of snapshots present on all disks:\nID        TAG               VM SIZE                DATE     VM CLOCK     ICOUNT\n--        golden            137 MiB 2026-11-23 10:00:00 00:00:41.123\n";
         assert_eq!(parse_snapshot_list(hmp), vec!["golden"]);
         assert!(parse_snapshot_list("There is no snapshot available.").is_empty());
-    }
-
-    #[test]
-    fn tail_strips_control_and_ansi() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let f = dir.path().join("serial.log");
-        std::fs::write(&f, "a\n\x1b[0;32mOK\x1b[0m b\r\n\nc\n").expect("write");
-        assert_eq!(tail_file(&f, 2), "OK b\nc");
     }
 }

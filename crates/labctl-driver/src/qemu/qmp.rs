@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use super::error::QemuError;
 use crate::DriverError;
 
 pub(crate) struct Qmp {
@@ -18,9 +19,11 @@ pub(crate) struct Qmp {
 impl Qmp {
     /// Connect, read the greeting and enter command mode.
     pub(crate) fn connect(path: &Path, timeout: Duration) -> Result<Qmp, DriverError> {
-        let err = |message: String| DriverError::Qmp {
-            socket: path.to_path_buf(),
-            message,
+        let err = |message: String| {
+            DriverError::from(QemuError::Qmp {
+                socket: path.to_path_buf(),
+                message,
+            })
         };
         let stream = UnixStream::connect(path).map_err(|e| err(format!("cannot connect: {e}")))?;
         stream
@@ -45,22 +48,23 @@ impl Qmp {
 
     fn read_message(&mut self) -> Result<Value, DriverError> {
         let mut line = String::new();
-        let n = self
-            .reader
-            .read_line(&mut line)
-            .map_err(|e| DriverError::Qmp {
+        let n = self.reader.read_line(&mut line).map_err(|e| {
+            DriverError::from(QemuError::Qmp {
                 socket: self.path.clone(),
                 message: format!("read: {e}"),
-            })?;
+            })
+        })?;
         if n == 0 {
-            return Err(DriverError::Qmp {
+            return Err(DriverError::from(QemuError::Qmp {
                 socket: self.path.clone(),
                 message: "connection closed".into(),
-            });
+            }));
         }
-        serde_json::from_str(&line).map_err(|e| DriverError::Qmp {
-            socket: self.path.clone(),
-            message: format!("bad JSON {line:?}: {e}"),
+        serde_json::from_str(&line).map_err(|e| {
+            DriverError::from(QemuError::Qmp {
+                socket: self.path.clone(),
+                message: format!("bad JSON {line:?}: {e}"),
+            })
         })
     }
 
@@ -75,12 +79,12 @@ impl Qmp {
             msg["arguments"] = a;
         }
         let text = format!("{msg}\n");
-        self.writer
-            .write_all(text.as_bytes())
-            .map_err(|e| DriverError::Qmp {
+        self.writer.write_all(text.as_bytes()).map_err(|e| {
+            DriverError::from(QemuError::Qmp {
                 socket: self.path.clone(),
                 message: format!("write: {e}"),
-            })?;
+            })
+        })?;
         loop {
             let reply = self.read_message()?;
             if reply.get("event").is_some() {
@@ -90,13 +94,13 @@ impl Qmp {
                 return Ok(r.clone());
             }
             if let Some(e) = reply.get("error") {
-                return Err(DriverError::Qmp {
+                return Err(DriverError::from(QemuError::Qmp {
                     socket: self.path.clone(),
                     message: format!(
                         "{command}: {}",
                         e.get("desc").and_then(Value::as_str).unwrap_or("error")
                     ),
-                });
+                }));
             }
         }
     }
@@ -109,10 +113,10 @@ impl Qmp {
         )?;
         let text = out.as_str().unwrap_or_default().trim().to_string();
         if text.to_lowercase().contains("error") {
-            return Err(DriverError::Qmp {
+            return Err(DriverError::from(QemuError::Qmp {
                 socket: self.path.clone(),
                 message: format!("{command_line}: {text}"),
-            });
+            }));
         }
         Ok(text)
     }

@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use crate::exec::{Cmd, Output, ToolError, describe_status, find_program};
-use crate::qemu::tail_file;
+use crate::files::tail_file;
 use crate::{
     Driver, DriverError, DriverInfo, MachineConfig, MachineStatus, NetworkConfig, SnapshotOp,
     StopMode, StopOutcome,
@@ -606,7 +606,7 @@ impl VBoxDriver {
             "snapshot": MASTER_SNAPSHOT,
         });
         let path = box_dir.join(MASTER_FILE);
-        crate::boxes::write_atomic(
+        crate::files::write_atomic(
             &path,
             serde_json::to_string_pretty(&record)
                 .unwrap_or_default()
@@ -817,7 +817,7 @@ impl VBoxDriver {
             );
         }
         let path = run_dir.join(NETWORKS_FILE);
-        crate::boxes::write_atomic(
+        crate::files::write_atomic(
             &path,
             serde_json::to_string_pretty(&map)
                 .unwrap_or_default()
@@ -937,7 +937,7 @@ impl VBoxDriver {
             };
         }
         if !m.egress {
-            // The runner tells the user once per lab (Driver::blocks_egress).
+            // The runner tells the user once per lab (Driver::features().blocks_egress).
             tracing::debug!(vm = %m.id, "VirtualBox NAT cannot block guest internet access");
         }
         let serial = m.dir.join(SERIAL_LOG);
@@ -1115,11 +1115,20 @@ impl Driver for VBoxDriver {
                 .get()
                 .map(|(raw, _)| raw.clone())
                 .unwrap_or_default(),
+            features: Driver::features(self),
         }
     }
 
-    fn blocks_egress(&self) -> bool {
-        false
+    fn features(&self) -> crate::Features {
+        crate::Features {
+            blocks_egress: false,
+            pause: true,
+            chooses_acceleration: false,
+        }
+    }
+
+    fn console_path(&self, m: &MachineConfig) -> Option<PathBuf> {
+        Some(m.dir.join(SERIAL_LOG))
     }
 
     fn networks_up(&self, run_dir: &Path, nets: &[NetworkConfig]) -> Result<(), DriverError> {

@@ -1,0 +1,49 @@
+//! The driver crate's one entry point: a provider name and the host's places in, a driver
+//! out. Discovery (which programs, where), acceleration and per-driver helpers stay behind it.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::{Driver, DriverError};
+
+/// What every driver may need of the host: labctl's data and cache directories, and how to
+/// start the lab switch (the QEMU driver's private networks).
+#[derive(Debug, Clone, Default)]
+pub struct HostEnv {
+    pub data_dir: PathBuf,
+    pub cache_dir: PathBuf,
+    pub switch_command: Vec<OsString>,
+}
+
+/// The providers this build has a driver for.
+pub const PROVIDERS: &[&str] = &["qemu", "virtualbox"];
+
+/// Open the driver for `provider` (`qemu`, `virtualbox`).
+pub fn open(provider: &str, host: &HostEnv) -> Result<Arc<dyn Driver>, DriverError> {
+    match provider {
+        "qemu" => Ok(Arc::new(crate::qemu::QemuDriver::new(
+            crate::qemu::QemuConfig::discover(host.switch_command.clone(), host.cache_dir.clone())?,
+        ))),
+        "virtualbox" => Ok(Arc::new(crate::vbox::VBoxDriver::new(
+            crate::vbox::VBoxConfig::discover()?.with_data_dir(host.data_dir.clone()),
+        ))),
+        other => Err(DriverError::NoDriver {
+            provider: other.to_string(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_provider_is_a_typed_error() {
+        let e = open("vmware", &HostEnv::default()).err();
+        assert!(
+            matches!(&e, Some(DriverError::NoDriver { provider }) if provider == "vmware"),
+            "{e:?}"
+        );
+    }
+}
