@@ -434,6 +434,29 @@ mod tests {
         assert!(c.windows(elf.len()).any(|w| w == elf.as_slice()));
     }
 
+    /// A host without KVM: TCG at once, without starting QEMU (the QEMU path is bogus), and
+    /// the verdict is cached for the next run.
+    #[test]
+    fn no_kvm_device_means_tcg_without_starting_qemu() {
+        let cache = tempfile::tempdir().expect("tmp");
+        let spec = ProbeSpec {
+            qemu: Path::new("/nonexistent/qemu-system-x86_64"),
+            kvm_device: Path::new("/nonexistent/kvm"),
+            image: ProbeImage::BootSector,
+            kvm_argv: vec!["-accel".into(), "kvm".into()],
+            timeout: Duration::from_secs(5),
+        };
+        let v = detect(&spec, cache.path());
+        assert_eq!(v.accel, Engine::Tcg);
+        assert!(
+            v.reason.contains("/nonexistent/kvm is missing"),
+            "{}",
+            v.reason
+        );
+        assert_eq!(v.source, Source::Probe);
+        assert_eq!(cached(cache.path()), Some(v));
+    }
+
     #[test]
     fn key_changes_with_the_probe_kind() {
         let q = Path::new("/usr/bin/qemu-system-x86_64");
