@@ -350,11 +350,12 @@ pub(crate) fn up_with(
     for node in &lab.nodes {
         let previous = st.nodes.get(&node.name);
         let machine = machines::machine_for(lab, node, &paths, &boxm, &box_dir, accel, previous);
-        let alive = matches!(driver.status(&machine), MachineStatus::Running { .. });
+        let status = driver.status(&machine);
+        let alive = matches!(status, MachineStatus::Running { .. });
         if alive {
             running.insert(node.name.clone());
         }
-        let disk_exists = !matches!(driver.status(&machine), MachineStatus::NotCreated);
+        let disk_exists = !matches!(status, MachineStatus::NotCreated);
         let entry = st
             .nodes
             .entry(node.name.clone())
@@ -441,16 +442,8 @@ pub(crate) fn up_with(
             );
         }
     }
-    let to_boot = selected.iter().any(|n| {
-        shared.state.lock().ok().is_some_and(|g| {
-            g.0.nodes.get(&n.name).is_some_and(|ns| {
-                !matches!(
-                    shared.driver.status(&ns.machine),
-                    MachineStatus::Running { .. }
-                )
-            })
-        })
-    });
+    // The acceleration notice only when something will boot (`running` was read above).
+    let to_boot = selected.iter().any(|n| !running.contains(&n.name));
     if to_boot {
         let boot = machines::boot_image(&boxm, &box_dir);
         shared.announce_acceleration(shared.driver.acceleration(accel, &boot));
