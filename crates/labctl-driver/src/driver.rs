@@ -137,10 +137,6 @@ pub struct Features {
     /// `egress = false` cuts the guests off the internet (QEMU: `restrict=on`; VirtualBox's
     /// NAT has no such switch).
     pub blocks_egress: bool,
-    /// [`Driver::pause`] really freezes CPUs (lab-wide snapshots are consistent).
-    pub pause: bool,
-    /// The driver picks the accelerator itself ([`Driver::acceleration`] answers).
-    pub chooses_acceleration: bool,
 }
 
 /// What a driver is and can do.

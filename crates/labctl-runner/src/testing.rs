@@ -155,8 +155,6 @@ impl Driver for FakeDriver {
     fn features(&self) -> labctl_driver::Features {
         labctl_driver::Features {
             blocks_egress: true,
-            pause: true,
-            chooses_acceleration: false,
         }
     }
     fn networks_up(&self, _: &Path, _: &[NetworkConfig]) -> Result<(), DriverError> {

@@ -359,8 +359,6 @@ impl Driver for QemuDriver {
     fn features(&self) -> crate::Features {
         crate::Features {
             blocks_egress: true,
-            pause: true,
-            chooses_acceleration: true,
         }
     }
 

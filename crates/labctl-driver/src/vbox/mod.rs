@@ -1122,8 +1122,6 @@ impl Driver for VBoxDriver {
     fn features(&self) -> crate::Features {
         crate::Features {
             blocks_egress: false,
-            pause: true,
-            chooses_acceleration: false,
         }
     }
 
