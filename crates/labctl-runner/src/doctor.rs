@@ -444,13 +444,7 @@ fn boot_image(lab: Option<&Lab>, env: &Env) -> BootImage {
     let store = env.boxes();
     let dir = store.dir(name);
     match store.get(name) {
-        Ok(m) => BootImage {
-            disk: dir.join(&m.disk),
-            kernel: m.kernel.as_ref().map(|k| dir.join(k)),
-            initrd: m.initrd.as_ref().map(|k| dir.join(k)),
-            cmdline: m.cmdline.clone(),
-            ovf: None,
-        },
+        Ok(m) => machines::boot_image(&m, &dir),
         Err(_) => BootImage {
             disk: dir.join("disk.qcow2"),
             kernel: None,
