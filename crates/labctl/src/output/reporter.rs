@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use labctl_runner::UpSummary;
@@ -52,6 +54,20 @@ struct LiveState {
     nodes: BTreeMap<String, NodeLine>,
     drawn: usize,
     last_draw: Option<Instant>,
+    /// The spinner's frame, advanced by the ticker.
+    frame: usize,
+}
+
+/// The spinner's frames (ASCII: every terminal and code page draws them).
+const SPINNER: [char; 4] = ['|', '/', '-', '\\'];
+/// How often the ticker redraws the live block, so elapsed times count up between events.
+const TICK: Duration = Duration::from_millis(125);
+
+/// The thread that redraws the live block between events.
+#[derive(Debug)]
+struct Ticker {
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<()>,
 }
 
 /// Draws events.
@@ -59,30 +75,56 @@ struct LiveState {
 pub(crate) struct TermReporter {
     mode: Mode,
     styles: Styles,
-    live: Mutex<LiveState>,
+    live: Arc<Mutex<LiveState>>,
+    ticker: Mutex<Option<Ticker>>,
 }
 
 impl TermReporter {
     pub(crate) fn new(mode: Mode, styles: Styles, nodes: &[String]) -> TermReporter {
+        let live = Arc::new(Mutex::new(LiveState {
+            order: nodes.to_vec(),
+            nodes: BTreeMap::new(),
+            drawn: 0,
+            last_draw: None,
+            frame: 0,
+        }));
+        let ticker = (mode == Mode::Live).then(|| Self::tick(Arc::clone(&live)));
         TermReporter {
             mode,
             styles,
-            live: Mutex::new(LiveState {
-                order: nodes.to_vec(),
-                nodes: BTreeMap::new(),
-                drawn: 0,
-                last_draw: None,
-            }),
+            live,
+            ticker: Mutex::new(ticker),
         }
     }
 
-    /// The live block's width: `COLUMNS` if set, else the terminal's own width (the live
-    /// block is drawn only on a terminal), else 100.
-    fn width() -> usize {
-        let tty = rustix::termios::tcgetwinsize(std::io::stderr())
-            .ok()
-            .map(|w| w.ws_col);
-        width_from(std::env::var("COLUMNS").ok().as_deref(), tty)
+    /// Start the ticker: every [`TICK`] it advances the spinner and redraws the block (once
+    /// something has been drawn), so a node in a long step shows its time counting up.
+    fn tick(live: Arc<Mutex<LiveState>>) -> Ticker {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let handle = std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                std::thread::sleep(TICK);
+                let Ok(mut st) = live.lock() else { return };
+                if flag.load(Ordering::Relaxed) {
+                    return;
+                }
+                if st.drawn > 0 {
+                    st.frame = st.frame.wrapping_add(1);
+                    redraw(&mut st, true);
+                }
+            }
+        });
+        Ticker { stop, handle }
+    }
+
+    /// Stop the ticker and wait for it (it holds the lock only while drawing).
+    fn stop_ticker(&self) {
+        let t = self.ticker.lock().ok().and_then(|mut t| t.take());
+        if let Some(t) = t {
+            t.stop.store(true, Ordering::Relaxed);
+            let _ = t.handle.join();
+        }
     }
 
     fn prefix(&self, node: &str) -> String {
@@ -137,36 +179,6 @@ impl TermReporter {
         })
     }
 
-    fn redraw(&self, st: &mut LiveState, force: bool) {
-        if !force
-            && st
-                .last_draw
-                .is_some_and(|t| t.elapsed() < Duration::from_millis(100))
-        {
-            return;
-        }
-        st.last_draw = Some(Instant::now());
-        let mut err = std::io::stderr().lock();
-        if st.drawn > 0 {
-            let _ = write!(err, "\x1b[{}A", st.drawn);
-        }
-        let width = Self::width().saturating_sub(1);
-        let name_w = st.order.iter().map(String::len).max().unwrap_or(4);
-        for name in &st.order {
-            let l = st.nodes.get(name).cloned().unwrap_or_default();
-            let elapsed = l
-                .since
-                .map(|t| format!("{:>5.0}s", t.elapsed().as_secs_f64()))
-                .unwrap_or_default();
-            let mut text = format!("{name:<name_w$}  {:<28} {elapsed}  {}", l.status, l.last);
-            if text.chars().count() > width {
-                text = text.chars().take(width).collect();
-            }
-            let _ = writeln!(err, "\x1b[2K{text}");
-        }
-        st.drawn = st.order.len();
-    }
-
     /// Print a line above the live block.
     fn above(&self, st: &mut LiveState, line: &str) {
         let mut err = std::io::stderr().lock();
@@ -176,17 +188,86 @@ impl TermReporter {
         }
         let _ = writeln!(err, "{line}");
         drop(err);
-        self.redraw(st, true);
+        redraw(st, true);
     }
 
     /// Clear the live block before the summary.
     pub(crate) fn finish(&self) {
+        self.stop_ticker();
         if self.mode == Mode::Live
             && let Ok(mut st) = self.live.lock()
         {
-            self.redraw(&mut st, true);
+            redraw(&mut st, true);
         }
     }
+}
+
+impl Drop for TermReporter {
+    fn drop(&mut self) {
+        self.stop_ticker();
+    }
+}
+
+/// The live block's width: `COLUMNS` if set, else the terminal's own width (the live
+/// block is drawn only on a terminal), else 100.
+fn width() -> usize {
+    let tty = rustix::termios::tcgetwinsize(std::io::stderr())
+        .ok()
+        .map(|w| w.ws_col);
+    width_from(std::env::var("COLUMNS").ok().as_deref(), tty)
+}
+
+/// Redraw the live block in place (at most every 100 ms unless `force`).
+fn redraw(st: &mut LiveState, force: bool) {
+    if !force
+        && st
+            .last_draw
+            .is_some_and(|t| t.elapsed() < Duration::from_millis(100))
+    {
+        return;
+    }
+    let now = Instant::now();
+    st.last_draw = Some(now);
+    let mut err = std::io::stderr().lock();
+    if st.drawn > 0 {
+        let _ = write!(err, "\x1b[{}A", st.drawn);
+    }
+    let width = width().saturating_sub(1);
+    let name_w = st.order.iter().map(String::len).max().unwrap_or(4);
+    for name in &st.order {
+        let l = st.nodes.get(name).cloned().unwrap_or_default();
+        let text = node_row(name, name_w, &l, width, st.frame, now);
+        let _ = writeln!(err, "\x1b[2K{text}");
+    }
+    st.drawn = st.order.len();
+}
+
+/// One node's row of the live block: a spinner while the node is busy, its status, the time
+/// in the current phase or step (counting up), and the step's last output line; cut to
+/// `width` characters.
+fn node_row(
+    name: &str,
+    name_w: usize,
+    l: &NodeLine,
+    width: usize,
+    frame: usize,
+    now: Instant,
+) -> String {
+    let (spin, elapsed) = match l.since {
+        Some(t) => (
+            SPINNER[frame % SPINNER.len()],
+            format!("{:>5}s", now.saturating_duration_since(t).as_secs()),
+        ),
+        None => (' ', String::new()),
+    };
+    let mut text = format!(
+        "{spin} {name:<name_w$}  {:<28} {elapsed:>6}  {}",
+        l.status, l.last
+    );
+    if text.chars().count() > width {
+        text = text.chars().take(width).collect();
+    }
+    text.trim_end().to_string()
 }
 
 impl Reporter for TermReporter {
@@ -221,17 +302,17 @@ impl Reporter for TermReporter {
                         entry.since =
                             (!matches!(phase, Phase::Ready | Phase::Stopped | Phase::Destroyed))
                                 .then(Instant::now);
-                        self.redraw(&mut st, true);
+                        redraw(&mut st, true);
                     }
                     EventKind::StepStarted { step, index, total } => {
                         entry.status = format!("running {step} ({index}/{total})");
                         entry.since = Some(Instant::now());
                         entry.last.clear();
-                        self.redraw(&mut st, true);
+                        redraw(&mut st, true);
                     }
                     EventKind::StepOutput { line, .. } => {
                         entry.last = line.chars().filter(|c| !c.is_control()).collect();
-                        self.redraw(&mut st, false);
+                        redraw(&mut st, false);
                     }
                     EventKind::StepFinished { step, outcome, .. } => {
                         entry.status = match outcome {
@@ -244,7 +325,7 @@ impl Reporter for TermReporter {
                         if show && let Some(l) = self.line_for(&e) {
                             self.above(&mut st, &l);
                         } else {
-                            self.redraw(&mut st, true);
+                            redraw(&mut st, true);
                         }
                     }
                     EventKind::NodeFailed { .. }
@@ -412,6 +493,58 @@ mod tests {
         let step = |s: &str| s.to_string();
         let events = run_events();
         plain_and_summary(&r, &events, step);
+    }
+
+    /// A busy node's row counts its time up and turns its spinner from one tick to the next;
+    /// an idle node's row has neither; rows are cut to the width.
+    #[test]
+    fn a_busy_row_ticks_and_an_idle_row_does_not() {
+        let t0 = Instant::now();
+        let busy = NodeLine {
+            status: "running config.sh (1/4)".into(),
+            last: "Setting up kubelet".into(),
+            since: Some(t0),
+        };
+        let at = |secs: u64, frame: usize| {
+            node_row(
+                "m-k8s",
+                6,
+                &busy,
+                200,
+                frame,
+                t0 + Duration::from_secs(secs),
+            )
+        };
+        assert_eq!(
+            at(7, 0),
+            "| m-k8s   running config.sh (1/4)          7s  Setting up kubelet"
+        );
+        assert_eq!(
+            at(65, 1),
+            "/ m-k8s   running config.sh (1/4)         65s  Setting up kubelet"
+        );
+        assert_ne!(at(3, 2).chars().next(), at(3, 3).chars().next());
+        let idle = NodeLine {
+            status: "ready".into(),
+            ..NodeLine::default()
+        };
+        assert_eq!(node_row("w1-k8s", 6, &idle, 200, 3, t0), "  w1-k8s  ready");
+        assert_eq!(at(7, 0).chars().count(), 65);
+        assert_eq!(
+            node_row("m-k8s", 6, &busy, 20, 0, t0),
+            "| m-k8s   running co"
+        );
+    }
+
+    /// The ticker stops when the reporter finishes (no thread left drawing over the summary).
+    #[test]
+    fn the_ticker_stops_on_finish() {
+        let r = TermReporter::new(Mode::Live, Styles::new(false), &[]);
+        assert!(r.ticker.lock().is_ok_and(|t| t.is_some()));
+        r.finish();
+        assert!(r.ticker.lock().is_ok_and(|t| t.is_none()));
+        let plain = TermReporter::new(Mode::Lines, Styles::new(false), &[]);
+        assert!(plain.ticker.lock().is_ok_and(|t| t.is_none()));
     }
 
     #[test]
