@@ -3,7 +3,7 @@
 //! `$LABCTL_CONFIG`, else `$XDG_CONFIG_HOME/labctl/config.toml`, else
 //! `~/.config/labctl/config.toml`. A missing file is no config. Precedence, highest first:
 //! command-line flag > environment variable > lab.toml > this file > built-in default
-//! (docs/configuration.md).
+//! (docs/internals.md).
 
 use std::path::PathBuf;
 use std::sync::OnceLock;

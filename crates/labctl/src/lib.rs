@@ -10,6 +10,7 @@ mod complete;
 mod config;
 mod errors;
 mod output;
+mod settings;
 
 use std::ffi::OsString;
 use std::process::ExitCode;

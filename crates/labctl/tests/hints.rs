@@ -351,10 +351,15 @@ fn doctor() {
         }
         s
     };
-    let mut out = w.run(&["doctor"], &[]);
+    // LABCTL_NO_EGRESS set here, whatever the caller's environment, so the settings lines
+    // are stable.
+    let mut out = w.run(&["doctor"], &[("LABCTL_NO_EGRESS", "1")]);
     out.push_str(&w.run(
         &["doctor"],
-        &[("LABCTL_QEMU_SYSTEM", "/nonexistent/qemu-system-x86_64")],
+        &[
+            ("LABCTL_QEMU_SYSTEM", "/nonexistent/qemu-system-x86_64"),
+            ("LABCTL_NO_EGRESS", "1"),
+        ],
     ));
     settings.bind(|| insta::assert_snapshot!("doctor", out));
 
@@ -388,6 +393,37 @@ fn doctor() {
     assert_eq!(level(ports), "warn");
     let any_fail = checks.iter().any(|c| level(c) == "fail");
     assert_eq!(code, Some(i32::from(any_fail)));
+
+    // Where each setting came from: accel from lab.toml, jobs from the config file, egress
+    // from the environment when LABCTL_NO_EGRESS is set and the default when it is not.
+    let cfg = w.path().join("config.toml");
+    std::fs::write(&cfg, "jobs = 2\nprovider = \"virtualbox\"\n").expect("config");
+    let settings_of = |no_egress: Option<&str>| -> Vec<String> {
+        let mut c = w.labctl();
+        c.args(["doctor", "--json"]).env("LABCTL_CONFIG", &cfg);
+        match no_egress {
+            Some(v) => c.env("LABCTL_NO_EGRESS", v),
+            None => c.env_remove("LABCTL_NO_EGRESS"),
+        };
+        let out = c.output().expect("doctor");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("doctor --json");
+        v["settings"]
+            .as_array()
+            .expect("settings")
+            .iter()
+            .map(|s| format!("{}={} {}", s["key"], s["value"], s["source"]["kind"]))
+            .collect()
+    };
+    assert_eq!(
+        settings_of(None),
+        [
+            r#""provider"="virtualbox" "user_config""#,
+            r#""accel"="tcg" "lab""#,
+            r#""egress"="on" "default""#,
+            r#""jobs"="2" "user_config""#,
+        ]
+    );
+    assert_eq!(settings_of(Some("1"))[2], r#""egress"="off" "env""#);
 
     let (code, v) = doctor_json(
         &w,

@@ -18,6 +18,15 @@ pub(crate) fn run(args: &DoctorArgs, p: &Printer) -> Result<u8> {
     } else {
         None
     };
+    let lab_text = lab
+        .as_ref()
+        .and_then(|l| std::fs::read_to_string(&l.file).ok());
+    let settings = crate::settings::explain_process(
+        lab.as_ref()
+            .zip(lab_text.as_deref())
+            .map(|(l, t)| (l.file.as_path(), t)),
+        &crate::config::load()?,
+    );
     let findings = labctl_runner::doctor::doctor(
         lab.as_ref(),
         &super::env(),
@@ -50,6 +59,7 @@ pub(crate) fn run(args: &DoctorArgs, p: &Printer) -> Result<u8> {
             "doctor",
             serde_json::json!({
                 "lab": lab.as_ref().map(|l| l.name.clone()),
+                "settings": settings,
                 "checks": checks,
             }),
         );
@@ -61,6 +71,9 @@ pub(crate) fn run(args: &DoctorArgs, p: &Printer) -> Result<u8> {
                 l.name,
                 l.file.display()
             ));
+        }
+        for line in settings_lines(&settings) {
+            p.out(line);
         }
         for (level, message, fix) in &worded {
             let tag = match level {
@@ -86,6 +99,26 @@ pub(crate) fn run(args: &DoctorArgs, p: &Printer) -> Result<u8> {
     } else {
         code::NODE_FAILED
     })
+}
+
+/// `setting  value  (from where)`, one line each, aligned.
+fn settings_lines(settings: &[crate::settings::Setting]) -> Vec<String> {
+    use crate::settings::Source;
+    let key_w = settings.iter().map(|s| s.key.len()).max().unwrap_or(0);
+    let val_w = settings.iter().map(|s| s.value.len()).max().unwrap_or(0);
+    settings
+        .iter()
+        .map(|s| {
+            let from = match &s.source {
+                Source::Flag { flag } => format!("flag {flag}"),
+                Source::Env { variable } => format!("environment {variable}"),
+                Source::Lab { path } => format!("lab file {}", path.display()),
+                Source::UserConfig { path } => format!("config file {}", path.display()),
+                Source::Default => "built-in default".into(),
+            };
+            format!("set   {:<key_w$}  {:<val_w$}  ({from})", s.key, s.value)
+        })
+        .collect()
 }
 
 fn mib(mb: u64) -> String {
@@ -402,4 +435,43 @@ fn word_box(
         ),
         None,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::{Setting, Source};
+
+    #[test]
+    fn settings_are_worded_with_their_source() {
+        let lines = settings_lines(&[
+            Setting {
+                key: "provider",
+                value: "qemu".into(),
+                source: Source::Default,
+            },
+            Setting {
+                key: "accel",
+                value: "tcg".into(),
+                source: Source::Env {
+                    variable: "LABCTL_ACCEL",
+                },
+            },
+            Setting {
+                key: "egress",
+                value: "off".into(),
+                source: Source::Lab {
+                    path: "labs/k8s/lab.toml".into(),
+                },
+            },
+        ]);
+        assert_eq!(
+            lines,
+            [
+                "set   provider  qemu  (built-in default)",
+                "set   accel     tcg   (environment LABCTL_ACCEL)",
+                "set   egress    off   (lab file labs/k8s/lab.toml)",
+            ]
+        );
+    }
 }
