@@ -8,6 +8,7 @@
 mod error;
 pub mod graph;
 mod model;
+mod packages;
 mod parse;
 pub mod render;
 mod validate;
@@ -17,6 +18,7 @@ use std::path::Path;
 pub use error::{Diagnostic, MAX_VALUE_CHARS, Snippet, SpecError, shorten_values};
 pub use graph::Graph;
 pub use model::*;
+pub use packages::bundle_name_ok;
 pub use render::{RenderFailure, RenderedStep, Renderer, shell_quote};
 pub use validate::{DEFAULT_BOX, LabDefaults, MAX_WORKERS, Overrides};
 

@@ -145,6 +145,10 @@ pub struct Step {
     pub run: RunPolicy,
     /// Needs the guest's internet (package downloads).
     pub needs_egress: bool,
+    /// The package set (`[[package_set]]`) this step installs: with egress off, the step may
+    /// still run when the attached bundle holds that set complete for the lab's OS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub packages: Option<String>,
     pub after: Vec<StepRef>,
     pub publish: Vec<String>,
     /// How long a published value stays good (`publish = [{ name, ttl }]`), by value name.
@@ -261,6 +265,15 @@ pub struct Lab {
     pub networks: Vec<Network>,
     pub roles: Vec<Role>,
     pub nodes: Vec<Node>,
+    /// The bundle attached to the lab (`bundle = "NAME"`; `--bundle` overrides).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<String>,
+    /// What the lab's steps install, per OS family (`[[package_set]]`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub package_sets: Vec<PackageSet>,
+    /// Container images the lab needs (`[images] refs`), normalized.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<ImageRef>,
 }
 
 impl Lab {
@@ -270,9 +283,181 @@ impl Lab {
     pub fn role(&self, name: &str) -> Option<&Role> {
         self.roles.iter().find(|r| r.name == name)
     }
+    pub fn package_set(&self, name: &str) -> Option<&PackageSet> {
+        self.package_sets.iter().find(|p| p.name == name)
+    }
     /// The steps of a node, in order.
     pub fn steps_of(&self, node: &Node) -> &[Step] {
         self.role(&node.role).map_or(&[], |r| r.steps.as_slice())
+    }
+}
+
+/// An OS family a package set names packages for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    Debian,
+    Ubuntu,
+    Rocky,
+}
+
+impl Family {
+    pub const ALL: [Family; 3] = [Family::Debian, Family::Ubuntu, Family::Rocky];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::Debian => "debian",
+            Family::Ubuntu => "ubuntu",
+            Family::Rocky => "rocky",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Family> {
+        Family::ALL.into_iter().find(|f| f.as_str() == s)
+    }
+}
+
+/// A named group of packages a step installs (`[[package_set]]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PackageSet {
+    pub name: String,
+    /// Package names per OS family.
+    pub packages: BTreeMap<Family, Vec<String>>,
+    /// Extra repositories a family needs for this set.
+    pub repositories: Vec<Repository>,
+}
+
+impl PackageSet {
+    pub fn packages_for(&self, family: Family) -> &[String] {
+        self.packages.get(&family).map_or(&[], Vec::as_slice)
+    }
+    pub fn repositories_for(&self, family: Family) -> impl Iterator<Item = &Repository> {
+        self.repositories.iter().filter(move |r| r.family == family)
+    }
+}
+
+/// An extra package repository (`[[package_set.repository]]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Repository {
+    pub family: Family,
+    /// Base URL (http or https).
+    pub url: String,
+    /// The apt suite; `/` for a flat repository.
+    pub suite: String,
+    /// apt components (empty for a flat repository).
+    pub components: Vec<String>,
+    /// URL of the repository's signing key.
+    pub key: Option<String>,
+}
+
+/// A container image reference, normalized the way containerd does it
+/// (`busybox` → `docker.io/library/busybox:latest`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ImageRef {
+    /// Registry host (and port), e.g. `registry.k8s.io`.
+    pub registry: String,
+    /// Repository path, e.g. `pause` or `calico/node`.
+    pub repository: String,
+    /// Tag; `None` only when a digest is given without a tag.
+    pub tag: Option<String>,
+    /// `sha256:<hex>`.
+    pub digest: Option<String>,
+}
+
+impl ImageRef {
+    /// Parse and normalize a reference; `None` when it is not one.
+    pub fn parse(s: &str) -> Option<ImageRef> {
+        if s.is_empty() || s.len() > 512 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return None;
+        }
+        let (rest, digest) = match s.split_once('@') {
+            Some((r, d)) => {
+                let hex = d.strip_prefix("sha256:")?;
+                if hex.len() != 64
+                    || !hex
+                        .bytes()
+                        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+                {
+                    return None;
+                }
+                (r, Some(d.to_string()))
+            }
+            None => (s, None),
+        };
+        // A tag is after the last ':' that follows the last '/'.
+        let slash = rest.rfind('/');
+        let (name, tag) = match rest.rfind(':') {
+            Some(c) if slash.is_none_or(|sl| c > sl) => {
+                (&rest[..c], Some(rest[c + 1..].to_string()))
+            }
+            _ => (rest, None),
+        };
+        if let Some(t) = &tag
+            && (t.is_empty()
+                || t.len() > 128
+                || !t
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+                || t.starts_with(['.', '-']))
+        {
+            return None;
+        }
+        let (registry, repository) = match name.split_once('/') {
+            Some((first, path))
+                if first.contains('.') || first.contains(':') || first == "localhost" =>
+            {
+                (first.to_string(), path.to_string())
+            }
+            _ => ("docker.io".to_string(), name.to_string()),
+        };
+        let repository = if registry == "docker.io" && !repository.contains('/') {
+            format!("library/{repository}")
+        } else {
+            repository
+        };
+        let comp_ok = |c: &str| {
+            !c.is_empty()
+                && c.chars()
+                    .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || "._-".contains(ch))
+                && c.starts_with(|ch: char| ch.is_ascii_alphanumeric())
+                && c.ends_with(|ch: char| ch.is_ascii_alphanumeric())
+        };
+        if !repository.split('/').all(comp_ok)
+            || registry.is_empty()
+            || !registry
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c))
+        {
+            return None;
+        }
+        let tag = if tag.is_none() && digest.is_none() {
+            Some("latest".into())
+        } else {
+            tag
+        };
+        Some(ImageRef {
+            registry,
+            repository,
+            tag,
+            digest,
+        })
+    }
+}
+
+impl std::fmt::Display for ImageRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.registry, self.repository)?;
+        if let Some(t) = &self.tag {
+            write!(f, ":{t}")?;
+        }
+        if let Some(d) = &self.digest {
+            write!(f, "@{d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for ImageRef {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 

@@ -37,6 +37,30 @@ pub(crate) struct RawLab {
     pub(crate) vars: Vec<(S<String>, S<String>)>,
     pub(crate) networks: Vec<RawNetwork>,
     pub(crate) roles: Vec<RawRole>,
+    pub(crate) bundle: Option<S<String>>,
+    pub(crate) package_sets: Vec<RawPackageSet>,
+    pub(crate) images: Vec<S<String>>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct RawPackageSet {
+    pub(crate) span: Range<usize>,
+    pub(crate) path: String,
+    pub(crate) name: Option<S<String>>,
+    /// (family key, its package names), in file order.
+    pub(crate) families: Vec<(S<String>, Vec<S<String>>)>,
+    pub(crate) repositories: Vec<RawRepository>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct RawRepository {
+    pub(crate) span: Range<usize>,
+    pub(crate) path: String,
+    pub(crate) family: Option<S<String>>,
+    pub(crate) url: Option<S<String>>,
+    pub(crate) suite: Option<S<String>>,
+    pub(crate) components: Vec<S<String>>,
+    pub(crate) key: Option<S<String>>,
 }
 
 #[derive(Debug, Default)]
@@ -89,6 +113,7 @@ pub(crate) struct RawStep {
     pub(crate) args: Vec<S<String>>,
     pub(crate) run: Option<S<String>>,
     pub(crate) needs_egress: Option<S<bool>>,
+    pub(crate) packages: Option<S<String>>,
     pub(crate) after: Vec<S<String>>,
     pub(crate) publish: Vec<RawPublish>,
     pub(crate) timeout: Option<S<i64>>,
@@ -117,8 +142,12 @@ pub(crate) const LAB_KEYS: &[&str] = &[
     "boot_timeout",
     "templates",
     "trusted_dirs",
+    "bundle",
 ];
-const TOP_KEYS: &[&str] = &["lab", "vars", "network", "role"];
+const TOP_KEYS: &[&str] = &["lab", "vars", "network", "role", "package_set", "images"];
+const PACKAGE_SET_KEYS: &[&str] = &["name", "debian", "ubuntu", "rocky", "repository"];
+const REPOSITORY_KEYS: &[&str] = &["family", "url", "suite", "components", "key"];
+const IMAGES_KEYS: &[&str] = &["refs"];
 const NETWORK_KEYS: &[&str] = &["name", "cidr", "kind", "host_ip", "reserved"];
 const ROLE_KEYS: &[&str] = &[
     "hostname",
@@ -147,6 +176,7 @@ const STEP_KEYS: &[&str] = &[
     "args",
     "run",
     "needs_egress",
+    "packages",
     "after",
     "publish",
     "timeout",
@@ -186,6 +216,7 @@ pub(crate) fn parse(src: &str, sink: &mut Sink<'_>) -> RawLab {
             raw.boot_timeout = get_int(t, "lab", "boot_timeout", sink);
             raw.templates = get_str(t, "lab", "templates", sink);
             raw.trusted_dirs = get_str_array(t, "lab", "trusted_dirs", sink);
+            raw.bundle = get_str(t, "lab", "bundle", sink);
         }
         None => {
             if top.get("lab").is_none() {
@@ -218,6 +249,54 @@ pub(crate) fn parse(src: &str, sink: &mut Sink<'_>) -> RawLab {
             span,
             path,
         });
+    }
+
+    for (i, (t, span)) in get_table_array(top, "package_set", "package_set", sink)
+        .into_iter()
+        .enumerate()
+    {
+        let path = format!("package_set[{i}]");
+        check_keys(t, &path, PACKAGE_SET_KEYS, sink);
+        let families = ["debian", "ubuntu", "rocky"]
+            .into_iter()
+            .filter_map(|f| {
+                let v = t.get(f)?;
+                let key = S {
+                    v: f.to_string(),
+                    span: v.span(),
+                };
+                Some((key, get_str_array(t, &path, f, sink)))
+            })
+            .collect();
+        let repositories = get_table_array(t, &path, "repository", sink)
+            .into_iter()
+            .enumerate()
+            .map(|(j, (rt, rspan))| {
+                let rpath = format!("{path}.repository[{j}]");
+                check_keys(rt, &rpath, REPOSITORY_KEYS, sink);
+                RawRepository {
+                    family: get_str(rt, &rpath, "family", sink),
+                    url: get_str(rt, &rpath, "url", sink),
+                    suite: get_str(rt, &rpath, "suite", sink),
+                    components: get_str_array(rt, &rpath, "components", sink),
+                    key: get_str(rt, &rpath, "key", sink),
+                    span: rspan,
+                    path: rpath,
+                }
+            })
+            .collect();
+        raw.package_sets.push(RawPackageSet {
+            name: get_str(t, &path, "name", sink),
+            families,
+            repositories,
+            span,
+            path,
+        });
+    }
+
+    if let Some((t, _)) = get_table(top, "images", "images", sink) {
+        check_keys(t, "images", IMAGES_KEYS, sink);
+        raw.images = get_str_array(t, "images", "refs", sink);
     }
 
     if let Some((roles, _)) = get_table(top, "role", "role", sink) {
@@ -284,6 +363,7 @@ fn parse_role(name: S<String>, t: &Table<'_>, path: &str, sink: &mut Sink<'_>) -
             args: get_args(st, &spath, sink),
             run: get_str(st, &spath, "run", sink),
             needs_egress: get_bool(st, &spath, "needs_egress", sink),
+            packages: get_str(st, &spath, "packages", sink),
             after: get_str_array(st, &spath, "after", sink),
             publish: get_publish(st, &spath, sink),
             timeout: get_int(st, &spath, "timeout", sink),

@@ -482,7 +482,11 @@ pub(crate) fn build(raw: RawLab, file: &Path, ov: Overrides, sink: &mut Sink<'_>
         );
     }
 
+    let (bundle, package_sets, images) = crate::packages::build(&raw, sink);
     let lab = Lab {
+        bundle,
+        package_sets,
+        images,
         file: file.to_path_buf(),
         dir,
         name,
@@ -931,6 +935,7 @@ fn build_steps(
             args: rs.args.iter().map(|a| a.v.clone()).collect(),
             run,
             needs_egress: rs.needs_egress.as_ref().is_some_and(|v| v.v),
+            packages: rs.packages.as_ref().map(|p| p.v.clone()),
             after,
             publish: rs.publish.iter().map(|p| p.v.clone()).collect(),
             ttl,
