@@ -1,0 +1,108 @@
+//! Stages 2 and 3: fill defaults, then check meaning and expand roles into nodes.
+//!
+//! - [`lab`]: `build`, the lab-level keys and the order of the checks.
+//! - [`networks`]: networks, CIDRs, ranges and node addresses.
+//! - [`roles`]: roles expanded into nodes (counts, names, ports, forwards).
+//! - [`steps`]: steps, durations, and the dependency graph (unknown steps, cycles).
+//! - [`templates`]: trusted roots and rendering every step once with placeholder values.
+
+mod lab;
+mod networks;
+mod roles;
+mod steps;
+mod templates;
+
+use crate::error::{Sink, suggest};
+use crate::model::{Accel, Provider};
+use crate::parse::{RawLab, RawRole, S};
+pub(crate) use lab::build;
+
+/// Settings from the command line that override the file.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Overrides {
+    /// `--workers N`.
+    pub workers: Option<u32>,
+    /// `LABCTL_NO_EGRESS=1`: force `egress = false`.
+    pub no_egress: bool,
+    /// Defaults for keys lab.toml does not set (from the user's config file).
+    pub defaults: LabDefaults,
+}
+
+/// Values that apply when lab.toml does not set the key: lab.toml wins over them, and they
+/// win over labctl's built-in defaults. The binary fills them from the user config file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LabDefaults {
+    pub provider: Option<Provider>,
+    pub accel: Option<Accel>,
+    pub egress: Option<bool>,
+}
+
+/// Largest worker count accepted.
+pub const MAX_WORKERS: u32 = 200;
+pub const DEFAULT_BOX: &str = "labctl/debian-12";
+
+fn ident_ok(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// A host name labctl also uses as a directory name: it starts and ends with a letter or
+/// digit, so `.` and `..` (and `-x`) are not names.
+fn dns_label_ok(s: &str) -> bool {
+    s.len() <= 63
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+fn enum_value<T: Copy>(
+    v: Option<&S<String>>,
+    field: &str,
+    choices: &[(&str, T)],
+    default: T,
+    sink: &mut Sink<'_>,
+) -> T {
+    let Some(v) = v else { return default };
+    if let Some((_, t)) = choices.iter().find(|(name, _)| *name == v.v) {
+        return *t;
+    }
+    let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+    let hint = match suggest(&v.v, names.iter().copied()) {
+        Some(s) => format!("did you mean `{s}`?"),
+        None => format!("expected one of: {}", names.join(", ")),
+    };
+    sink.hint(&v.span, field, format!("unknown value `{}`", v.v), hint);
+    default
+}
+
+struct Ctx<'a, 's> {
+    sink: &'a mut Sink<'s>,
+}
+
+fn pos_u32(
+    v: Option<&S<i64>>,
+    field: &str,
+    min: i64,
+    max: i64,
+    default: u32,
+    sink: &mut Sink<'_>,
+) -> u32 {
+    match v {
+        Some(x) if (min..=max).contains(&x.v) => u32::try_from(x.v).unwrap_or(default),
+        Some(x) => {
+            sink.at(
+                &x.span,
+                field,
+                format!("must be between {min} and {max}; got {}", x.v),
+            );
+            default
+        }
+        None => default,
+    }
+}
+
+fn role_span<'r>(raw: &'r RawLab, role: &str) -> Option<&'r RawRole> {
+    raw.roles.iter().find(|r| r.name.v == role)
+}
