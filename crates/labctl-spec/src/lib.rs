@@ -5,6 +5,7 @@
 //! field path. This crate is pure: it reads files, it never runs programs or writes.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod class;
 mod error;
 pub mod graph;
 mod model;

@@ -182,8 +182,8 @@ const STEP_KEYS: &[&str] = &[
     "timeout",
 ];
 
-type Table<'i> = DeTable<'i>;
-type Value<'i> = Spanned<DeValue<'i>>;
+pub(crate) type Table<'i> = DeTable<'i>;
+pub(crate) type Value<'i> = Spanned<DeValue<'i>>;
 
 /// Parse lab.toml text. Returns whatever could be read; problems go to `sink`.
 pub(crate) fn parse(src: &str, sink: &mut Sink<'_>) -> RawLab {
@@ -382,7 +382,7 @@ fn join(path: &str, key: &str) -> String {
     }
 }
 
-fn check_keys(t: &Table<'_>, path: &str, allowed: &[&str], sink: &mut Sink<'_>) {
+pub(crate) fn check_keys(t: &Table<'_>, path: &str, allowed: &[&str], sink: &mut Sink<'_>) {
     for key in t.keys() {
         let k = key.get_ref().as_ref();
         if !allowed.contains(&k) {
@@ -405,7 +405,7 @@ fn check_keys(t: &Table<'_>, path: &str, allowed: &[&str], sink: &mut Sink<'_>) 
     }
 }
 
-fn kind_name(v: &DeValue<'_>) -> &'static str {
+pub(crate) fn kind_name(v: &DeValue<'_>) -> &'static str {
     match v {
         DeValue::String(_) => "a string",
         DeValue::Integer(_) => "an integer",
@@ -417,7 +417,7 @@ fn kind_name(v: &DeValue<'_>) -> &'static str {
     }
 }
 
-fn wrong_type(v: &Value<'_>, field: &str, want: &str, sink: &mut Sink<'_>) {
+pub(crate) fn wrong_type(v: &Value<'_>, field: &str, want: &str, sink: &mut Sink<'_>) {
     sink.at(
         &v.span(),
         field,
@@ -425,7 +425,11 @@ fn wrong_type(v: &Value<'_>, field: &str, want: &str, sink: &mut Sink<'_>) {
     );
 }
 
-fn as_table<'a, 'i>(v: &'a Value<'i>, field: &str, sink: &mut Sink<'_>) -> Option<&'a Table<'i>> {
+pub(crate) fn as_table<'a, 'i>(
+    v: &'a Value<'i>,
+    field: &str,
+    sink: &mut Sink<'_>,
+) -> Option<&'a Table<'i>> {
     match v.get_ref() {
         DeValue::Table(t) => Some(t),
         _ => {
@@ -435,7 +439,7 @@ fn as_table<'a, 'i>(v: &'a Value<'i>, field: &str, sink: &mut Sink<'_>) -> Optio
     }
 }
 
-fn get_table<'a, 'i>(
+pub(crate) fn get_table<'a, 'i>(
     t: &'a Table<'i>,
     path: &str,
     key: &str,
@@ -450,7 +454,7 @@ fn get_table<'a, 'i>(
     as_table(v, &field, sink).map(|tab| (tab, v.span()))
 }
 
-fn get_table_array<'a, 'i>(
+pub(crate) fn get_table_array<'a, 'i>(
     t: &'a Table<'i>,
     path: &str,
     key: &str,
@@ -489,7 +493,12 @@ fn get_table_array<'a, 'i>(
     }
 }
 
-fn get_str(t: &Table<'_>, path: &str, key: &str, sink: &mut Sink<'_>) -> Option<S<String>> {
+pub(crate) fn get_str(
+    t: &Table<'_>,
+    path: &str,
+    key: &str,
+    sink: &mut Sink<'_>,
+) -> Option<S<String>> {
     let v = t.get(key)?;
     match v.get_ref() {
         DeValue::String(s) => Some(S {
@@ -533,7 +542,7 @@ fn int_of(v: &Value<'_>) -> Option<i64> {
     }
 }
 
-fn get_int(t: &Table<'_>, path: &str, key: &str, sink: &mut Sink<'_>) -> Option<S<i64>> {
+pub(crate) fn get_int(t: &Table<'_>, path: &str, key: &str, sink: &mut Sink<'_>) -> Option<S<i64>> {
     let v = t.get(key)?;
     match (v.get_ref(), int_of(v)) {
         (DeValue::Integer(_), Some(n)) => Some(S {
@@ -551,7 +560,12 @@ fn get_int(t: &Table<'_>, path: &str, key: &str, sink: &mut Sink<'_>) -> Option<
     }
 }
 
-fn get_str_array(t: &Table<'_>, path: &str, key: &str, sink: &mut Sink<'_>) -> Vec<S<String>> {
+pub(crate) fn get_str_array(
+    t: &Table<'_>,
+    path: &str,
+    key: &str,
+    sink: &mut Sink<'_>,
+) -> Vec<S<String>> {
     let field = join(path, key);
     let Some(v) = t.get(key) else {
         return Vec::new();
