@@ -3,6 +3,7 @@
 //! ([`events::Reporter`]) and typed errors; the binary owns the terminal.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod class;
 pub mod doctor;
 pub mod events;
 mod expiry;

@@ -33,10 +33,19 @@ pub struct NodeStatus {
 
 /// `status`: state file plus one cheap liveness check per node; no SSH.
 pub fn status(paths: &LabPaths, env: &Env) -> Result<Vec<NodeStatus>, RunnerError> {
+    status_with(paths, env, &|p| driver_for(p, env))
+}
+
+/// [`status`] with the driver given.
+pub(crate) fn status_with(
+    paths: &LabPaths,
+    env: &Env,
+    driver_for: crate::up::OpenDriver<'_>,
+) -> Result<Vec<NodeStatus>, RunnerError> {
     let Some(st) = LabState::load_checked(paths, env)? else {
         return Ok(Vec::new());
     };
-    let driver = driver_for(&st.provider, env)?;
+    let driver = driver_for(&st.provider)?;
     Ok(st
         .nodes
         .iter()
@@ -335,13 +344,24 @@ pub fn destroy(
     nodes: &[String],
     reporter: Arc<dyn Reporter>,
 ) -> Result<(), RunnerError> {
+    destroy_with(paths, env, nodes, reporter, &|p| driver_for(p, env))
+}
+
+/// [`destroy`] with the driver given.
+pub(crate) fn destroy_with(
+    paths: &LabPaths,
+    env: &Env,
+    nodes: &[String],
+    reporter: Arc<dyn Reporter>,
+    driver_for: crate::up::OpenDriver<'_>,
+) -> Result<(), RunnerError> {
     let lock = LabLock::acquire(paths)?;
     let Some(mut st) = LabState::load_checked(paths, env)? else {
         drop(lock);
         let _ = std::fs::remove_dir_all(&paths.state_dir);
         return Ok(());
     };
-    let driver = driver_for(&st.provider, env)?;
+    let driver = driver_for(&st.provider)?;
     let names = st.select(nodes)?;
     let started = Instant::now();
     let results: Vec<Result<String, (String, String)>> = std::thread::scope(|s| {

@@ -14,10 +14,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::RunnerError;
 use crate::events::{EventKind, Reporter, emit};
+use crate::guest::{Connect, Guest, Ssh};
 use crate::machines::{Env, driver_for};
 use crate::provision::as_root;
 use crate::state::{Golden, LabLock, LabPaths, LabState, load_values, values_hash};
-use crate::up::{Selection, UpOptions, UpSummary, up};
+use crate::up::{OpenDriver, Selection, UpOptions, UpSummary, up_with};
 
 /// The golden snapshot's name.
 pub const GOLDEN: &str = "provisioned";
@@ -124,7 +125,7 @@ pub fn snapshot(
     let started = Instant::now();
     let out = snapshot_locked(&*driver, &st, &names, cmd)?;
     if let SnapshotCmd::Restore(_) = cmd {
-        fix_clocks(paths, &st, &names, &*reporter)?;
+        fix_clocks(&Ssh, paths, &st, &names, &*reporter)?;
     }
     if let (SnapshotCmd::Delete(name), Some(g)) = (cmd, &st.golden)
         && *name == g.name
@@ -166,15 +167,36 @@ pub(crate) fn session(
     Ok(Session::wait_ready(&target, deadline, &never, &|| Ok(()))?)
 }
 
+/// Log in to a node through `connect` (production: SSH, as [`session`]).
+fn login(
+    connect: &dyn Connect,
+    paths: &LabPaths,
+    st: &LabState,
+    node: &str,
+    deadline: Duration,
+) -> Result<Box<dyn Guest>, RunnerError> {
+    let n = &st.nodes[node];
+    let target = Target {
+        node: node.to_string(),
+        addr: std::net::SocketAddr::from(([127, 0, 0, 1], n.machine.ssh.host)),
+        user: n.user.clone(),
+        keys: vec![paths.key()],
+        host_key: Some(paths.host_key_check(node, false)),
+    };
+    let never = AtomicBool::new(false);
+    Ok(connect.wait_ready(&target, deadline, &never, &|| Ok(()))?)
+}
+
 /// After a restore the guests' clocks are the snapshot's: set them to the host's.
 fn fix_clocks(
+    connect: &dyn Connect,
     paths: &LabPaths,
     st: &LabState,
     names: &[String],
     reporter: &dyn Reporter,
 ) -> Result<(), RunnerError> {
     each(names, |n| {
-        let s = session(paths, st, n, Duration::from_secs(120))?;
+        let s = login(connect, paths, st, n, Duration::from_secs(120))?;
         let epoch = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -238,7 +260,12 @@ pub struct ResetOptions {
 }
 
 /// Run a role's readiness check for `node` until it passes (bounded).
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call site per hook, all arguments named"
+)]
 fn run_hook(
+    connect: &dyn Connect,
     lab: &Lab,
     paths: &LabPaths,
     st: &LabState,
@@ -269,7 +296,7 @@ fn run_hook(
         )
     };
     // A node that is down (the README's "power off cp1") must not hold up the others long.
-    let login = Duration::from_secs(if candidates.len() > 1 { 30 } else { 120 });
+    let login_for = Duration::from_secs(if candidates.len() > 1 { 30 } else { 120 });
     let mut last = String::new();
     loop {
         // Each round tries the candidates in order; one that is not running is skipped.
@@ -277,7 +304,7 @@ fn run_hook(
             if !st.nodes.contains_key(on) {
                 continue;
             }
-            let result = session(paths, st, on, login)
+            let result = login(connect, paths, st, on, login_for)
                 .and_then(|sess| Ok(sess.run(&wrapped(on), Duration::from_secs(60))?));
             match result {
                 Ok(_) => return Ok(()),
@@ -315,6 +342,7 @@ pub(crate) fn hook_nodes(lab: &Lab, hook: &labctl_spec::Hook, node: &str) -> Vec
 
 /// Run the node's role `check`, if it declares one, and say that it passed.
 fn run_check(
+    connect: &dyn Connect,
     lab: &Lab,
     paths: &LabPaths,
     st: &LabState,
@@ -327,7 +355,7 @@ fn run_check(
         .and_then(|sn| lab.role(&sn.role))
         .and_then(|r| r.check.clone());
     if let Some(hook) = hook {
-        run_hook(lab, paths, st, node, &hook, "check", deadline)?;
+        run_hook(connect, lab, paths, st, node, &hook, "check", deadline)?;
         emit(
             reporter,
             node,
@@ -355,13 +383,34 @@ pub fn reset(
     reporter: Arc<dyn Reporter>,
     cancel: Arc<AtomicBool>,
 ) -> Result<ResetSummary, RunnerError> {
+    reset_with(
+        lab,
+        env,
+        opts,
+        reporter,
+        cancel,
+        &|provider| driver_for(provider, env),
+        &Ssh,
+    )
+}
+
+/// [`reset`] with the driver and the way to the guests given (the runner's tests give fakes).
+pub(crate) fn reset_with(
+    lab: &Lab,
+    env: &Env,
+    opts: &ResetOptions,
+    reporter: Arc<dyn Reporter>,
+    cancel: Arc<AtomicBool>,
+    driver_for: OpenDriver<'_>,
+    connect: &dyn Connect,
+) -> Result<ResetSummary, RunnerError> {
     let paths = LabPaths::new(&lab.dir, &lab.name);
     let started = Instant::now();
     let mut summary = ResetSummary::default();
     if !opts.rebuild {
         let lock = LabLock::acquire(&paths)?;
         let st = LabState::load_checked(&paths, env)?.ok_or(RunnerError::NotUp)?;
-        let driver = driver_for(&st.provider, env)?;
+        let driver = driver_for(&st.provider)?;
         let names = if opts.all {
             st.select(&[])?
         } else {
@@ -398,10 +447,18 @@ pub fn reset(
             &names,
             &SnapshotCmd::Restore(golden.name.clone()),
         )?;
-        fix_clocks(&paths, &st, &names, &*reporter)?;
+        fix_clocks(connect, &paths, &st, &names, &*reporter)?;
         drop(lock);
         for n in &names {
-            run_check(lab, &paths, &st, n, Duration::from_secs(180), &*reporter)?;
+            run_check(
+                connect,
+                lab,
+                &paths,
+                &st,
+                n,
+                Duration::from_secs(180),
+                &*reporter,
+            )?;
             summary.nodes.push((
                 n.clone(),
                 "golden snapshot".into(),
@@ -414,7 +471,7 @@ pub fn reset(
     let (publishers, publisher_nodes) = {
         let lock = LabLock::acquire(&paths)?;
         let mut st = LabState::load_checked(&paths, env)?.ok_or(RunnerError::NotUp)?;
-        let driver = driver_for(&st.provider, env)?;
+        let driver = driver_for(&st.provider)?;
         let names = if opts.all {
             st.select(&[])?
         } else {
@@ -445,6 +502,7 @@ pub fn reset(
                 && hook_nodes(lab, &hook, n).iter().any(|o| !names.contains(o))
             {
                 run_hook(
+                    connect,
                     lab,
                     &paths,
                     &st,
@@ -487,7 +545,15 @@ pub fn reset(
         selection: Selection::Up,
         force: publishers,
     };
-    let up_summary = up(lab, env, &up_opts, reporter.clone(), cancel)?;
+    let up_summary = up_with(
+        lab,
+        env,
+        &up_opts,
+        reporter.clone(),
+        cancel,
+        driver_for,
+        connect,
+    )?;
     let failed = up_summary.failed() || up_summary.interrupted;
     summary.up = Some(up_summary);
     if failed {
@@ -500,7 +566,15 @@ pub fn reset(
         st.select(&opts.nodes)?
     };
     for n in &names {
-        run_check(lab, &paths, &st, n, Duration::from_secs(600), &*reporter)?;
+        run_check(
+            connect,
+            lab,
+            &paths,
+            &st,
+            n,
+            Duration::from_secs(600),
+            &*reporter,
+        )?;
         summary
             .nodes
             .push((n.clone(), "rebuilt".into(), started.elapsed().as_secs_f64()));
