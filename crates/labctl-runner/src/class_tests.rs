@@ -507,7 +507,10 @@ fn status_reset_of_some_students_and_destroy() {
         .iter()
         .find(|r| r.student == "bob" && r.node == "m")
         .expect("bob's m");
-    assert_eq!(bob_m.ssh, "127.0.0.1:61102");
+    // The port is the generated lab's (61010 + 92) unless it was taken on this machine just
+    // then: the runner moves a taken port (the fake driver binds nothing, so only the
+    // generated lab's ports are checked exactly, in the first test).
+    assert!(bob_m.ssh.starts_with("127.0.0.1:"), "{}", bob_m.ssh);
     assert_eq!(bob_m.lab, "c-bob");
 
     // Reset bob only: his nodes are restored from the golden snapshot, the others untouched.
