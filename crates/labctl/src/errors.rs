@@ -33,6 +33,10 @@ pub(crate) enum ExpectedError {
     Runner(#[from] labctl_runner::RunnerError),
     #[error(transparent)]
     Box(#[from] labctl_driver::boxes::BoxError),
+    #[error(transparent)]
+    Bundle(#[from] labctl_bundle::Error),
+    #[error("cannot tell the guests' OS release from box `{box_name}`")]
+    UnknownRelease { box_name: String, known: Vec<String> },
     #[error("refusing to destroy without confirmation")]
     NeedsForce,
     #[error("no published value named `{name}`")]
@@ -80,6 +84,8 @@ impl ExpectedError {
                 labctl_driver::exec::ToolError::NotFound { .. },
             )) => code::HOST_TOOL,
             ExpectedError::Write { .. } | ExpectedError::Box(_) => code::OTHER,
+            ExpectedError::Bundle(b) => bundle_code(b),
+            ExpectedError::UnknownRelease { .. } => code::USAGE,
             ExpectedError::NeedsForce
             | ExpectedError::UnknownValue { .. }
             | ExpectedError::NoKubeApi { .. } => code::USAGE,
@@ -114,6 +120,11 @@ impl ExpectedError {
                 Some("fix the problems above, then `labctl validate`".into())
             }
             ExpectedError::Runner(r) => runner_hint(r),
+            ExpectedError::Bundle(b) => bundle_hint(b),
+            ExpectedError::UnknownRelease { known, .. } => Some(format!(
+                "pass --os with one of: {}",
+                known.join(", ")
+            )),
             ExpectedError::Box(b) => box_hint(b),
             ExpectedError::Import {
                 source:
@@ -136,6 +147,43 @@ impl ExpectedError {
             | ExpectedError::Write { .. }
             | ExpectedError::Spec(_) => None,
         }
+    }
+}
+
+fn bundle_code(e: &labctl_bundle::Error) -> u8 {
+    use labctl_bundle::Error as B;
+    match e {
+        B::BadName(_) | B::NotFound(_) | B::Exists(_) => code::USAGE,
+        B::Tool(ToolError::NotFound { .. }) => code::HOST_TOOL,
+        _ => code::OTHER,
+    }
+}
+
+/// What to do about a bundle error.
+fn bundle_hint(e: &labctl_bundle::Error) -> Option<String> {
+    use labctl_bundle::Error as B;
+    match e {
+        B::BadName(_) => Some(
+            "a bundle name is 1-64 of a-z, 0-9, `-`, `_`, `.`, starting with a letter or digit"
+                .into(),
+        ),
+        B::NotFound(_) => Some(
+            "`labctl bundle list` shows the bundles here; make one with `labctl bundle build --lab PATH` or `labctl bundle import FILE`"
+                .into(),
+        ),
+        B::Exists(name) => Some(format!(
+            "remove it first with `labctl bundle remove {name}`"
+        )),
+        B::Tampered { .. } | B::MissingFile { .. } | B::Unlisted { .. } | B::UnsafePath(_) => {
+            Some("nothing was installed; get a fresh copy of the archive from its maker".into())
+        }
+        B::Tool(ToolError::NotFound { program, .. }) if program.contains("gpg") => {
+            Some("install GnuPG (`apt-get install gnupg`): bundles are signed with it".into())
+        }
+        B::Tool(ToolError::NotFound { .. }) => {
+            Some("bundle build needs apt-get (a Debian or Ubuntu host); --offline --from-dir DIR needs only gpg".into())
+        }
+        _ => None,
     }
 }
 

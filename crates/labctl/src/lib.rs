@@ -73,6 +73,8 @@ pub fn main_impl(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Man(a) => commands::completions::man(&a, &printer),
         Command::Doctor(a) => commands::doctor::run(&a, &printer),
         Command::Switch(a) => commands::switch::run(&a),
+        Command::Bundle(a) => commands::bundle::run(&a, &printer),
+        Command::BundleServer(a) => commands::bundle::server(&a, &printer),
     };
     match result {
         Ok(code) => ExitCode::from(code),

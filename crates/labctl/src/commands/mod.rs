@@ -1,6 +1,7 @@
 //! One module per command; each turns settings into calls on the library crates.
 
 pub(crate) mod boxes;
+pub(crate) mod bundle;
 pub(crate) mod completions;
 pub(crate) mod doctor;
 pub(crate) mod halt;
