@@ -277,20 +277,41 @@ fn archive_name(name: &str, version: &str, arch: &str) -> String {
 }
 
 fn fetch_key(url: &str, dest: &Path) -> std::result::Result<(), String> {
-    Cmd::new("/usr/lib/apt/apt-helper")
+    let out = Cmd::new("/usr/lib/apt/apt-helper")
         .timeout(Duration::from_secs(120))
-        .args(["download-file", url])
+        .args(["-o", "APT::Sandbox::User=root", "download-file", url])
         .arg(dest)
-        .run()
-        .map(|_| ())
-        .map_err(|e| {
-            e.to_string()
-                .lines()
-                .last()
-                .unwrap_or("")
-                .trim()
-                .to_string()
-        })
+        .run_unchecked()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(apt_reason(&format!("{}\n{}", out.stdout, out.stderr)))
+}
+
+/// The most telling line of apt's complaint: "Could not resolve 'pkgs.k8s.io'".
+pub(crate) fn apt_reason(text: &str) -> String {
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    if let Some(l) = lines.iter().find(|l| l.starts_with("E: Failed to fetch"))
+        && let Some((_, why)) = l.rsplit_once("  ")
+    {
+        return why.trim().to_string();
+    }
+    if let Some(i) = lines.iter().position(|l| l.starts_with("Err:"))
+        && let Some(next) = lines.get(i + 1)
+    {
+        return (*next).to_string();
+    }
+    lines
+        .iter()
+        .rev()
+        .find(|l| l.starts_with("E:"))
+        .or(lines.last())
+        .map_or_else(|| "apt failed".to_string(), |l| (*l).to_string())
 }
 
 /// The sources of a set's extra repositories (their keys fetched into `keys`), or why not.
@@ -492,6 +513,29 @@ fn debs_in(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// The pool entries of the named packages.
+fn pool_files(repo: &Path, names: &[String]) -> Result<Vec<crate::apt::PoolPackage>> {
+    let text = crate::apt::packages_index(repo)?;
+    Ok(crate::apt::parse_packages(&text)
+        .into_iter()
+        .filter(|c| {
+            c.get("Package")
+                .is_some_and(|p| names.iter().any(|n| n.split('=').next() == Some(p)))
+        })
+        .map(|c| crate::apt::PoolPackage {
+            package: c.get("Package").unwrap_or_default().to_string(),
+            version: c.get("Version").unwrap_or_default().to_string(),
+            arch: c.get("Architecture").unwrap_or_default().to_string(),
+            file: c
+                .get("Filename")
+                .unwrap_or_default()
+                .trim_start_matches("pool/")
+                .to_string(),
+            size: c.get("Size").and_then(|s| s.parse().ok()).unwrap_or(0),
+        })
+        .collect())
+}
+
 /// Build (or update) bundle `opts.name`.
 pub fn build(
     store: &Store,
@@ -580,7 +624,11 @@ pub fn build(
                 (entry, Vec::new())
             }
         };
-        let added = add_to_pool(&repo, &debs)?;
+        let mut added = add_to_pool(&repo, &debs)?;
+        if base.is_none() {
+            // Offline: the set's own packages, as found in the pool.
+            added = pool_files(&repo, &entry.packages)?;
+        }
         let bytes = added.iter().map(|p| p.size).sum();
         on(BuildEvent::SetDone {
             set: set.name.clone(),
@@ -723,6 +771,17 @@ mod tests {
             ]
         );
         assert_eq!(archive_name("x", "1:2.0", "amd64"), "x_1%3a2.0_amd64.deb");
+        // apt-helper download-file's output on this host (no route to pkgs.k8s.io).
+        let helper = "Ign:1 https://pkgs.k8s.io/core:/stable:/v1.35/deb/Release.key\nErr:1 https://pkgs.k8s.io/core:/stable:/v1.35/deb/Release.key\n  Could not resolve 'pkgs.k8s.io'\nE: Failed to fetch https://pkgs.k8s.io/core:/stable:/v1.35/deb/Release.key  Could not resolve 'pkgs.k8s.io'\nE: Download Failed\n";
+        assert_eq!(apt_reason(helper), "Could not resolve 'pkgs.k8s.io'");
+        assert_eq!(
+            apt_reason("Err:1 x\n  Connection refused\n"),
+            "Connection refused"
+        );
+        assert_eq!(
+            apt_reason("E: Unable to locate package kubelet\n"),
+            "E: Unable to locate package kubelet"
+        );
     }
 
     #[test]

@@ -35,8 +35,11 @@ pub(crate) enum ExpectedError {
     Box(#[from] labctl_driver::boxes::BoxError),
     #[error(transparent)]
     Bundle(#[from] labctl_bundle::Error),
-    #[error("cannot tell the guests' OS release from box `{box_name}`")]
-    UnknownRelease { box_name: String, known: Vec<String> },
+    #[error("`{box_name}` names no guest OS release labctl knows")]
+    UnknownRelease {
+        box_name: String,
+        known: Vec<String>,
+    },
     #[error("refusing to destroy without confirmation")]
     NeedsForce,
     #[error("no published value named `{name}`")]

@@ -40,7 +40,10 @@ pub(crate) fn run(cmd: &BundleCommand, p: &Printer) -> Result<u8> {
                     .sets
                     .iter()
                     .map(|(n, complete)| {
-                        format!("{n} ({})", if *complete { "complete" } else { "incomplete" })
+                        format!(
+                            "{n} ({})",
+                            if *complete { "complete" } else { "incomplete" }
+                        )
                     })
                     .collect();
                 p.out(format!(
@@ -49,7 +52,11 @@ pub(crate) fn run(cmd: &BundleCommand, p: &Printer) -> Result<u8> {
                     b.os.join(","),
                     human(b.bytes),
                     b.images,
-                    if sets.is_empty() { "none".into() } else { sets.join(", ") }
+                    if sets.is_empty() {
+                        "none".into()
+                    } else {
+                        sets.join(", ")
+                    }
                 ));
             }
         }
@@ -93,7 +100,10 @@ pub(crate) fn run(cmd: &BundleCommand, p: &Printer) -> Result<u8> {
                 reference.as_ref(),
             )?;
             for i in added {
-                p.out(format!("added {} ({}) to bundle {}", i.reference, i.digest, a.name));
+                p.out(format!(
+                    "added {} ({}) to bundle {}",
+                    i.reference, i.digest, a.name
+                ));
             }
         }
     }
@@ -127,7 +137,14 @@ fn show(store: &Store, name: &str, p: &Printer) -> Result<()> {
     for (set, by_os) in &m.sets {
         for (os, e) in by_os {
             let state = if e.complete { "complete" } else { "incomplete" };
-            p.out(format!("  {set} for {os}: {state}; {}", if e.packages.is_empty() { "no packages".to_string() } else { e.packages.join(", ") }));
+            p.out(format!(
+                "  {set} for {os}: {state}; {}",
+                if e.packages.is_empty() {
+                    "no packages".to_string()
+                } else {
+                    e.packages.join(", ")
+                }
+            ));
             for miss in &e.missing {
                 p.out(format!("    missing {}: {}", miss.name, miss.reason));
             }
@@ -180,13 +197,25 @@ fn build(store: &Store, a: &crate::cli::BundleBuildArgs, p: &Printer) -> Result<
     let started = std::time::Instant::now();
     let mut on = |e: BuildEvent| match e {
         BuildEvent::Updating { sources } => {
-            p.info(format!("reading package indices ({} sources)", sources.len()));
+            p.info(format!(
+                "reading package indices ({} sources)",
+                sources.len()
+            ));
         }
         BuildEvent::Resolving { set } => p.info(format!("{set}: resolving dependencies")),
-        BuildEvent::Downloading { set, packages, cached } => p.info(format!(
+        BuildEvent::Downloading {
+            set,
+            packages,
+            cached,
+        } => p.info(format!(
             "{set}: {packages} packages ({cached} already downloaded)"
         )),
-        BuildEvent::SetDone { set, complete, debs, bytes } => p.info(format!(
+        BuildEvent::SetDone {
+            set,
+            complete,
+            debs,
+            bytes,
+        } => p.info(format!(
             "{set}: {} ({debs} packages, {})",
             if complete { "complete" } else { "incomplete" },
             human(bytes)

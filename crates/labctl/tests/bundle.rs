@@ -1,0 +1,345 @@
+//! `labctl bundle ...` as a user sees it: an offline build from packages made here with
+//! `dpkg-deb`, list and show, export/remove/import, a tampered archive, and errors. Nothing
+//! is downloaded (`--offline --from-dir`).
+// Test code: starts real processes (dpkg-deb, the binary) directly.
+#![allow(clippy::disallowed_methods)]
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+
+struct World {
+    tmp: tempfile::TempDir,
+}
+
+const LAB: &str = r#"[lab]
+name = "class"
+box = "labctl/debian-12"
+bundle = "class"
+
+[[package_set]]
+name = "runtime"
+debian = ["lab-runtime"]
+
+[[package_set]]
+name = "kubernetes"
+debian = ["kubelet"]
+
+[images]
+refs = ["registry.k8s.io/pause:3.10"]
+
+[role.master]
+[[role.master.step]]
+script = "rt.sh"
+needs_egress = true
+packages = "runtime"
+"#;
+
+impl World {
+    fn new() -> World {
+        let w = World {
+            tmp: tempfile::tempdir().expect("tempdir"),
+        };
+        let lab = w.path().join("lab");
+        std::fs::create_dir_all(&lab).expect("mkdir");
+        std::fs::write(lab.join("lab.toml"), LAB).expect("lab.toml");
+        std::fs::write(lab.join("rt.sh"), "#!/bin/sh\ntrue\n").expect("rt.sh");
+        let debs = w.path().join("debs");
+        std::fs::create_dir_all(&debs).expect("mkdir");
+        deb(&debs, "lab-runtime", "lab-lib");
+        deb(&debs, "lab-lib", "");
+        w
+    }
+
+    fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    fn labctl(&self) -> Command {
+        let mut c = Command::cargo_bin("labctl").expect("labctl binary");
+        for var in ["LABCTL_LAB", "RUST_LOG"] {
+            c.env_remove(var);
+        }
+        c.env("LABCTL_HOME", self.path().join("home"))
+            .env("LABCTL_CACHE", self.path().join("cache"))
+            .env("NO_COLOR", "1")
+            .env("COLUMNS", "100")
+            .current_dir(self.path());
+        c
+    }
+
+    /// Exit code, stdout and stderr with this world's paths replaced by `[TMP]`.
+    fn run(&self, args: &[&str]) -> String {
+        let out = self.labctl().args(args).output().expect("run labctl");
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let mut s = format!(
+            "$ labctl {}\nexit code: {:?}\n",
+            args.join(" "),
+            out.status.code()
+        );
+        if !out.stdout.is_empty() {
+            s.push_str(&format!("--- stdout\n{}", text(&out.stdout)));
+        }
+        s.push_str(&format!("--- stderr\n{}", text(&out.stderr)));
+        let tmp = self.path().canonicalize().expect("canonical tmp");
+        s.replace(&tmp.display().to_string(), "[TMP]")
+            .replace(&self.path().display().to_string(), "[TMP]")
+    }
+}
+
+/// A tiny package made with the real dpkg-deb.
+fn deb(dir: &Path, name: &str, depends: &str) -> PathBuf {
+    let root = dir.join(format!("{name}-src"));
+    std::fs::create_dir_all(root.join("DEBIAN")).expect("mkdir");
+    std::fs::create_dir_all(root.join("usr/share/doc").join(name)).expect("mkdir");
+    std::fs::write(root.join("usr/share/doc").join(name).join("marker"), name).expect("write");
+    let dep = if depends.is_empty() {
+        String::new()
+    } else {
+        format!("Depends: {depends}\n")
+    };
+    std::fs::write(
+        root.join("DEBIAN/control"),
+        format!("Package: {name}\nVersion: 1.0\nArchitecture: all\nMaintainer: t <t@example.org>\n{dep}Description: test {name}\n"),
+    )
+    .expect("control");
+    let out = dir.join(format!("{name}_1.0_all.deb"));
+    let st = std::process::Command::new("dpkg-deb")
+        .args(["--root-owner-group", "--build"])
+        .arg(&root)
+        .arg(&out)
+        .output()
+        .expect("dpkg-deb");
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    std::fs::remove_dir_all(&root).expect("rm");
+    out
+}
+
+fn snap(name: &str, s: &str) {
+    insta::with_settings!({filters => vec![
+        (r"\d+\.\d+ (KiB|MiB|GiB)", "[SIZE]"),
+        (r", \d+\.\d s", ", [SECS] s"),
+        (r"created \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", "created [TIME]"),
+    ]}, {
+        insta::assert_snapshot!(name, s);
+    });
+}
+
+#[test]
+fn build_list_show() {
+    let w = World::new();
+    snap("list_empty", &w.run(&["bundle", "list"]));
+    snap(
+        "build_offline",
+        &w.run(&[
+            "bundle",
+            "build",
+            "--lab",
+            "lab",
+            "--offline",
+            "--from-dir",
+            "debs",
+        ]),
+    );
+    snap("list", &w.run(&["bundle", "list"]));
+    snap("show", &w.run(&["bundle", "show", "class"]));
+    // The private key stays out of the bundle, in a 0700 directory.
+    let keys = w.path().join("home/bundle-keys/class");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&keys).expect("keys").permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o700);
+    let bundle = w.path().join("home/bundles/class");
+    assert!(bundle.join("key.asc").is_file());
+    assert!(
+        bundle
+            .join("apt/debian-12/dists/labctl/InRelease")
+            .is_file()
+    );
+    assert!(
+        bundle
+            .join("apt/debian-12/pool/lab-runtime_1.0_all.deb")
+            .is_file()
+    );
+}
+
+#[test]
+fn export_remove_import_and_tampering() {
+    let w = World::new();
+    let out = w
+        .labctl()
+        .args([
+            "bundle",
+            "build",
+            "--lab",
+            "lab",
+            "--offline",
+            "--from-dir",
+            "debs",
+        ])
+        .output()
+        .expect("build");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let files = |root: &Path| -> Vec<(String, Vec<u8>)> {
+        let mut v = Vec::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).expect("read_dir") {
+                let p = e.expect("entry").path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    let rel = p.strip_prefix(root).expect("rel").display().to_string();
+                    v.push((rel, std::fs::read(&p).expect("read")));
+                }
+            }
+        }
+        v.sort();
+        v
+    };
+    let bundle = w.path().join("home/bundles/class");
+    let before = files(&bundle);
+    snap(
+        "export",
+        &w.run(&["bundle", "export", "class", "class.tar"]),
+    );
+    snap("remove", &w.run(&["bundle", "remove", "class"]));
+    snap("show_unknown", &w.run(&["bundle", "show", "class"]));
+    snap("import", &w.run(&["bundle", "import", "class.tar"]));
+    assert_eq!(files(&bundle), before, "import is byte-identical");
+    snap("import_again", &w.run(&["bundle", "import", "class.tar"]));
+
+    // One byte of a package changed in the archive.
+    let tar = w.path().join("class.tar");
+    let mut bytes = std::fs::read(&tar).expect("read");
+    let pkg = std::fs::read(bundle.join("apt/debian-12/pool/lab-lib_1.0_all.deb")).expect("deb");
+    let at = bytes
+        .windows(pkg.len())
+        .position(|win| win == pkg.as_slice())
+        .expect("package in the archive");
+    bytes[at + pkg.len() - 10] ^= 0xff;
+    std::fs::write(&tar, &bytes).expect("write");
+    w.run(&["bundle", "remove", "class"]);
+    snap(
+        "import_tampered",
+        &w.run(&["bundle", "import", "class.tar"]),
+    );
+    assert!(!bundle.exists());
+}
+
+#[test]
+fn bad_names_and_missing_things() {
+    let w = World::new();
+    snap("show_bad_name", &w.run(&["bundle", "show", "../etc"]));
+    snap("remove_unknown", &w.run(&["bundle", "remove", "nope"]));
+    snap(
+        "import_not_tar",
+        &w.run(&["bundle", "import", "lab/lab.toml"]),
+    );
+    snap(
+        "build_unknown_os",
+        &w.run(&[
+            "bundle",
+            "build",
+            "--lab",
+            "lab",
+            "--offline",
+            "--os",
+            "debian-99",
+        ]),
+    );
+}
+
+#[test]
+fn hidden_server_serves_the_bundle_on_loopback() {
+    use std::io::{BufRead, Read, Write};
+    let w = World::new();
+    let out = w
+        .labctl()
+        .args([
+            "bundle",
+            "build",
+            "--lab",
+            "lab",
+            "--offline",
+            "--from-dir",
+            "debs",
+        ])
+        .output()
+        .expect("build");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bin = assert_cmd::cargo::cargo_bin("labctl");
+    let port_file = w.path().join("port");
+    let mut child = std::process::Command::new(bin)
+        .args(["__bundle-server", "--port", "0", "--port-file"])
+        .arg(&port_file)
+        .env("LABCTL_HOME", w.path().join("home"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("server");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("port line");
+    let guard = Kill(child);
+    let port: u16 = line.trim().parse().expect("a port");
+    assert_eq!(
+        std::fs::read_to_string(&port_file)
+            .expect("port file")
+            .trim(),
+        port.to_string()
+    );
+    let get = |path: &str| {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .expect("send");
+        let mut r = Vec::new();
+        s.read_to_end(&mut r).expect("read");
+        String::from_utf8_lossy(&r).into_owned()
+    };
+    let key = get("/b/class/key.asc");
+    assert!(key.starts_with("HTTP/1.1 200 OK"), "{key}");
+    assert!(key.contains("-----BEGIN PGP PUBLIC KEY BLOCK-----"));
+    let rel = get("/b/class/apt/debian-12/dists/labctl/InRelease");
+    assert!(rel.contains("-----BEGIN PGP SIGNED MESSAGE-----"), "{rel}");
+    assert!(
+        get("/b/class/apt/../../bundle-keys/class/gnupg/pubring.kbx").starts_with("HTTP/1.1 404")
+    );
+    // Loopback only: the server is not listening on the host's other addresses.
+    let other = std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|u| u.connect("192.0.2.1:9").map(|()| u))
+        .and_then(|u| u.local_addr());
+    if let Ok(addr) = other
+        && !addr.ip().is_loopback()
+        && !addr.ip().is_unspecified()
+    {
+        assert!(
+            std::net::TcpStream::connect((addr.ip(), port)).is_err(),
+            "reachable on {}",
+            addr.ip()
+        );
+    }
+    drop(guard);
+}
