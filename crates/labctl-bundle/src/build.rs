@@ -721,6 +721,23 @@ pub fn add_image_layout(
     Ok(added)
 }
 
+/// Add the images of a `docker save` archive to bundle `name`.
+pub fn add_image_docker_archive(
+    store: &Store,
+    name: &str,
+    archive: &Path,
+    reference: Option<&ImageRef>,
+) -> Result<Vec<crate::ImageEntry>> {
+    let root = store.bundles_dir();
+    std::fs::create_dir_all(&root).map_err(io("create", &root))?;
+    let work = tempfile::Builder::new()
+        .prefix(".docker-archive-")
+        .tempdir_in(&root)
+        .map_err(io("create a directory in", &root))?;
+    crate::oci::docker_archive_to_layout(archive, work.path())?;
+    add_image_layout(store, name, &work.path().join("layout"), reference)
+}
+
 /// Rewrite and sign every apt repository, refresh the image list, the public key and the
 /// sha256 of every file, and write the manifest.
 pub fn seal(store: &Store, m: &mut Manifest) -> Result<()> {

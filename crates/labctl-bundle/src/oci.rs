@@ -17,6 +17,7 @@ use crate::manifest::{ImageEntry, hex, write_atomic};
 use crate::{Error, Result, io};
 
 pub const REF_ANNOTATION: &str = "org.opencontainers.image.ref.name";
+const CONTAINERD_NAME: &str = "io.containerd.image.name";
 const INDEX_TYPES: &[&str] = &[
     "application/vnd.oci.image.index.v1+json",
     "application/vnd.docker.distribution.manifest.list.v2+json",
@@ -178,10 +179,18 @@ pub fn add_layout(dst: &Path, src: &Path, reference: Option<&ImageRef>) -> Resul
     for m in manifests {
         let (digest, size, media_type) =
             descriptor(m).ok_or_else(|| bad("index.json has a bad descriptor".into()))?;
-        let name = m
-            .get("annotations")
+        let ann = m.get("annotations");
+        let short = ann
             .and_then(|a| a.get(REF_ANNOTATION))
             .and_then(Value::as_str);
+        // `docker save` (25+) writes the full name in containerd's annotation.
+        let name = match ann
+            .and_then(|a| a.get(CONTAINERD_NAME))
+            .and_then(Value::as_str)
+        {
+            Some(full) if !short.is_some_and(|s| s.contains('/')) => Some(full),
+            _ => short,
+        };
         let r = match (reference, name) {
             (Some(r), _) => r.clone(),
             (None, Some(n)) if n.contains('/') => {
@@ -221,6 +230,144 @@ pub fn add_layout(dst: &Path, src: &Path, reference: Option<&ImageRef>) -> Resul
     text.push(b'\n');
     write_atomic(&dst.join("index.json"), &text)?;
     Ok(added)
+}
+
+/// Turn a `docker save` archive into an OCI image layout in `out` (an empty directory). A
+/// Docker 25+ archive already is a layout; an older one (`manifest.json` with `Config`,
+/// `RepoTags`, `Layers`) gets an OCI manifest per tag made from its config and layers,
+/// every blob hashed here. Returns nothing: the layout is then added with [`add_layout`].
+pub fn docker_archive_to_layout(archive: &Path, out: &Path) -> Result<()> {
+    let bad = |reason: String| Error::BadLayout {
+        path: archive.to_path_buf(),
+        reason,
+    };
+    let raw = out.join("raw");
+    std::fs::create_dir_all(&raw).map_err(io("create", &raw))?;
+    let f = std::fs::File::open(archive).map_err(io("read", archive))?;
+    let mut ar = tar::Archive::new(std::io::BufReader::new(f));
+    for e in ar
+        .entries()
+        .map_err(|e| bad(format!("not a tar archive: {e}")))?
+    {
+        let mut e = e.map_err(|e| bad(format!("damaged tar archive: {e}")))?;
+        let path = String::from_utf8_lossy(&e.path_bytes())
+            .trim_end_matches('/')
+            .to_string();
+        let kind = e.header().entry_type();
+        let rel = crate::manifest::safe_relative(path.trim_start_matches("./"))
+            .ok_or_else(|| Error::UnsafePath(path.clone()))?;
+        let dest = raw.join(rel);
+        if kind.is_dir() {
+            std::fs::create_dir_all(&dest).map_err(io("create", &dest))?;
+        } else if kind.is_file() {
+            if let Some(p) = dest.parent() {
+                std::fs::create_dir_all(p).map_err(io("create", p))?;
+            }
+            let mut w = std::fs::File::create(&dest).map_err(io("write", &dest))?;
+            std::io::copy(&mut e, &mut w).map_err(io("write", &dest))?;
+        } else if kind.is_symlink() {
+            // Old archives link identical layers; the manifest names the real file too.
+            continue;
+        } else {
+            return Err(Error::UnsafePath(path));
+        }
+    }
+    let layout = out.join("layout");
+    if raw.join("oci-layout").is_file() && raw.join("index.json").is_file() {
+        std::fs::rename(&raw, &layout).map_err(io("write", &layout))?;
+        return Ok(());
+    }
+    let manifest = read_json(&raw.join("manifest.json"), archive)?;
+    let entries = manifest
+        .as_array()
+        .ok_or_else(|| bad("manifest.json is not a list".into()))?;
+    let mut index = Vec::new();
+    let put = |bytes_path: &Path| -> Result<(String, u64, bool)> {
+        let mut f = std::fs::File::open(bytes_path)
+            .map_err(|_| bad(format!("{} is missing", bytes_path.display())))?;
+        let mut h = Sha256::new();
+        let mut n = 0u64;
+        let mut head = [0u8; 2];
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let k = f.read(&mut buf).map_err(io("read", bytes_path))?;
+            if k == 0 {
+                break;
+            }
+            if n == 0 && k >= 2 {
+                head.copy_from_slice(&buf[..2]);
+            }
+            h.update(&buf[..k]);
+            n += k as u64;
+        }
+        let digest = format!("sha256:{}", hex(&h.finalize()));
+        let dest = blob_path(&layout, &digest).ok_or_else(|| bad("digest".into()))?;
+        if let Some(p) = dest.parent() {
+            std::fs::create_dir_all(p).map_err(io("create", p))?;
+        }
+        if !dest.exists() {
+            std::fs::copy(bytes_path, &dest).map_err(io("copy", bytes_path))?;
+        }
+        Ok((digest, n, head == [0x1f, 0x8b]))
+    };
+    for e in entries {
+        let file = |v: &Value| -> Result<PathBuf> {
+            let s = v
+                .as_str()
+                .ok_or_else(|| bad("manifest.json: a path is not a string".into()))?;
+            crate::manifest::safe_relative(s)
+                .map(|r| raw.join(r))
+                .ok_or_else(|| Error::UnsafePath(s.to_string()))
+        };
+        let (cd, cs, _) = put(&file(&e["Config"])?)?;
+        let mut layers = Vec::new();
+        for l in e["Layers"]
+            .as_array()
+            .ok_or_else(|| bad("manifest.json: no Layers".into()))?
+        {
+            let (d, n, gz) = put(&file(l)?)?;
+            let mt = if gz {
+                "application/vnd.oci.image.layer.v1.tar+gzip"
+            } else {
+                "application/vnd.oci.image.layer.v1.tar"
+            };
+            layers.push(json!({"mediaType": mt, "digest": d, "size": n}));
+        }
+        let m = json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs},
+            "layers": layers,
+        })
+        .to_string();
+        let mp = out.join("manifest.tmp");
+        std::fs::write(&mp, &m).map_err(io("write", &mp))?;
+        let (md, ms, _) = put(&mp)?;
+        let tags: Vec<String> = e["RepoTags"]
+            .as_array()
+            .map(|t| {
+                t.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if tags.is_empty() {
+            index.push(json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": ms}));
+        }
+        for t in tags {
+            let full = ImageRef::parse(&t).map_or(t.clone(), |r| r.to_string());
+            index.push(json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": ms,
+                "annotations": {REF_ANNOTATION: full}}));
+        }
+    }
+    write_atomic(
+        &layout.join("oci-layout"),
+        b"{\"imageLayoutVersion\":\"1.0.0\"}\n",
+    )?;
+    let idx = json!({"schemaVersion": 2, "manifests": index}).to_string();
+    write_atomic(&layout.join("index.json"), idx.as_bytes())?;
+    Ok(())
 }
 
 /// Every image of a layout: (full reference, digest, media type).
@@ -395,6 +542,65 @@ pub(crate) mod tests {
         }
         let err = add_layout(&d.path().join("oci"), &src, None).unwrap_err();
         assert!(matches!(err, Error::BlobDigest { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_docker_save_archive_becomes_images() {
+        let d = tempfile::tempdir().unwrap();
+        // The pre-25 `docker save` format: manifest.json, config, one layer.tar per layer.
+        let mut layer = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(2);
+        h.set_mode(0o644);
+        h.set_cksum();
+        layer.append_data(&mut h, "marker", &b"hi"[..]).unwrap();
+        let layer = layer.into_inner().unwrap();
+        let config =
+            br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+        let manifest = br#"[{"Config":"cfg.json","RepoTags":["busybox:lab","example.invalid/x/y:2"],"Layers":["abc/layer.tar"]}]"#;
+        let mut ar = tar::Builder::new(Vec::new());
+        for (p, b) in [
+            ("manifest.json", &manifest[..]),
+            ("cfg.json", &config[..]),
+            ("abc/layer.tar", layer.as_slice()),
+        ] {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(b.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            ar.append_data(&mut h, p, b).unwrap();
+        }
+        let archive = d.path().join("img.tar");
+        std::fs::write(&archive, ar.into_inner().unwrap()).unwrap();
+        let work = d.path().join("work");
+        docker_archive_to_layout(&archive, &work).unwrap();
+        let dst = d.path().join("oci");
+        let added = add_layout(&dst, &work.join("layout"), None).unwrap();
+        let refs: Vec<&str> = added.iter().map(|a| a.reference.as_str()).collect();
+        assert_eq!(
+            refs,
+            ["docker.io/library/busybox:lab", "example.invalid/x/y:2"]
+        );
+        let f = find_manifest(&dst, Some("docker.io"), "library/busybox", "lab").unwrap();
+        let m: Value = serde_json::from_slice(&f.bytes).unwrap();
+        let ld = m["layers"][0]["digest"].as_str().unwrap();
+        assert_eq!(std::fs::read(blob_path(&dst, ld).unwrap()).unwrap(), layer);
+        assert_eq!(
+            m["layers"][0]["mediaType"],
+            "application/vnd.oci.image.layer.v1.tar"
+        );
+        // A path that leaves the archive is refused.
+        let mut ar = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(1);
+        h.set_mode(0o644);
+        h.as_old_mut().name[..9].copy_from_slice(b"../escape");
+        h.set_cksum();
+        ar.append(&h, &b"x"[..]).unwrap();
+        std::fs::write(&archive, ar.into_inner().unwrap()).unwrap();
+        let err = docker_archive_to_layout(&archive, &d.path().join("work2")).unwrap_err();
+        assert!(matches!(err, Error::UnsafePath(_)), "{err}");
+        assert!(!d.path().join("escape").exists());
     }
 
     #[test]

@@ -144,7 +144,7 @@ pub(crate) enum BundleCommand {
     /// Fetch a lab's package sets for its guest OS release (apt-get, from the distribution's
     /// mirror) into a bundle, and sign its repository.
     Build(BundleBuildArgs),
-    /// Add a container image to a bundle from an OCI image layout directory.
+    /// Add container images to a bundle from an OCI image layout or a `docker save` archive.
     AddImage(BundleAddImageArgs),
 }
 
@@ -175,8 +175,16 @@ pub(crate) struct BundleAddImageArgs {
     /// The bundle (made if it does not exist).
     pub(crate) name: String,
     /// An OCI image layout directory (oci-layout, index.json, blobs/).
-    #[arg(long, value_name = "DIR")]
-    pub(crate) oci_layout: PathBuf,
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "docker_archive",
+        conflicts_with = "docker_archive"
+    )]
+    pub(crate) oci_layout: Option<PathBuf>,
+    /// A `docker save` archive (images named by their RepoTags).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) docker_archive: Option<PathBuf>,
     /// The image's full reference, when the layout names it by tag only
     /// (e.g. registry.k8s.io/pause:3.10).
     #[arg(long = "ref", value_name = "REF")]

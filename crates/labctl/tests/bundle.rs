@@ -343,3 +343,76 @@ fn hidden_server_serves_the_bundle_on_loopback() {
     }
     drop(guard);
 }
+
+/// A one-layer OCI image layout, written by hand as `skopeo` or `buildah` would.
+fn oci_layout(dir: &Path, ref_name: &str) {
+    use sha2_free::digest;
+    std::fs::create_dir_all(dir.join("blobs/sha256")).expect("mkdir");
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).expect("write");
+    let put = |b: &[u8]| -> (String, usize) {
+        let d = digest(b);
+        std::fs::write(dir.join("blobs/sha256").join(&d), b).expect("blob");
+        (format!("sha256:{d}"), b.len())
+    };
+    let (ld, ls) = put(b"not really a tar, but the digest is right");
+    let (cd, cs) = put(br#"{"architecture":"amd64","os":"linux"}"#);
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{cd}","size":{cs}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{ld}","size":{ls}}}]}}"#
+    );
+    let (md, ms) = put(manifest.as_bytes());
+    std::fs::write(
+        dir.join("index.json"),
+        format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{md}","size":{ms},"annotations":{{"org.opencontainers.image.ref.name":"{ref_name}"}}}}]}}"#
+        ),
+    )
+    .expect("index");
+}
+
+/// sha256 with the host's sha256sum (the test crate has no hashing dependency).
+mod sha2_free {
+    pub fn digest(b: &[u8]) -> String {
+        use std::io::Write;
+        let mut c = std::process::Command::new("sha256sum")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("sha256sum");
+        c.stdin.take().expect("stdin").write_all(b).expect("write");
+        let out = c.wait_with_output().expect("sha256sum");
+        String::from_utf8_lossy(&out.stdout)[..64].to_string()
+    }
+}
+
+#[test]
+fn add_image_from_an_oci_layout() {
+    let w = World::new();
+    oci_layout(&w.path().join("img"), "1.0");
+    snap(
+        "add_image_bare_tag",
+        &w.run(&["bundle", "add-image", "class", "--oci-layout", "img"]),
+    );
+    let out = w.run(&[
+        "bundle",
+        "add-image",
+        "class",
+        "--oci-layout",
+        "img",
+        "--ref",
+        "registry.example.invalid/lab/hello:1.0",
+    ]);
+    assert!(out.contains("exit code: Some(0)"), "{out}");
+    assert!(
+        out.contains("added registry.example.invalid/lab/hello:1.0 (sha256:"),
+        "{out}"
+    );
+    let show = w.run(&["bundle", "show", "class"]);
+    assert!(
+        show.contains("  registry.example.invalid/lab/hello:1.0 sha256:"),
+        "{show}"
+    );
+    snap(
+        "add_image_no_source",
+        &w.run(&["bundle", "add-image", "class"]),
+    );
+}

@@ -84,21 +84,35 @@ pub(crate) fn run(cmd: &BundleCommand, p: &Printer) -> Result<u8> {
         }
         BundleCommand::Build(a) => build(&store, a, p)?,
         BundleCommand::AddImage(a) => {
+            let source = a
+                .oci_layout
+                .clone()
+                .or_else(|| a.docker_archive.clone())
+                .unwrap_or_default();
             let reference = match &a.reference {
                 Some(r) => Some(labctl_spec::ImageRef::parse(r).ok_or_else(|| {
                     labctl_bundle::Error::BadLayout {
-                        path: a.oci_layout.clone(),
+                        path: source.clone(),
                         reason: format!("`{r}` is not an image reference"),
                     }
                 })?),
                 None => None,
             };
-            let added = labctl_bundle::build::add_image_layout(
-                &store,
-                &a.name,
-                &a.oci_layout,
-                reference.as_ref(),
-            )?;
+            let added = if a.docker_archive.is_some() {
+                labctl_bundle::build::add_image_docker_archive(
+                    &store,
+                    &a.name,
+                    &source,
+                    reference.as_ref(),
+                )?
+            } else {
+                labctl_bundle::build::add_image_layout(
+                    &store,
+                    &a.name,
+                    &source,
+                    reference.as_ref(),
+                )?
+            };
             for i in added {
                 p.out(format!(
                     "added {} ({}) to bundle {}",
