@@ -67,6 +67,10 @@ pub enum BuildEvent {
         debs: usize,
     },
     Signing,
+    /// `apt-get update` failed: sets are judged by what the bundle already holds.
+    MirrorUnreachable {
+        reason: String,
+    },
 }
 
 /// One set in the report.
@@ -158,12 +162,17 @@ impl PrivateApt {
         ] {
             std::fs::create_dir_all(&d).map_err(io("create", &d))?;
         }
+        // Written only when they change: apt rebuilds its cache when they look newer.
         let status = root.join("status");
-        std::fs::write(&status, b"").map_err(io("write", &status))?;
+        if !status.is_file() {
+            std::fs::write(&status, b"").map_err(io("write", &status))?;
+        }
         let list = root.join("etc/sources.list");
         let mut text = sources.join("\n");
         text.push('\n');
-        std::fs::write(&list, text).map_err(io("write", &list))?;
+        if std::fs::read_to_string(&list).ok().as_deref() != Some(text.as_str()) {
+            std::fs::write(&list, text).map_err(io("write", &list))?;
+        }
         Ok(PrivateApt {
             root,
             archives,
@@ -208,6 +217,14 @@ impl PrivateApt {
             .args(["-o", "APT::Sandbox::User=root"])
             .args(["-o", "APT::Install-Recommends=false"])
             .arg("-q")
+    }
+
+    /// Whether `update` left any package index.
+    fn has_lists(&self) -> bool {
+        std::fs::read_dir(self.root.join("state/lists")).is_ok_and(|rd| {
+            rd.filter_map(std::result::Result::ok)
+                .any(|e| e.file_name().to_string_lossy().contains("_Packages"))
+        })
     }
 
     fn update(&self) -> Result<()> {
@@ -574,6 +591,8 @@ pub fn build(
     }
 
     let cache = opts.cache_dir.join(&key);
+    // Why a set is judged by the pool alone: an offline build, or a mirror that cannot be read.
+    let mut no_fetch = "not in the --from-dir packages (offline build)".to_string();
     let base = if opts.offline {
         None
     } else {
@@ -587,8 +606,23 @@ pub fn build(
             &opts.os.arch,
             &sources,
         )?;
-        a.update()?;
-        Some(a)
+        // `apt-get update` exits 0 when a mirror cannot be reached (only warnings): what
+        // counts is whether it has any package index to resolve against.
+        let failed = match a.cmd().arg("update").run_unchecked() {
+            Ok(out) if out.status.success() && a.has_lists() => None,
+            Ok(out) => Some(apt_reason(&format!("{}\n{}", out.stdout, out.stderr))),
+            Err(e) => return Err(e.into()),
+        };
+        match failed {
+            None => Some(a),
+            Some(reason) => {
+                on(BuildEvent::MirrorUnreachable {
+                    reason: reason.clone(),
+                });
+                no_fetch = format!("the mirror could not be read (apt-get update: {reason})");
+                None
+            }
+        }
     };
     for set in &opts.sets {
         let (entry, debs) = match &base {
@@ -609,7 +643,7 @@ pub fn build(
                     .filter(|p| !pool_names.contains_key(&base_name(p)))
                     .map(|p| Missing {
                         name: p.clone(),
-                        reason: "not in the --from-dir packages (offline build)".into(),
+                        reason: no_fetch.clone(),
                     })
                     .collect();
                 let entry = SetEntry {
@@ -799,6 +833,54 @@ mod tests {
             apt_reason("E: Unable to locate package kubelet\n"),
             "E: Unable to locate package kubelet"
         );
+    }
+
+    #[test]
+    fn an_unreachable_mirror_leaves_a_bundle_of_what_there_is() {
+        let d = tempfile::tempdir().unwrap();
+        let debs = d.path().join("debs");
+        std::fs::create_dir_all(&debs).unwrap();
+        build_deb(&debs, "lab-a", "1.0", "", "gzip");
+        let store = Store::new(d.path().join("home"));
+        let mut packages = BTreeMap::new();
+        packages.insert(
+            Family::Debian,
+            vec!["lab-a".to_string(), "lab-z".to_string()],
+        );
+        // Port 9 on loopback: nothing listens, nothing leaves the host.
+        let opts = BuildOptions {
+            name: "t".into(),
+            os: OsRelease::parse("debian-12").unwrap(),
+            sets: vec![PackageSet {
+                name: "runtime".into(),
+                packages,
+                repositories: vec![],
+            }],
+            images: vec![],
+            from_dirs: vec![debs],
+            offline: false,
+            cache_dir: d.path().join("cache"),
+            mirror: Some("http://127.0.0.1:9/debian".into()),
+        };
+        let mut events = Vec::new();
+        let r = build(&store, &opts, &mut |e| events.push(e)).unwrap();
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, BuildEvent::MirrorUnreachable { .. })),
+            "{events:?}"
+        );
+        assert!(!r.sets[0].complete);
+        assert_eq!(r.sets[0].missing.len(), 1, "{:?}", r.sets[0].missing);
+        assert_eq!(r.sets[0].missing[0].name, "lab-z");
+        assert!(
+            r.sets[0].missing[0]
+                .reason
+                .starts_with("the mirror could not be read"),
+            "{:?}",
+            r.sets[0].missing
+        );
+        assert!(store.exists("t"));
     }
 
     #[test]

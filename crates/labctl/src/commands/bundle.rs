@@ -241,6 +241,9 @@ fn build(store: &Store, a: &crate::cli::BundleBuildArgs, p: &Printer) -> Result<
             p.info(format!("{}: {debs} packages", dir.display()));
         }
         BuildEvent::Signing => p.info("writing and signing the repository"),
+        BuildEvent::MirrorUnreachable { reason } => p.info(format!(
+            "the distribution mirror could not be read ({reason}); keeping what the bundle has"
+        )),
     };
     let r = labctl_bundle::build::build(store, &opts, &mut on)?;
     let secs = started.elapsed().as_secs_f64();
