@@ -175,6 +175,9 @@ pub enum DriverError {
     /// A VirtualBox failure; [`crate::vbox::VBoxError::hint`] says what to do about it.
     #[error(transparent)]
     VirtualBox(crate::vbox::VBoxError),
+    /// A libvirt failure; [`crate::libvirt::LibvirtError::hint`] says what to do about it.
+    #[error(transparent)]
+    Libvirt(crate::libvirt::LibvirtError),
 }
 
 fn tail_text(t: &str) -> String {

@@ -6,6 +6,7 @@ pub mod boxes;
 mod driver;
 pub mod exec;
 pub mod files;
+pub mod libvirt;
 mod open;
 pub mod proc;
 pub mod qemu;

@@ -7,19 +7,23 @@ use std::sync::Arc;
 
 use crate::{Driver, DriverError};
 
-/// What every driver may need of the host: labctl's data and cache directories, and how to
-/// start the lab switch (the QEMU driver's private networks).
+/// What every driver may need of the host: labctl's data and cache directories, how to
+/// start the lab switch (the QEMU driver's private networks), and the libvirt connection.
 #[derive(Debug, Clone, Default)]
 pub struct HostEnv {
     pub data_dir: PathBuf,
     pub cache_dir: PathBuf,
     pub switch_command: Vec<OsString>,
+    /// The libvirt connection URI (`qemu:///system`, `qemu+ssh://user@host/system`);
+    /// `None` is [`crate::libvirt::default_uri`]. Other drivers ignore it.
+    pub uri: Option<String>,
 }
 
 /// The providers this build has a driver for.
-pub const PROVIDERS: &[&str] = &["qemu", "virtualbox"];
+pub const PROVIDERS: &[&str] = &["qemu", "virtualbox", "libvirt"];
 
-/// Open the driver for `provider` (`qemu`, `virtualbox`).
+/// Open the driver for `provider` (`qemu`, `virtualbox`, `libvirt`). Opening finds the
+/// programs (`virsh` for libvirt) but does not connect: the first call does.
 pub fn open(provider: &str, host: &HostEnv) -> Result<Arc<dyn Driver>, DriverError> {
     match provider {
         "qemu" => Ok(Arc::new(crate::qemu::QemuDriver::new(
@@ -27,6 +31,13 @@ pub fn open(provider: &str, host: &HostEnv) -> Result<Arc<dyn Driver>, DriverErr
         ))),
         "virtualbox" => Ok(Arc::new(crate::vbox::VBoxDriver::new(
             crate::vbox::VBoxConfig::discover()?.with_data_dir(host.data_dir.clone()),
+        ))),
+        "libvirt" => Ok(Arc::new(crate::libvirt::LibvirtDriver::new(
+            crate::libvirt::LibvirtConfig::discover(
+                host.uri.as_deref(),
+                &host.data_dir,
+                &host.cache_dir,
+            )?,
         ))),
         other => Err(DriverError::NoDriver {
             provider: other.to_string(),

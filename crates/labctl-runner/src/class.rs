@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::events::{Event, Reporter, ms};
 use crate::guest::Ssh;
-use crate::machines::{Env, driver_for};
+use crate::machines::Env;
 use crate::ops::{NodeStatus, SshInfo};
 use crate::reset::{ResetOptions, ResetSummary};
 use crate::state::LabPaths;
@@ -311,8 +311,11 @@ pub(crate) struct Real<'a> {
 }
 
 impl Real<'_> {
-    fn open(&self) -> impl Fn(&str) -> Result<Arc<dyn labctl_driver::Driver>, RunnerError> + '_ {
-        |p| driver_for(p, self.env)
+    fn open(
+        &self,
+    ) -> impl Fn(&str, Option<&str>) -> Result<Arc<dyn labctl_driver::Driver>, RunnerError> + '_
+    {
+        crate::machines::opener(self.env)
     }
 }
 

@@ -115,7 +115,7 @@ impl LabOps for FakeOps {
             opts,
             reporter,
             cancel,
-            &|_| Ok(driver.clone()),
+            &|_, _| Ok(driver.clone()),
             &FakeConnect(world),
         );
         if let Some(e) = self.active.lock().expect("active").get_mut(&host.name) {
@@ -141,13 +141,13 @@ impl LabOps for FakeOps {
             },
             reporter,
             cancel,
-            &|_| Ok(driver.clone()),
+            &|_, _| Ok(driver.clone()),
             &FakeConnect(world),
         )
     }
     fn status(&self, _: &Host, paths: &LabPaths) -> Result<Vec<NodeStatus>, RunnerError> {
         let driver: Arc<dyn Driver> = Arc::new(FakeDriver(self.world(&paths.lab_dir())));
-        crate::ops::status_with(paths, &env_at(&paths.lab_dir()), &|_| Ok(driver.clone()))
+        crate::ops::status_with(paths, &env_at(&paths.lab_dir()), &|_, _| Ok(driver.clone()))
     }
     fn destroy(
         &self,
@@ -156,7 +156,7 @@ impl LabOps for FakeOps {
         reporter: Arc<dyn Reporter>,
     ) -> Result<(), RunnerError> {
         let driver: Arc<dyn Driver> = Arc::new(FakeDriver(self.world(&paths.lab_dir())));
-        crate::ops::destroy_with(paths, &env_at(&paths.lab_dir()), &[], reporter, &|_| {
+        crate::ops::destroy_with(paths, &env_at(&paths.lab_dir()), &[], reporter, &|_, _| {
             Ok(driver.clone())
         })
     }
@@ -180,6 +180,7 @@ fn env_at(lab_dir: &Path) -> Env {
         data_dir: root.join("home"),
         cache_dir: root.join("cache"),
         switch_command: Vec::new(),
+        uri: None,
     }
 }
 

@@ -291,6 +291,8 @@ pub fn doctor(lab: Option<&Lab>, env: &Env, opts: &DoctorOptions) -> Vec<Finding
             }
         }
         Provider::Virtualbox => out.extend(virtualbox(lab)),
+        // Not checked yet: `virsh -c URI version` tells whether libvirt is reachable.
+        Provider::Libvirt => {}
     }
     out.push(program(Tool::Ssh, &["-V"]));
     out.extend(boxes(lab, env));
@@ -591,7 +593,7 @@ fn needs(lab: Option<&Lab>, env: &Env) -> (Finding, Finding, Option<Finding>) {
     let st = LabState::load(&paths).ok().flatten();
     let driver = st
         .as_ref()
-        .and_then(|s| machines::driver_for(&s.provider, env).ok());
+        .and_then(|s| machines::driver_for_state(s, env).ok());
     let status = |name: &str| -> MachineStatus {
         match (&st, &driver) {
             (Some(s), Some(d)) => s

@@ -22,7 +22,7 @@ mod up_tests;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-pub use machines::{Env, driver_for};
+pub use machines::{Env, driver_for, driver_for_state, driver_with_uri};
 pub use ops::*;
 pub use reset::{
     GOLDEN, LabListing, ResetOptions, ResetSummary, SnapshotCmd, find_lab, list, reset, snapshot,

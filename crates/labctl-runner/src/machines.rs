@@ -22,6 +22,9 @@ pub struct Env {
     pub data_dir: PathBuf,
     pub cache_dir: PathBuf,
     pub switch_command: Vec<OsString>,
+    /// The libvirt URI asked for on this run (`--uri`, `LABCTL_URI`): wins over the one a lab
+    /// recorded. `None`: the lab's (lab.toml, then the recorded one), else libvirt's default.
+    pub uri: Option<String>,
 }
 
 impl Env {
@@ -53,6 +56,9 @@ impl Env {
             data_dir,
             cache_dir,
             switch_command,
+            uri: std::env::var("LABCTL_URI")
+                .ok()
+                .filter(|u| !u.trim().is_empty()),
         }
     }
 
@@ -64,12 +70,35 @@ impl Env {
     }
 }
 
-/// The driver for a provider (the driver crate's one entry point).
+/// The driver for a provider (the driver crate's one entry point), with `env.uri`.
 pub fn driver_for(provider: &str, env: &Env) -> Result<Arc<dyn Driver>, RunnerError> {
+    driver_with_uri(provider, env.uri.as_deref(), env)
+}
+
+/// The driver of a lab that is up: its recorded libvirt URI unless `env.uri` overrides it.
+pub fn driver_for_state(st: &LabState, env: &Env) -> Result<Arc<dyn Driver>, RunnerError> {
+    driver_with_uri(&st.provider, env.uri.as_deref().or(st.uri.as_deref()), env)
+}
+
+/// The production [`crate::up::OpenDriver`]: `env.uri` (`--uri`, `LABCTL_URI`) wins over the
+/// lab's URI.
+pub(crate) fn opener(
+    env: &Env,
+) -> impl Fn(&str, Option<&str>) -> Result<Arc<dyn Driver>, RunnerError> + '_ {
+    move |provider, uri| driver_with_uri(provider, env.uri.as_deref().or(uri), env)
+}
+
+/// The driver for a provider and libvirt URI (`None`: libvirt's default).
+pub fn driver_with_uri(
+    provider: &str,
+    uri: Option<&str>,
+    env: &Env,
+) -> Result<Arc<dyn Driver>, RunnerError> {
     let host = labctl_driver::HostEnv {
         data_dir: env.data_dir.clone(),
         cache_dir: env.cache_dir.clone(),
         switch_command: env.switch_command.clone(),
+        uri: uri.map(str::to_string),
     };
     labctl_driver::open(provider, &host).map_err(|e| match e {
         labctl_driver::DriverError::NoDriver { provider } => RunnerError::Provider {
@@ -263,11 +292,17 @@ pub(crate) fn correct_ports(
     notices
 }
 
+/// The libvirt URI a lab's driver is opened with: `--uri`/`LABCTL_URI`, else lab.toml's.
+pub(crate) fn lab_uri(lab: &Lab, env: &Env) -> Option<String> {
+    env.uri.clone().or_else(|| lab.uri.clone())
+}
+
 /// The provider name of a lab.
 pub(crate) fn provider_name(lab: &Lab) -> &'static str {
     match lab.provider {
         Provider::Qemu => "qemu",
         Provider::Virtualbox => "virtualbox",
+        Provider::Libvirt => "libvirt",
     }
 }
 

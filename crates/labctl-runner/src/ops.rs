@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::RunnerError;
 use crate::events::{EventKind, Phase, Reporter, emit};
-use crate::machines::{Env, driver_for};
+use crate::machines::{Env, driver_for_state, opener};
 use crate::state::{LabLock, LabPaths, LabState};
 
 /// Where a lab's state is, from its directory and name.
@@ -33,7 +33,7 @@ pub struct NodeStatus {
 
 /// `status`: state file plus one cheap liveness check per node; no SSH.
 pub fn status(paths: &LabPaths, env: &Env) -> Result<Vec<NodeStatus>, RunnerError> {
-    status_with(paths, env, &|p| driver_for(p, env))
+    status_with(paths, env, &opener(env))
 }
 
 /// [`status`] with the driver given.
@@ -45,7 +45,7 @@ pub(crate) fn status_with(
     let Some(st) = LabState::load_checked(paths, env)? else {
         return Ok(Vec::new());
     };
-    let driver = driver_for(&st.provider)?;
+    let driver = driver_for(&st.provider, st.uri.as_deref())?;
     Ok(st
         .nodes
         .iter()
@@ -88,7 +88,7 @@ pub fn require_nodes(
     need: Need,
 ) -> Result<(), RunnerError> {
     let st = LabState::load(paths)?.ok_or(RunnerError::NotUp)?;
-    let driver = driver_for(&st.provider, env)?;
+    let driver = driver_for_state(&st, env)?;
     let names: Vec<String> = if nodes.is_empty() {
         st.nodes.keys().cloned().collect()
     } else {
@@ -273,7 +273,7 @@ pub fn halt(
 ) -> Result<(), RunnerError> {
     let _lock = LabLock::acquire(paths)?;
     let st = LabState::load_checked(paths, env)?.ok_or(RunnerError::NotUp)?;
-    let driver = driver_for(&st.provider, env)?;
+    let driver = driver_for_state(&st, env)?;
     let names = st.select(nodes)?;
     let errors: Vec<(String, String)> = std::thread::scope(|s| {
         let handles: Vec<_> = names
@@ -344,7 +344,7 @@ pub fn destroy(
     nodes: &[String],
     reporter: Arc<dyn Reporter>,
 ) -> Result<(), RunnerError> {
-    destroy_with(paths, env, nodes, reporter, &|p| driver_for(p, env))
+    destroy_with(paths, env, nodes, reporter, &opener(env))
 }
 
 /// [`destroy`] with the driver given.
@@ -361,7 +361,7 @@ pub(crate) fn destroy_with(
         let _ = std::fs::remove_dir_all(&paths.state_dir);
         return Ok(());
     };
-    let driver = driver_for(&st.provider)?;
+    let driver = driver_for(&st.provider, st.uri.as_deref())?;
     let names = st.select(nodes)?;
     let started = Instant::now();
     let results: Vec<Result<String, (String, String)>> = std::thread::scope(|s| {
@@ -481,7 +481,7 @@ pub fn adopt(paths: &LabPaths, env: &Env) -> Result<bool, RunnerError> {
         }
     }
     // A VM started from the old place carries the old id in its command line.
-    let driver = driver_for(&st.provider, env)?;
+    let driver = driver_for_state(&st, env)?;
     for (name, n) in &st.nodes {
         let mut m = n.machine.clone();
         m.dir = own.machine_dir(name);
@@ -524,7 +524,7 @@ pub fn read_guest_file(
     path: &str,
 ) -> Result<(String, String), RunnerError> {
     let st = LabState::load(paths)?.ok_or(RunnerError::NotUp)?;
-    let driver = driver_for(&st.provider, env)?;
+    let driver = driver_for_state(&st, env)?;
     let command = format!("cat {}", labctl_spec::shell_quote(path));
     let mut last = None;
     for node in nodes {

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::RunnerError;
 use crate::events::{EventKind, Reporter, emit};
 use crate::guest::{Connect, Guest, Ssh};
-use crate::machines::{Env, driver_for};
+use crate::machines::{Env, driver_for_state, opener};
 use crate::provision::as_root;
 use crate::state::{Golden, LabLock, LabPaths, LabState, load_values, values_hash};
 use crate::up::{OpenDriver, Selection, UpOptions, UpSummary, up_with};
@@ -119,7 +119,7 @@ pub fn snapshot(
 ) -> Result<Vec<(String, Vec<String>)>, RunnerError> {
     let _lock = LabLock::acquire(paths)?;
     let mut st = LabState::load_checked(paths, env)?.ok_or(RunnerError::NotUp)?;
-    let driver = driver_for(&st.provider, env)?;
+    let driver = driver_for_state(&st, env)?;
     let names = st.select(nodes)?;
     crate::ops::check_nodes(&*driver, &st, &names, crate::ops::Need::Created)?;
     let started = Instant::now();
@@ -383,15 +383,7 @@ pub fn reset(
     reporter: Arc<dyn Reporter>,
     cancel: Arc<AtomicBool>,
 ) -> Result<ResetSummary, RunnerError> {
-    reset_with(
-        lab,
-        env,
-        opts,
-        reporter,
-        cancel,
-        &|provider| driver_for(provider, env),
-        &Ssh,
-    )
+    reset_with(lab, env, opts, reporter, cancel, &opener(env), &Ssh)
 }
 
 /// [`reset`] with the driver and the way to the guests given (the runner's tests give fakes).
@@ -410,7 +402,7 @@ pub(crate) fn reset_with(
     if !opts.rebuild {
         let lock = LabLock::acquire(&paths)?;
         let st = LabState::load_checked(&paths, env)?.ok_or(RunnerError::NotUp)?;
-        let driver = driver_for(&st.provider)?;
+        let driver = driver_for(&st.provider, st.uri.as_deref())?;
         let names = if opts.all {
             st.select(&[])?
         } else {
@@ -471,7 +463,7 @@ pub(crate) fn reset_with(
     let (publishers, publisher_nodes) = {
         let lock = LabLock::acquire(&paths)?;
         let mut st = LabState::load_checked(&paths, env)?.ok_or(RunnerError::NotUp)?;
-        let driver = driver_for(&st.provider)?;
+        let driver = driver_for(&st.provider, st.uri.as_deref())?;
         let names = if opts.all {
             st.select(&[])?
         } else {
@@ -690,7 +682,7 @@ pub fn list(env: &Env) -> Vec<LabListing> {
             continue;
         };
         keep.insert(id, e.clone());
-        let running = driver_for(&st.provider, env).map_or(0, |d| {
+        let running = driver_for_state(&st, env).map_or(0, |d| {
             st.nodes
                 .values()
                 .filter(|n| matches!(d.status(&n.machine), MachineStatus::Running { .. }))

@@ -130,6 +130,9 @@ pub struct LabState {
     #[serde(default)]
     pub lab_dir: PathBuf,
     pub provider: String,
+    /// The libvirt URI the lab was brought up with (libvirt labs only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
     pub run_dir: PathBuf,
     pub box_name: String,
     pub networks: Vec<labctl_driver::NetworkConfig>,
@@ -171,6 +174,7 @@ impl LabState {
             id: paths.id.clone(),
             lab_dir: paths.lab_dir(),
             provider: provider.to_string(),
+            uri: None,
             run_dir: paths.run_dir.clone(),
             box_name: box_name.to_string(),
             networks: Vec::new(),

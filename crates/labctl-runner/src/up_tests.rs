@@ -93,6 +93,7 @@ impl Fixture {
             data_dir: root.join("home"),
             cache_dir: root.join("cache"),
             switch_command: Vec::new(),
+            uri: None,
         };
         Fixture {
             dir,
@@ -139,7 +140,7 @@ impl Fixture {
                 &opts,
                 r2,
                 cancel,
-                &|_| Ok(driver.clone()),
+                &|_, _| Ok(driver.clone()),
                 &FakeConnect(world),
             );
             let _ = tx.send(got);

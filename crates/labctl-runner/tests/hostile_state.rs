@@ -33,6 +33,7 @@ fn env(root: &Path) -> Env {
         data_dir: root.join("home"),
         cache_dir: root.join("cache"),
         switch_command: vec!["/bin/false".into()],
+        uri: None,
     }
 }
 

@@ -13,6 +13,7 @@ use serde::Serialize;
 pub enum Provider {
     Qemu,
     Virtualbox,
+    Libvirt,
 }
 
 impl Provider {
@@ -20,6 +21,7 @@ impl Provider {
         match self {
             Provider::Qemu => "qemu",
             Provider::Virtualbox => "virtualbox",
+            Provider::Libvirt => "libvirt",
         }
     }
 }
@@ -249,6 +251,9 @@ pub struct Lab {
     pub dir: PathBuf,
     pub name: String,
     pub provider: Provider,
+    /// The libvirt connection URI (`provider = "libvirt"` only); `None`: libvirt's default
+    /// for this user (`qemu:///system` as root, `qemu:///session` otherwise).
+    pub uri: Option<String>,
     #[serde(rename = "box")]
     pub box_name: String,
     pub group: Option<String>,

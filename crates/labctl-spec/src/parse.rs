@@ -23,6 +23,7 @@ pub(crate) struct RawLab {
     pub(crate) lab_span: Range<usize>,
     pub(crate) name: Option<S<String>>,
     pub(crate) provider: Option<S<String>>,
+    pub(crate) uri: Option<S<String>>,
     pub(crate) box_name: Option<S<String>>,
     pub(crate) group: Option<S<String>>,
     pub(crate) accel: Option<S<String>>,
@@ -131,6 +132,7 @@ pub(crate) struct RawPublish {
 pub(crate) const LAB_KEYS: &[&str] = &[
     "name",
     "provider",
+    "uri",
     "box",
     "group",
     "accel",
@@ -205,6 +207,7 @@ pub(crate) fn parse(src: &str, sink: &mut Sink<'_>) -> RawLab {
             check_keys(t, "lab", LAB_KEYS, sink);
             raw.name = get_str(t, "lab", "name", sink);
             raw.provider = get_str(t, "lab", "provider", sink);
+            raw.uri = get_str(t, "lab", "uri", sink);
             raw.box_name = get_str(t, "lab", "box", sink);
             raw.group = get_str(t, "lab", "group", sink);
             raw.accel = get_str(t, "lab", "accel", sink);

@@ -861,3 +861,42 @@ fn user_defaults_fill_only_what_lab_toml_leaves_out() {
     };
     assert!(!load(&lab_dir(&set, &[("ok.sh.hbs", OK)]), forced).egress);
 }
+
+const LIBVIRT_LAB: &str = r#"[lab]
+name = "lv"
+provider = "libvirt"
+uri = "qemu+ssh://lab@h1/system"
+
+[[network]]
+cidr = "172.16.5.0/24"
+
+[role.master]
+ip = "172.16.5.10"
+[[role.master.step]]
+template = "k8s/install.sh.hbs"
+"#;
+
+#[test]
+fn libvirt_provider_with_a_uri() {
+    let dir = lab_dir(LIBVIRT_LAB, &[("k8s/install.sh.hbs", OK)]);
+    let lab = load(&dir, Overrides::default());
+    assert_eq!(lab.provider, Provider::Libvirt);
+    assert_eq!(lab.uri.as_deref(), Some("qemu+ssh://lab@h1/system"));
+    let no_uri = LIBVIRT_LAB.replace("uri = \"qemu+ssh://lab@h1/system\"\n", "");
+    let dir = lab_dir(&no_uri, &[("k8s/install.sh.hbs", OK)]);
+    assert_eq!(load(&dir, Overrides::default()).uri, None);
+}
+
+#[test]
+fn a_bad_uri_or_a_uri_without_libvirt_is_refused_at_its_line() {
+    let bad = LIBVIRT_LAB.replace("qemu+ssh://lab@h1/system", "h1 system");
+    let dir = lab_dir(&bad, &[("k8s/install.sh.hbs", OK)]);
+    let d = load_err(&dir, Overrides::default());
+    assert_eq!((d[0].field.as_str(), d[0].line), ("lab.uri", 4), "{d:?}");
+    assert!(d[0].message.contains("not a libvirt URI"), "{d:?}");
+    let qemu = LIBVIRT_LAB.replace("provider = \"libvirt\"", "provider = \"qemu\"");
+    let dir = lab_dir(&qemu, &[("k8s/install.sh.hbs", OK)]);
+    let d = load_err(&dir, Overrides::default());
+    assert_eq!((d[0].field.as_str(), d[0].line), ("lab.uri", 4), "{d:?}");
+    assert!(d[0].message.contains("libvirt provider"), "{d:?}");
+}

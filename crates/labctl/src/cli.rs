@@ -41,6 +41,10 @@ pub(crate) struct LabArgs {
     /// else TCG), kvm or tcg.
     #[arg(long, env = "LABCTL_ACCEL", value_name = "MODE", ignore_case = true)]
     pub(crate) accel: Option<AccelArg>,
+    /// libvirt connection URI (provider = "libvirt"), overriding `uri` in lab.toml and the
+    /// one a lab was brought up with: qemu:///system, qemu+ssh://user@host/system.
+    #[arg(long, env = "LABCTL_URI", value_name = "URI")]
+    pub(crate) uri: Option<String>,
 }
 
 /// `--accel` values.

@@ -82,10 +82,10 @@ pub(crate) fn parse(text: &str) -> Result<UserConfig, String> {
         }
     })?;
     if let Some(p) = &c.provider
-        && !matches!(p.as_str(), "qemu" | "virtualbox")
+        && !matches!(p.as_str(), "qemu" | "virtualbox" | "libvirt")
     {
         return Err(format!(
-            "provider `{}`: use `qemu` or `virtualbox`",
+            "provider `{}`: use `qemu`, `virtualbox` or `libvirt`",
             labctl_spec::shorten_values(p)
         ));
     }
@@ -110,6 +110,7 @@ impl UserConfig {
             provider: match self.provider.as_deref() {
                 Some("virtualbox") => Some(labctl_spec::Provider::Virtualbox),
                 Some("qemu") => Some(labctl_spec::Provider::Qemu),
+                Some("libvirt") => Some(labctl_spec::Provider::Libvirt),
                 _ => None,
             },
             accel: match self.accel.as_deref() {

@@ -291,6 +291,7 @@ fn driver_hint(e: &DriverError) -> Option<String> {
     match e {
         DriverError::Tool(t) => tool_hint(t),
         DriverError::VirtualBox(v) => v.hint(),
+        DriverError::Libvirt(l) => l.hint(),
         _ => None,
     }
 }

@@ -58,6 +58,39 @@ pub fn accel_args(engine: Engine, nested_virt: bool) -> Vec<String> {
     v.iter().map(|s| (*s).to_string()).collect()
 }
 
+/// The kernel command line of a direct-boot machine: the box's, then the machine id, the
+/// hostname and `labctl.egress=0|1` (the libvirt driver uses the same).
+pub fn kernel_cmdline(m: &MachineConfig) -> String {
+    let base = m
+        .boot
+        .cmdline
+        .clone()
+        .unwrap_or_else(|| "root=/dev/vda rw console=ttyS0".into());
+    format!(
+        "{base} systemd.machine_id={} systemd.hostname={} labctl.egress={}",
+        m.machine_id,
+        m.hostname,
+        u8::from(m.egress)
+    )
+}
+
+/// NIC 1's user-mode network: `restrict=on` when egress is off, every forward bound to
+/// 127.0.0.1 (the libvirt driver passes the same netdev through).
+pub fn user_netdev(m: &MachineConfig, id: &str) -> String {
+    let mut user = format!("user,id={id}");
+    if !m.egress {
+        user.push_str(",restrict=on");
+    }
+    user.push_str(&format!(
+        ",hostfwd=tcp:127.0.0.1:{}-:{}",
+        m.ssh.host, m.ssh.guest
+    ));
+    for f in &m.forwards {
+        user.push_str(&format!(",hostfwd=tcp:127.0.0.1:{}-:{}", f.host, f.guest));
+    }
+    user
+}
+
 /// Build the argv (without the program) for `qemu-system-x86_64`.
 pub fn qemu_args(m: &MachineConfig, engine: Engine, extra: &[String]) -> Vec<String> {
     let p = MachinePaths::of(m);
@@ -87,35 +120,11 @@ pub fn qemu_args(m: &MachineConfig, engine: Engine, extra: &[String]) -> Vec<Str
         if let Some(initrd) = &m.boot.initrd {
             push(&["-initrd", &initrd.to_string_lossy()]);
         }
-        let base = m
-            .boot
-            .cmdline
-            .clone()
-            .unwrap_or_else(|| "root=/dev/vda rw console=ttyS0".into());
-        push(&[
-            "-append",
-            &format!(
-                "{base} systemd.machine_id={} systemd.hostname={} labctl.egress={}",
-                m.machine_id,
-                m.hostname,
-                u8::from(m.egress)
-            ),
-        ]);
-    }
-    let mut user = String::from("user,id=nat");
-    if !m.egress {
-        user.push_str(",restrict=on");
-    }
-    user.push_str(&format!(
-        ",hostfwd=tcp:127.0.0.1:{}-:{}",
-        m.ssh.host, m.ssh.guest
-    ));
-    for f in &m.forwards {
-        user.push_str(&format!(",hostfwd=tcp:127.0.0.1:{}-:{}", f.host, f.guest));
+        push(&["-append", &kernel_cmdline(m)]);
     }
     push(&[
         "-netdev",
-        &user,
+        &user_netdev(m, "nat"),
         "-device",
         &format!("virtio-net-pci,netdev=nat,mac={}", m.nat_mac),
     ]);
@@ -139,11 +148,11 @@ pub fn qemu_args(m: &MachineConfig, engine: Engine, extra: &[String]) -> Vec<Str
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::{BootImage, PortForward, PrivateNic};
 
-    fn machine(egress: bool) -> MachineConfig {
+    pub(crate) fn machine(egress: bool) -> MachineConfig {
         MachineConfig {
             id: "k8s-1a2b3c4d-m-k8s".into(),
             hostname: "m-k8s".into(),

@@ -324,7 +324,7 @@ fn kvm_failure(e: &DriverError) -> String {
 }
 
 /// The port QEMU could not forward, from its error text.
-fn port_from_hostfwd_error(stderr: &str) -> Option<u16> {
+pub(crate) fn port_from_hostfwd_error(stderr: &str) -> Option<u16> {
     let i = stderr.find("host forwarding rule")?;
     let rest = &stderr[i..];
     let j = rest.find("127.0.0.1:")? + "127.0.0.1:".len();

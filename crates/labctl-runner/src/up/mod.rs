@@ -104,10 +104,12 @@ pub fn up(
         opts,
         reporter,
         cancel,
-        &|provider| machines::driver_for(provider, env),
+        &machines::opener(env),
         &Ssh,
     )
 }
 
 /// Opens the driver for a provider (production: [`machines::driver_for`]).
-pub(crate) type OpenDriver<'a> = &'a dyn Fn(&str) -> Result<Arc<dyn Driver>, RunnerError>;
+/// Its arguments: the provider and the lab's libvirt URI (from lab.toml or the state).
+pub(crate) type OpenDriver<'a> =
+    &'a dyn Fn(&str, Option<&str>) -> Result<Arc<dyn Driver>, RunnerError>;

@@ -54,7 +54,7 @@ pub(crate) fn up_with(
     let _lock = LabLock::acquire(&paths)?;
     crate::state::ensure_private_dir(paths.run_dir.parent().unwrap_or(&paths.run_dir))?;
     let provider = machines::provider_name(lab);
-    let driver = driver_for(provider)?;
+    let driver = driver_for(provider, lab.uri.as_deref())?;
     let boxm = machines::resolve_box(lab, env)?;
     let box_dir = env.boxes().dir(&boxm.name);
     let accel = machines::accel_request(lab);
@@ -73,6 +73,7 @@ pub(crate) fn up_with(
         labctl_ssh::keys::ensure_keypair(&paths.key(), &format!("labctl@{}", paths.id))?;
     let mut st = LabState::load_checked(&paths, env)?
         .unwrap_or_else(|| LabState::new(&lab.name, &paths, provider, &lab.box_name));
+    st.uri = machines::lab_uri(lab, env);
     // Values that expired (or were lost) are published again before a step that needs them.
     let refreshed = refresh_values(lab, &st, &paths, opts, &*reporter)?;
     let opts = &refreshed;

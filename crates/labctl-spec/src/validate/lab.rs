@@ -62,10 +62,15 @@ pub(crate) fn build(raw: RawLab, file: &Path, ov: Overrides, sink: &mut Sink<'_>
         &[
             ("qemu", Provider::Qemu),
             ("virtualbox", Provider::Virtualbox),
+            ("libvirt", Provider::Libvirt),
         ],
         ov.defaults.provider.unwrap_or(Provider::Qemu),
         sink,
     );
+    let uri = raw
+        .uri
+        .as_ref()
+        .and_then(|u| super::uri_value(u, provider, sink));
     let accel = enum_value(
         raw.accel.as_ref(),
         "lab.accel",
@@ -370,6 +375,7 @@ pub(crate) fn build(raw: RawLab, file: &Path, ov: Overrides, sink: &mut Sink<'_>
         dir,
         name,
         provider,
+        uri,
         box_name,
         group: raw.group.as_ref().map(|g| g.v.clone()),
         accel,

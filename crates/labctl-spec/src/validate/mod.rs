@@ -57,6 +57,42 @@ fn dns_label_ok(s: &str) -> bool {
         && s.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
 
+/// `lab.uri`: a libvirt connection URI (`driver[+transport]://[user@][host][:port]/path`),
+/// only with `provider = "libvirt"`.
+fn uri_value(u: &S<String>, provider: Provider, sink: &mut Sink<'_>) -> Option<String> {
+    if provider != Provider::Libvirt {
+        sink.hint(
+            &u.span,
+            "lab.uri",
+            format!(
+                "`uri` is for the libvirt provider, and this lab uses `{}`",
+                provider.as_str()
+            ),
+            "remove `uri`, or set `provider = \"libvirt\"`".to_string(),
+        );
+        return None;
+    }
+    let ok = u.v.split_once("://").is_some_and(|(scheme, rest)| {
+        !scheme.is_empty()
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '+')
+            && rest.contains('/')
+            && !rest.chars().any(char::is_whitespace)
+    });
+    if !ok {
+        sink.hint(
+            &u.span,
+            "lab.uri",
+            format!("`{}` is not a libvirt URI", u.v),
+            "use e.g. `qemu:///system`, `qemu:///session` or `qemu+ssh://user@host/system`"
+                .to_string(),
+        );
+        return None;
+    }
+    Some(u.v.clone())
+}
+
 fn enum_value<T: Copy>(
     v: Option<&S<String>>,
     field: &str,

@@ -183,6 +183,7 @@ fn build(store: &Store, a: &crate::cli::BundleBuildArgs, p: &Printer) -> Result<
         workers: None,
         no_egress: false,
         accel: None,
+        uri: None,
     };
     let lab = super::load_lab(&lab_args)?;
     let name = a

@@ -15,7 +15,7 @@ pub(crate) fn halt(args: &HaltArgs, p: &Printer) -> Result<u8> {
     let reporter = Arc::new(TermReporter::new(mode, p.err_styles, &args.nodes));
     labctl_runner::halt(
         &paths,
-        &super::env(),
+        &super::env_for(&args.lab),
         &args.nodes,
         Duration::from_secs(args.timeout),
         reporter,
@@ -27,7 +27,7 @@ pub(crate) fn destroy(args: &DestroyArgs, p: &Printer) -> Result<u8> {
     let dir = super::lab_dir(&args.lab)?;
     let paths = labctl_runner::lab_paths(&dir, "");
     if args.forget {
-        labctl_runner::forget(&paths, &super::env())?;
+        labctl_runner::forget(&paths, &super::env_for(&args.lab))?;
         p.info(format!(
             "dropped the copied lab state in {} (no VM was stopped)",
             paths.state_dir.display()
@@ -54,14 +54,14 @@ pub(crate) fn destroy(args: &DestroyArgs, p: &Printer) -> Result<u8> {
     }
     let mode = if p.quiet { Mode::Quiet } else { Mode::Lines };
     let reporter = Arc::new(TermReporter::new(mode, p.err_styles, &args.nodes));
-    labctl_runner::destroy(&paths, &super::env(), &args.nodes, reporter)?;
+    labctl_runner::destroy(&paths, &super::env_for(&args.lab), &args.nodes, reporter)?;
     Ok(code::OK)
 }
 
 pub(crate) fn adopt(args: &AdoptArgs, p: &Printer) -> Result<u8> {
     let dir = super::lab_dir(&args.lab)?;
     let paths = labctl_runner::lab_paths(&dir, "");
-    if labctl_runner::adopt(&paths, &super::env())? {
+    if labctl_runner::adopt(&paths, &super::env_for(&args.lab))? {
         p.info("this directory is now the lab's home; `labctl up` boots its nodes (their guest configuration is redone)");
     } else {
         p.info("the lab state already belongs to this directory");

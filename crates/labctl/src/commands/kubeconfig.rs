@@ -30,7 +30,7 @@ pub(crate) fn run(args: &KubeconfigArgs, p: &Printer) -> Result<u8> {
     let paths = labctl_runner::lab_paths(&lab.dir, &lab.name);
     let (from, admin) = labctl_runner::read_guest_file(
         &paths,
-        &super::env(),
+        &super::env_for(&args.lab),
         &nodes,
         "/etc/kubernetes/admin.conf",
     )?;

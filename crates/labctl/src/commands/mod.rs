@@ -66,6 +66,9 @@ pub(crate) fn load_lab(args: &LabArgs) -> Result<Lab> {
         defaults: crate::config::load()?.lab_defaults(),
     };
     let mut lab = labctl_spec::load(&path, ov)?;
+    if let Some(u) = args.uri.as_ref().filter(|u| !u.trim().is_empty()) {
+        lab.uri = Some(u.clone());
+    }
     if let Some(a) = args.accel {
         lab.accel = match a {
             crate::cli::AccelArg::Auto => labctl_spec::Accel::Auto,
@@ -91,6 +94,16 @@ pub(crate) fn lab_dir(args: &LabArgs) -> Result<PathBuf> {
 pub(crate) fn env() -> labctl_runner::Env {
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("labctl"));
     labctl_runner::Env::from_env(labctl_runner::switch_command(exe))
+}
+
+/// Host settings for a lab command: `--uri` (already `LABCTL_URI` when given so) wins over
+/// the lab's libvirt URI.
+pub(crate) fn env_for(args: &LabArgs) -> labctl_runner::Env {
+    let mut env = env();
+    if let Some(u) = args.uri.as_ref().filter(|u| !u.trim().is_empty()) {
+        env.uri = Some(u.clone());
+    }
+    env
 }
 
 /// Run blocking library work on a tokio runtime whose only other task turns Ctrl-C into the

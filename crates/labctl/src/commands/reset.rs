@@ -60,7 +60,7 @@ pub(crate) fn snapshot(cmd: &SnapshotCommand, p: &Printer) -> Result<u8> {
 
 pub(crate) fn reset(args: &ResetArgs, p: &Printer) -> Result<u8> {
     let lab = super::load_lab(&args.lab)?;
-    let env = super::env();
+    let env = super::env_for(&args.lab);
     let names: Vec<String> = if args.all {
         lab.nodes.iter().map(|n| n.name.clone()).collect()
     } else {

@@ -10,13 +10,13 @@ use crate::output::Printer;
 pub(crate) fn run(args: &SshArgs, _p: &Printer) -> Result<u8> {
     let dir = super::lab_dir(&args.lab)?;
     let paths = labctl_runner::lab_paths(&dir, "");
-    let info = labctl_runner::ssh_info(&paths, &super::env(), Some(&args.node))?;
+    let info = labctl_runner::ssh_info(&paths, &super::env_for(&args.lab), Some(&args.node))?;
     let Some(info) = info.first() else {
         return Ok(code::OTHER);
     };
     labctl_runner::require_nodes(
         &paths,
-        &super::env(),
+        &super::env_for(&args.lab),
         std::slice::from_ref(&info.node),
         labctl_runner::Need::Running,
     )?;
@@ -37,7 +37,7 @@ pub(crate) fn run(args: &SshArgs, _p: &Printer) -> Result<u8> {
 pub(crate) fn config(args: &SshConfigArgs, p: &Printer) -> Result<u8> {
     let dir = super::lab_dir(&args.lab)?;
     let paths = labctl_runner::lab_paths(&dir, "");
-    let info = labctl_runner::ssh_info(&paths, &super::env(), args.node.as_deref())?;
+    let info = labctl_runner::ssh_info(&paths, &super::env_for(&args.lab), args.node.as_deref())?;
     p.out(labctl_runner::ssh_config_text(&info)?.trim_end());
     Ok(code::OK)
 }

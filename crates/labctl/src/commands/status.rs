@@ -6,7 +6,7 @@ use crate::output::{Printer, json};
 pub(crate) fn run(args: &StatusArgs, p: &Printer) -> Result<u8> {
     let dir = super::lab_dir(&args.lab)?;
     let paths = labctl_runner::lab_paths(&dir, "");
-    let nodes = labctl_runner::status(&paths, &super::env())?;
+    let nodes = labctl_runner::status(&paths, &super::env_for(&args.lab))?;
     if args.json {
         let doc = json::document("status", serde_json::json!({ "nodes": nodes }));
         p.out(json::text(&doc));

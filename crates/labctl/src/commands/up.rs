@@ -37,7 +37,7 @@ pub(crate) fn provision(args: &ProvisionArgs, p: &Printer) -> Result<u8> {
 
 fn go(lab_args: &crate::cli::LabArgs, opts: UpOptions, json: bool, p: &Printer) -> Result<u8> {
     let lab = super::load_lab(lab_args)?;
-    let env = super::env();
+    let env = super::env_for(lab_args);
     let names: Vec<String> = lab
         .nodes
         .iter()
