@@ -327,6 +327,69 @@ fn hidden_server_serves_the_bundle_on_loopback() {
     assert!(
         get("/b/class/apt/../../bundle-keys/class/gnupg/pubring.kbx").starts_with("HTTP/1.1 404")
     );
+    // The host's own apt, with a private configuration, reads the repository over HTTP
+    // (pipelined requests on one connection), verifies its signature with key.asc, and
+    // downloads a package and its dependency byte for byte.
+    let r = w.path().join("apt-client");
+    for d in [
+        "state/lists/partial",
+        "cache/archives/partial",
+        "etc/sources.list.d",
+    ] {
+        std::fs::create_dir_all(r.join(d)).expect("mkdir");
+    }
+    std::fs::write(r.join("status"), "").expect("status");
+    std::fs::write(
+        r.join("etc/sources.list"),
+        format!(
+            "deb [signed-by={}] http://127.0.0.1:{port}/b/class/apt/debian-12 labctl main\n",
+            w.path().join("home/bundles/class/key.asc").display()
+        ),
+    )
+    .expect("sources");
+    let apt = |args: &[&str]| {
+        let mut c = std::process::Command::new("apt-get");
+        for (k, v) in [
+            ("Dir::State", "state"),
+            ("Dir::State::status", "status"),
+            ("Dir::Cache", "cache"),
+            ("Dir::Etc::sourcelist", "etc/sources.list"),
+            ("Dir::Etc::sourceparts", "etc/sources.list.d"),
+        ] {
+            c.arg("-o").arg(format!("{k}={}", r.join(v).display()));
+        }
+        c.args([
+            "-o",
+            "Debug::NoLocking=1",
+            "-o",
+            "APT::Sandbox::User=root",
+            "-o",
+            "APT::Architecture=amd64",
+        ]);
+        let out = c.args(args).output().expect("apt-get");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{text}");
+        text
+    };
+    let update = apt(&["update"]);
+    assert!(!update.contains("W:") && !update.contains("E:"), "{update}");
+    apt(&["-y", "--download-only", "install", "lab-runtime"]);
+    for deb in ["lab-runtime_1.0_all.deb", "lab-lib_1.0_all.deb"] {
+        assert_eq!(
+            std::fs::read(r.join("cache/archives").join(deb)).expect("downloaded"),
+            std::fs::read(
+                w.path()
+                    .join("home/bundles/class/apt/debian-12/pool")
+                    .join(deb)
+            )
+            .expect("pool"),
+            "{deb}"
+        );
+    }
     // Loopback only: the server is not listening on the host's other addresses.
     let other = std::net::UdpSocket::bind("0.0.0.0:0")
         .and_then(|u| u.connect("192.0.2.1:9").map(|()| u))
