@@ -140,6 +140,10 @@ fn lifecycle_of_a_three_node_lab() {
         assert_eq!(lab.runs(node, "config"), 1, "{node} config ran again");
     }
 
+    // One stalled node does not stop the others; a node's port answered by another VM is
+    // refused (issue 14 items 5 and 9).
+    stalled_node_and_swapped_port(&lab);
+
     // halt stops every VM and the switch; up brings them back.
     let pids = lab.recorded_pids();
     assert_eq!(pids.len(), 4, "3 VMs and the switch: {pids:?}");
@@ -599,4 +603,121 @@ fn a_step_killed_by_a_signal_fails() {
     let again = lab.run(&["provision", "m-k8s"]);
     assert_eq!(again.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&again.stderr).contains("killself"));
+}
+
+/// Issue 14 items 5 and 9, with real guests: (a) a node whose QEMU is stopped (SIGSTOP: its
+/// end of the private network is never read) while the master floods it does not stall the
+/// lab switch: the master still pings the other worker; (b) when another VM answers on a
+/// node's SSH port (w1's recorded port now leads to w2), labctl's own connection and the `ssh`
+/// it runs both refuse w2's host key, naming the node, and nothing runs there.
+///
+/// Run inside `lifecycle_of_a_three_node_lab` (it needs three running nodes; a boot of its own
+/// would add minutes of TCG to CI); it leaves the lab as it found it.
+fn stalled_node_and_swapped_port(lab: &Lab) {
+    // The master knows both workers' MACs, so the flood below is unicast to w1's port.
+    lab.ssh(
+        "m-k8s",
+        "ping -c 1 -W 3 192.168.1.101 && ping -c 1 -W 3 192.168.1.102",
+    );
+
+    // (a) Stop w1's QEMU, flood it from the master, then ping w2.
+    let w1_pid = read_pid(&lab.dir.join(".labctl/machines/w1-k8s/qemu.pid")).expect("w1 pid");
+    let signal = |sig: &str| {
+        assert!(
+            Command::new("kill")
+                .args([sig, &w1_pid.to_string()])
+                .status()
+                .expect("kill")
+                .success()
+        );
+    };
+    signal("-STOP");
+    // Send w1 (stopped) far more than its end of the switch can queue: a flood of 8 KB pings
+    // (6 frames each on a 1500-byte MTU) for 10 s.
+    let flood = lab.ssh(
+        "m-k8s",
+        "ping -f -s 8000 -w 10 192.168.1.101 2>&1 | grep -o '[0-9]* packets transmitted'; true",
+    );
+    let pinged = lab.run(&["ssh", "m-k8s", "--", "ping -c 3 -W 3 192.168.1.102"]);
+    let back = lab.run(&["ssh", "w2-k8s", "--", "ping -c 3 -W 3 192.168.1.10"]);
+    signal("-CONT");
+    let sent: u64 = flood
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    // A unix datagram socket queues net.unix.max_dgram_qlen frames (10 by default); beyond
+    // that a blocking switch would wait for w1 and starve everyone. Make sure the flood sent
+    // several times that (on this machine under load: 8 to 175 pings were seen).
+    let qlen: u64 = std::fs::read_to_string("/proc/sys/net/unix/max_dgram_qlen")
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(10);
+    assert!(
+        sent * 6 >= 4 * (qlen + 1),
+        "the flood sent only {sent} pings ({} frames) against a queue of {qlen}: {flood}",
+        sent * 6
+    );
+    assert!(
+        pinged.status.success(),
+        "the master lost w2 while w1 was stalled: {}",
+        String::from_utf8_lossy(&pinged.stdout)
+    );
+    assert!(
+        back.status.success(),
+        "w2 lost the master while w1 was stalled"
+    );
+    // w1 resumes and is reachable again.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !lab
+        .run(&["ssh", "m-k8s", "--", "ping -c 1 -W 2 192.168.1.101"])
+        .status
+        .success()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "w1 did not come back after SIGCONT"
+        );
+    }
+
+    // (b) w1's recorded SSH port now leads to w2's VM.
+    let state_file = lab.dir.join(".labctl/state.json");
+    let original = std::fs::read(&state_file).expect("state");
+    let mut st = lab.state();
+    let w2_port = st["nodes"]["w2-k8s"]["machine"]["ssh"]["host"].clone();
+    assert!(w2_port.is_u64(), "{st}");
+    st["nodes"]["w1-k8s"]["machine"]["ssh"]["host"] = w2_port;
+    std::fs::write(&state_file, serde_json::to_vec_pretty(&st).expect("json")).expect("state");
+    let before = std::fs::read_to_string(lab.dir.join(".labctl/known_hosts")).expect("keys");
+
+    let ssh = lab.run(&["ssh", "w1-k8s", "--", "hostname"]);
+    let out = String::from_utf8_lossy(&ssh.stdout);
+    let err = String::from_utf8_lossy(&ssh.stderr);
+    assert!(
+        !ssh.status.success(),
+        "ssh to a port w2 answers succeeded: {out}"
+    );
+    assert!(!out.contains("w2-k8s"), "the command ran on w2: {out}");
+    assert!(
+        err.contains("HOST IDENTIFICATION HAS CHANGED")
+            || err.contains("Host key verification failed"),
+        "{err}"
+    );
+
+    let prov = lab.run(&["provision", "w1-k8s"]);
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&prov.stdout),
+        String::from_utf8_lossy(&prov.stderr)
+    );
+    assert!(!prov.status.success(), "provision accepted w2's key for w1");
+    assert!(
+        all.contains("w1-k8s") && all.contains("is not the one recorded for this node"),
+        "{all}"
+    );
+    let after = std::fs::read_to_string(lab.dir.join(".labctl/known_hosts")).expect("keys");
+    assert_eq!(before, after, "a mismatch must not rewrite the pinned keys");
+    // Put the port back: w1 is itself again.
+    std::fs::write(&state_file, original).expect("state");
+    assert_eq!(lab.ssh("w1-k8s", "hostname").trim(), "w1-k8s");
 }
