@@ -5,8 +5,10 @@ use std::path::PathBuf;
 use labctl_driver::boxes::BoxError;
 use labctl_driver::exec::ToolError;
 use labctl_driver::{DriverError, MachineStatus};
+use labctl_runner::class::ClassError;
 use labctl_runner::{NoGolden, RunnerError};
 use labctl_spec::SpecError;
+use labctl_spec::class::PlaceError;
 
 /// Exit codes, documented in docs/internals.md.
 pub(crate) mod code {
@@ -72,6 +74,35 @@ pub(crate) enum ExpectedError {
         #[source]
         source: std::io::Error,
     },
+    #[error("no class file {}", path.display())]
+    NoClass { path: PathBuf },
+    /// A class error other than a spec or runner error (those convert to `Spec`/`Runner`).
+    #[error(transparent)]
+    Class(ClassError),
+}
+
+impl From<ClassError> for ExpectedError {
+    fn from(e: ClassError) -> Self {
+        match e {
+            ClassError::Spec(s) => ExpectedError::Spec(s),
+            ClassError::Runner(r) => ExpectedError::Runner(r),
+            other => ExpectedError::Class(other),
+        }
+    }
+}
+
+fn class_hint(e: &ClassError) -> Option<String> {
+    Some(match e {
+        ClassError::Place(PlaceError::NoFit(_)) => "nothing was placed or started: add a host, raise a host's `memory_mb`, or list fewer students".into(),
+        ClassError::Place(PlaceError::HostGone { host, .. }) => format!("put host `{host}` back in class.toml; `labctl class destroy` can then remove the labs on it"),
+        ClassError::Place(PlaceError::Overcommitted { .. }) => "placed labs are never moved: raise the host's `memory_mb` again, or `labctl class destroy` and start over".into(),
+        ClassError::Capacity { host, .. } => format!("set `memory_mb` for host `{host}` in class.toml"),
+        ClassError::Ports { .. } => "each student's lab moves the lab's host ports up by its slot times their span: give the lab lower ports (`ssh_port`, `forward` hosts) or a narrower span".into(),
+        ClassError::UnknownStudent { known, .. } if known.is_empty() => "no student has a lab yet: `labctl class up` first".into(),
+        ClassError::UnknownStudent { known, .. } => format!("students with a lab: {}", known.join(", ")),
+        ClassError::CorruptState { .. } => "it lists where each student's lab is: fix it, or destroy the labs under .labctl/labs/ with `labctl destroy --lab DIR` before removing it".into(),
+        _ => return None,
+    })
 }
 
 impl ExpectedError {
@@ -100,6 +131,9 @@ impl ExpectedError {
                 | labctl_runner::RunnerError::UnknownStep { .. },
             ) => code::USAGE,
             ExpectedError::Runner(_) => code::OTHER,
+            ExpectedError::NoClass { .. }
+            | ExpectedError::Class(ClassError::UnknownStudent { .. }) => code::USAGE,
+            ExpectedError::Class(_) => code::OTHER,
         }
     }
 
@@ -119,6 +153,13 @@ impl ExpectedError {
             ExpectedError::UnknownNode { known, .. } => {
                 Some(format!("nodes: {}", known.join(", ")))
             }
+            ExpectedError::Spec(SpecError::Invalid { file, .. })
+                if file.extension().is_some_and(|e| e == "toml")
+                    && file.file_name().is_some_and(|f| f != "lab.toml")
+                    && std::fs::read_to_string(file).is_ok_and(|t| t.contains("[class]")) =>
+            {
+                Some("fix the problems above, then run the class command again".into())
+            }
             ExpectedError::Spec(SpecError::Invalid { .. }) => {
                 Some("fix the problems above, then `labctl validate`".into())
             }
@@ -128,6 +169,10 @@ impl ExpectedError {
                 "pass --os with one of: {}",
                 known.join(", ")
             )),
+            ExpectedError::NoClass { .. } => Some(
+                "write a class.toml (docs/classroom.md) or pass `--class PATH`".into(),
+            ),
+            ExpectedError::Class(c) => class_hint(c),
             ExpectedError::Box(b) => box_hint(b),
             ExpectedError::Import {
                 source:

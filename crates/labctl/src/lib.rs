@@ -72,6 +72,7 @@ pub fn main_impl(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Completions(a) => commands::completions::completions(&a, &printer),
         Command::Man(a) => commands::completions::man(&a, &printer),
         Command::Doctor(a) => commands::doctor::run(&a, &printer),
+        Command::Class(a) => commands::class::run(&a, &printer),
         Command::Switch(a) => commands::switch::run(&a),
         Command::Bundle(a) => commands::bundle::run(&a, &printer),
         Command::BundleServer(a) => commands::bundle::server(&a, &printer),

@@ -2,6 +2,7 @@
 
 pub(crate) mod boxes;
 pub(crate) mod bundle;
+pub(crate) mod class;
 pub(crate) mod completions;
 pub(crate) mod doctor;
 pub(crate) mod halt;
