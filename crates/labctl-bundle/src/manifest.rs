@@ -252,6 +252,16 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// An accepted archive path never climbs out of the directory it is joined to.
+        #[test]
+        fn safe_paths_stay_inside(p in "[./a\\\\]{0,20}") {
+            if let Some(rel) = safe_relative(&p) {
+                proptest::prop_assert!(rel.components().all(|c| matches!(c, std::path::Component::Normal(_))));
+            }
+        }
+    }
+
     #[test]
     fn manifest_round_trip_and_rehash() {
         let d = tempfile::tempdir().unwrap();

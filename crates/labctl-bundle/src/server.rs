@@ -623,6 +623,20 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Whatever a request path is made of (dots, slashes, backslashes, percent escapes
+        /// of them), what reaches the file system is a list of plain names.
+        #[test]
+        fn decoded_segments_are_plain_names(path in "/[./\\\\%2eEfF5cC0a]{0,40}") {
+            if let Ok(segs) = segments(&path) {
+                for seg in segs {
+                    proptest::prop_assert!(seg != ".." && seg != "." && !seg.is_empty());
+                    proptest::prop_assert!(!seg.contains(['/', '\\', '\0']));
+                }
+            }
+        }
+    }
+
     #[test]
     fn listens_on_loopback_only() {
         let l = bind_loopback(0).unwrap();
