@@ -58,6 +58,34 @@ pub struct PortForward {
     pub guest: u16,
 }
 
+/// A TCP service on the host's loopback that guests reach through their NAT network (the
+/// bundle server). The driver picks the address guests use: see
+/// [`Driver::guest_service_endpoint`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostService {
+    /// A label (for messages and rule names).
+    pub name: String,
+    /// Where it listens on the host: `127.0.0.1:<host_port>`.
+    pub host_port: u16,
+}
+
+/// Where a guest reaches a [`HostService`]: an address on its NAT network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct GuestEndpoint {
+    pub addr: std::net::Ipv4Addr,
+    pub port: u16,
+}
+
+impl std::fmt::Display for GuestEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.port == 80 {
+            write!(f, "{}", self.addr)
+        } else {
+            write!(f, "{}:{}", self.addr, self.port)
+        }
+    }
+}
+
 /// A lab network as the driver sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkConfig {
@@ -93,6 +121,10 @@ pub struct MachineConfig {
     pub machine_id: String,
     /// VirtualBox group.
     pub group: Option<String>,
+    /// Host services the guest reaches through NIC 1, also with egress off (the bundle
+    /// server). The index in this list is what [`Driver::guest_service_endpoint`] takes.
+    #[serde(default)]
+    pub guest_services: Vec<HostService>,
 }
 
 /// How to stop.
@@ -199,6 +231,12 @@ pub trait Driver: Send + Sync {
     }
     /// What this driver can do. Fixed data: no I/O.
     fn features(&self) -> Features;
+    /// The address a guest uses for `m.guest_services[index]` (`service`), or `None` when the
+    /// driver cannot give guests host services. Fixed data: no I/O.
+    fn guest_service_endpoint(&self, index: usize, service: &HostService) -> Option<GuestEndpoint> {
+        let _ = (index, service);
+        None
+    }
     /// The file the guest's serial console is written to, when the driver keeps one.
     fn console_path(&self, m: &MachineConfig) -> Option<PathBuf> {
         let _ = m;

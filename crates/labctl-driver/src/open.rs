@@ -17,6 +17,9 @@ pub struct HostEnv {
     /// The libvirt connection URI (`qemu:///system`, `qemu+ssh://user@host/system`);
     /// `None` is [`crate::libvirt::default_uri`]. Other drivers ignore it.
     pub uri: Option<String>,
+    /// How to relay one guest connection to a host service (`labctl __relay`; QEMU's
+    /// `guestfwd`). Empty: guests get no host services.
+    pub relay_command: Vec<OsString>,
 }
 
 /// The providers this build has a driver for.
@@ -27,7 +30,8 @@ pub const PROVIDERS: &[&str] = &["qemu", "virtualbox", "libvirt"];
 pub fn open(provider: &str, host: &HostEnv) -> Result<Arc<dyn Driver>, DriverError> {
     match provider {
         "qemu" => Ok(Arc::new(crate::qemu::QemuDriver::new(
-            crate::qemu::QemuConfig::discover(host.switch_command.clone(), host.cache_dir.clone())?,
+            crate::qemu::QemuConfig::discover(host.switch_command.clone(), host.cache_dir.clone())?
+                .with_relay_command(host.relay_command.clone()),
         ))),
         "virtualbox" => Ok(Arc::new(crate::vbox::VBoxDriver::new(
             crate::vbox::VBoxConfig::discover()?.with_data_dir(host.data_dir.clone()),

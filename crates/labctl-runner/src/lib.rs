@@ -176,3 +176,13 @@ fn not_running_text(nodes: &[(String, labctl_driver::MachineStatus)]) -> String 
 pub fn switch_command(exe: PathBuf) -> Vec<OsString> {
     vec![exe.into_os_string(), OsString::from("__switch")]
 }
+
+/// The arguments that relay one guest connection to a host service (the port is appended).
+pub fn relay_command(exe: PathBuf) -> Vec<OsString> {
+    vec![exe.into_os_string(), OsString::from("__relay")]
+}
+
+/// The arguments that start the bundle server (`--port P` is appended).
+pub fn bundle_server_command(exe: PathBuf) -> Vec<OsString> {
+    vec![exe.into_os_string(), OsString::from("__bundle-server")]
+}

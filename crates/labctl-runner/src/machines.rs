@@ -25,6 +25,11 @@ pub struct Env {
     /// The libvirt URI asked for on this run (`--uri`, `LABCTL_URI`): wins over the one a lab
     /// recorded. `None`: the lab's (lab.toml, then the recorded one), else libvirt's default.
     pub uri: Option<String>,
+    /// How QEMU relays a guest connection to a host service (`labctl __relay`); empty: none.
+    pub relay_command: Vec<OsString>,
+    /// How to start the bundle server (`labctl __bundle-server`; `--port P` is appended);
+    /// empty: labs with a bundle cannot start it.
+    pub bundle_server_command: Vec<OsString>,
 }
 
 impl Env {
@@ -59,6 +64,8 @@ impl Env {
             uri: std::env::var("LABCTL_URI")
                 .ok()
                 .filter(|u| !u.trim().is_empty()),
+            relay_command: Vec::new(),
+            bundle_server_command: Vec::new(),
         }
     }
 
@@ -99,6 +106,7 @@ pub fn driver_with_uri(
         cache_dir: env.cache_dir.clone(),
         switch_command: env.switch_command.clone(),
         uri: uri.map(str::to_string),
+        relay_command: env.relay_command.clone(),
     };
     labctl_driver::open(provider, &host).map_err(|e| match e {
         labctl_driver::DriverError::NoDriver { provider } => RunnerError::Provider {
@@ -224,6 +232,7 @@ pub(crate) fn machine_for(
         accel,
         nested_virt: node.nested_virt,
         machine_id: mid,
+        guest_services: Vec::new(),
         group: lab.group.clone(),
     }
 }

@@ -157,6 +157,14 @@ impl Driver for FakeDriver {
             blocks_egress: true,
         }
     }
+    /// As QEMU: `10.0.2.(100+index):80`.
+    fn guest_service_endpoint(
+        &self,
+        index: usize,
+        _: &labctl_driver::HostService,
+    ) -> Option<labctl_driver::GuestEndpoint> {
+        labctl_driver::qemu::args::guest_service_endpoint(index)
+    }
     fn networks_up(&self, _: &Path, _: &[NetworkConfig]) -> Result<(), DriverError> {
         self.0.lock().calls.push(Call::NetworksUp);
         Ok(())

@@ -94,6 +94,8 @@ impl Fixture {
             cache_dir: root.join("cache"),
             switch_command: Vec::new(),
             uri: None,
+            relay_command: Vec::new(),
+            bundle_server_command: Vec::new(),
         };
         Fixture {
             dir,

@@ -34,6 +34,8 @@ fn env(root: &Path) -> Env {
         cache_dir: root.join("cache"),
         switch_command: vec!["/bin/false".into()],
         uri: None,
+        relay_command: Vec::new(),
+        bundle_server_command: Vec::new(),
     }
 }
 
@@ -83,6 +85,7 @@ fn machine(paths: &LabPaths, node: &str, box_dir: &Path) -> MachineConfig {
         accel: Accel::Tcg,
         nested_virt: false,
         machine_id: "0".repeat(32),
+        guest_services: Vec::new(),
         group: None,
     }
 }

@@ -145,6 +145,7 @@ impl Lab {
             accel: Accel::Kvm,
             nested_virt: false,
             machine_id: format!("{n:032x}"),
+            guest_services: Vec::new(),
             group: Some("labctl-lab".into()),
         }
     }

@@ -121,6 +121,9 @@ pub(crate) enum Command {
     /// (internal) Serve every bundle read-only over HTTP on 127.0.0.1.
     #[command(name = "__bundle-server", hide = true)]
     BundleServer(BundleServerArgs),
+    /// (internal) Carry one guest connection (stdin/stdout) to a host service on 127.0.0.1.
+    #[command(name = "__relay", hide = true)]
+    Relay(RelayArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -471,6 +474,12 @@ pub(crate) struct DoctorArgs {
     /// Machine-readable output: {"schema": 1, "checks": [...]}.
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RelayArgs {
+    /// The service's port on 127.0.0.1.
+    pub(crate) port: u16,
 }
 
 #[derive(Debug, Args)]

@@ -76,6 +76,7 @@ pub fn main_impl(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Switch(a) => commands::switch::run(&a),
         Command::Bundle(a) => commands::bundle::run(&a, &printer),
         Command::BundleServer(a) => commands::bundle::server(&a, &printer),
+        Command::Relay(a) => commands::relay::run(&a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

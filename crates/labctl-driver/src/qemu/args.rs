@@ -91,8 +91,78 @@ pub fn user_netdev(m: &MachineConfig, id: &str) -> String {
     user
 }
 
-/// Build the argv (without the program) for `qemu-system-x86_64`.
-pub fn qemu_args(m: &MachineConfig, engine: Engine, extra: &[String]) -> Vec<String> {
+/// The first guest address of the host services: service `i` is `10.0.2.(100+i)`, port 80.
+pub const GUEST_SERVICE_BASE: [u8; 4] = [10, 0, 2, 100];
+
+/// Where a guest reaches `guest_services[index]`: `10.0.2.(100+index):80` on the NAT
+/// network (slirp's `guestfwd`), `None` past the last address of the /24.
+pub fn guest_service_endpoint(index: usize) -> Option<crate::GuestEndpoint> {
+    let last = u8::try_from(index)
+        .ok()
+        .and_then(|i| GUEST_SERVICE_BASE[3].checked_add(i))
+        .filter(|l| *l < 255)?;
+    Some(crate::GuestEndpoint {
+        addr: std::net::Ipv4Addr::new(
+            GUEST_SERVICE_BASE[0],
+            GUEST_SERVICE_BASE[1],
+            GUEST_SERVICE_BASE[2],
+            last,
+        ),
+        port: 80,
+    })
+}
+
+/// A word for the command that slirp runs for a `guestfwd=…-cmd:` rule: single-quoted for
+/// its shell-style parsing.
+fn shell_word(w: &str) -> String {
+    if !w.is_empty()
+        && w.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-:=@+".contains(c))
+    {
+        w.to_string()
+    } else {
+        format!("'{}'", w.replace('\'', "'\\''"))
+    }
+}
+
+/// The `guestfwd` options of the NAT netdev: one per host service, each guest connection to
+/// `10.0.2.(100+i):80` runs `relay… <port>` (labctl's `__relay`: stdin and stdout to
+/// `127.0.0.1:<port>`). slirp's other form, `…-tcp:127.0.0.1:PORT`, opens ONE connection
+/// when QEMU starts and carries every guest connection over it: a second HTTP request after
+/// the server closed the first connection gets nothing (tried on QEMU 7.2). Commas are doubled
+/// (QEMU's option syntax).
+pub fn guestfwd_options(m: &MachineConfig, relay: &[std::ffi::OsString]) -> String {
+    let mut out = String::new();
+    if relay.is_empty() {
+        return out;
+    }
+    for (i, svc) in m.guest_services.iter().enumerate() {
+        let Some(ep) = guest_service_endpoint(i) else {
+            break;
+        };
+        let mut cmd: Vec<String> = relay
+            .iter()
+            .map(|w| shell_word(&w.to_string_lossy()))
+            .collect();
+        cmd.push(svc.host_port.to_string());
+        out.push_str(&format!(
+            ",guestfwd=tcp:{}:{}-cmd:{}",
+            ep.addr,
+            ep.port,
+            cmd.join(" ").replace(',', ",,")
+        ));
+    }
+    out
+}
+
+/// Build the argv (without the program) for `qemu-system-x86_64`. `relay` is the program and
+/// leading arguments that carry one guest connection to a host service (`labctl __relay`).
+pub fn qemu_args(
+    m: &MachineConfig,
+    engine: Engine,
+    relay: &[std::ffi::OsString],
+    extra: &[String],
+) -> Vec<String> {
     let p = MachinePaths::of(m);
     let mut a: Vec<String> = Vec::new();
     let mut push = |items: &[&str]| a.extend(items.iter().map(|s| (*s).to_string()));
@@ -122,9 +192,10 @@ pub fn qemu_args(m: &MachineConfig, engine: Engine, extra: &[String]) -> Vec<Str
         }
         push(&["-append", &kernel_cmdline(m)]);
     }
+    let user = user_netdev(m, "nat") + &guestfwd_options(m, relay);
     push(&[
         "-netdev",
-        &user_netdev(m, "nat"),
+        &user,
         "-device",
         &format!("virtio-net-pci,netdev=nat,mac={}", m.nat_mac),
     ]);
@@ -185,21 +256,22 @@ pub(crate) mod tests {
             nested_virt: false,
             machine_id: "0123456789abcdef0123456789abcdef".into(),
             group: None,
+            guest_services: Vec::new(),
         }
     }
 
     #[test]
     fn argv_for_a_direct_boot_machine() {
-        insta::assert_snapshot!(qemu_args(&machine(false), Engine::Tcg, &[]).join("\n"));
+        insta::assert_snapshot!(qemu_args(&machine(false), Engine::Tcg, &[], &[]).join("\n"));
     }
 
     #[test]
     fn tcg_gets_an_x86_64_v2_cpu_and_kvm_the_host_cpu() {
-        let tcg = qemu_args(&machine(false), Engine::Tcg, &[]).join(" ");
+        let tcg = qemu_args(&machine(false), Engine::Tcg, &[], &[]).join(" ");
         assert!(tcg.contains("-accel tcg -cpu max"), "{tcg}");
         let mut nested = machine(false);
         nested.nested_virt = true;
-        let kvm = qemu_args(&nested, Engine::Kvm, &[]).join(" ");
+        let kvm = qemu_args(&nested, Engine::Kvm, &[], &[]).join(" ");
         assert!(kvm.contains("-accel kvm -cpu host,+vmx,+svm"), "{kvm}");
         assert_eq!(
             accel_args(Engine::Kvm, false),
@@ -209,9 +281,9 @@ pub(crate) mod tests {
 
     #[test]
     fn egress_off_means_restrict_on_and_forwards_bind_loopback() {
-        let off = qemu_args(&machine(false), Engine::Tcg, &[]).join(" ");
+        let off = qemu_args(&machine(false), Engine::Tcg, &[], &[]).join(" ");
         assert!(off.contains("user,id=nat,restrict=on,"));
-        let on = qemu_args(&machine(true), Engine::Tcg, &[]).join(" ");
+        let on = qemu_args(&machine(true), Engine::Tcg, &[], &[]).join(" ");
         assert!(!on.contains("restrict=on"));
         for a in [off, on] {
             assert_eq!(
@@ -219,5 +291,52 @@ pub(crate) mod tests {
                 a.matches("hostfwd=tcp:127.0.0.1:").count()
             );
         }
+    }
+
+    #[test]
+    fn host_services_are_guestfwd_rules_that_run_the_relay_per_connection() {
+        let mut m = machine(false);
+        m.guest_services = vec![
+            crate::HostService {
+                name: "bundle".into(),
+                host_port: 41234,
+            },
+            crate::HostService {
+                name: "other".into(),
+                host_port: 41235,
+            },
+        ];
+        let relay: Vec<std::ffi::OsString> =
+            vec!["/opt/lab,ctl/bin/labctl".into(), "__relay".into()];
+        let argv = qemu_args(&m, Engine::Tcg, &relay, &[]);
+        let netdev = argv
+            .iter()
+            .find(|a| a.starts_with("user,id=nat"))
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(
+            netdev,
+            "user,id=nat,restrict=on,hostfwd=tcp:127.0.0.1:60010-:22,\
+             hostfwd=tcp:127.0.0.1:30000-:30000,\
+             guestfwd=tcp:10.0.2.100:80-cmd:'/opt/lab,,ctl/bin/labctl' __relay 41234,\
+             guestfwd=tcp:10.0.2.101:80-cmd:'/opt/lab,,ctl/bin/labctl' __relay 41235"
+        );
+        // No relay program: no rule (the runner does not attach services then).
+        let none = qemu_args(&m, Engine::Tcg, &[], &[]).join(" ");
+        assert!(!none.contains("guestfwd"), "{none}");
+    }
+
+    #[test]
+    fn guest_service_addresses_stay_inside_the_nat_network() {
+        assert_eq!(
+            guest_service_endpoint(0).map(|e| e.to_string()),
+            Some("10.0.2.100".to_string())
+        );
+        assert_eq!(
+            guest_service_endpoint(154).map(|e| e.addr.to_string()),
+            Some("10.0.2.254".to_string())
+        );
+        assert_eq!(guest_service_endpoint(155), None);
+        assert_eq!(shell_word("a b'c"), "'a b'\\''c'");
     }
 }

@@ -4,6 +4,7 @@ pub mod accel;
 pub mod args;
 mod error;
 mod qmp;
+pub mod relay;
 pub mod switch;
 
 use std::ffi::OsString;
@@ -29,6 +30,9 @@ pub struct QemuConfig {
     pub qemu_img: PathBuf,
     /// Program and leading arguments that run the lab switch (`labctl __switch`).
     pub switch_command: Vec<OsString>,
+    /// Program and leading arguments that carry one guest connection to a host service
+    /// (`labctl __relay`; the port is appended). Empty: guests get no host services.
+    pub relay_command: Vec<OsString>,
     /// Where the acceleration verdict is cached.
     pub cache_dir: PathBuf,
     /// The KVM device (`LABCTL_KVM_DEVICE` overrides `/dev/kvm`; tests point it elsewhere).
@@ -64,6 +68,7 @@ impl QemuConfig {
                 "install QEMU's tools: `apt-get install qemu-utils`",
             )?,
             switch_command,
+            relay_command: Vec::new(),
             cache_dir,
             kvm_device: std::env::var_os("LABCTL_KVM_DEVICE")
                 .filter(|v| !v.is_empty())
@@ -71,6 +76,15 @@ impl QemuConfig {
             probe_timeout: secs("LABCTL_KVM_PROBE_TIMEOUT", 10),
             console_timeout: secs("LABCTL_KVM_CONSOLE_TIMEOUT", 30),
         })
+    }
+}
+
+impl QemuConfig {
+    /// The same, with the command that relays guest connections to host services.
+    #[must_use]
+    pub fn with_relay_command(mut self, relay_command: Vec<OsString>) -> QemuConfig {
+        self.relay_command = relay_command;
+        self
     }
 }
 
@@ -277,7 +291,7 @@ impl QemuDriver {
         if p.serial.exists() {
             let _ = std::fs::rename(&p.serial, m.dir.join("serial.log.1"));
         }
-        let argv = args::qemu_args(m, engine, extra);
+        let argv = args::qemu_args(m, engine, &self.cfg.relay_command, extra);
         let _ = std::fs::write(m.dir.join("qemu.args"), argv.join("\n") + "\n");
         let out = Cmd::new(&self.cfg.qemu_system)
             .args(&argv)
@@ -360,6 +374,20 @@ impl Driver for QemuDriver {
         crate::Features {
             blocks_egress: true,
         }
+    }
+
+    /// `10.0.2.(100+index):80`, forwarded by slirp (`guestfwd`, which `restrict=on` leaves
+    /// working) through `labctl __relay` to the service's loopback port.
+    fn guest_service_endpoint(
+        &self,
+        index: usize,
+        service: &crate::HostService,
+    ) -> Option<crate::GuestEndpoint> {
+        let _ = service;
+        if self.cfg.relay_command.is_empty() {
+            return None;
+        }
+        args::guest_service_endpoint(index)
     }
 
     fn console_path(&self, m: &MachineConfig) -> Option<PathBuf> {

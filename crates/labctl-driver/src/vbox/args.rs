@@ -31,6 +31,9 @@ pub enum Attachment {
 pub struct Features {
     /// `--nested-hw-virt` (6.0 and later).
     pub nested_hw_virt: bool,
+    /// `--nat-localhostreachable1` (7.0 and later, where the NAT gateway no longer reaches
+    /// the host's loopback unless it is switched on).
+    pub nat_localhost_reachable: bool,
 }
 
 fn s<I: IntoIterator<Item = T>, T: Into<String>>(items: I) -> Vec<String> {
@@ -287,6 +290,12 @@ pub fn modifyvm(
     for (_, spec) in nat_rules(m) {
         push(&["--natpf1", &spec]);
     }
+    // Host services (the bundle server) listen on the host's 127.0.0.1; guests reach them at
+    // the NAT gateway 10.0.2.2, which VirtualBox before 7.0 maps to the host's loopback and
+    // 7.0 and later only with this switch (not verified on a real VirtualBox).
+    if !m.guest_services.is_empty() && features.nat_localhost_reachable {
+        push(&["--nat-localhostreachable1", "on"]);
+    }
     let mut last = 1u8;
     for (i, (nic, att)) in m.private_nics.iter().zip(nets).enumerate() {
         let n = u8::try_from(i + 2).unwrap_or(MAX_NICS).min(MAX_NICS);
@@ -381,6 +390,7 @@ mod tests {
             accel: Accel::Kvm,
             nested_virt: false,
             machine_id: "0123456789abcdef0123456789abcdef".into(),
+            guest_services: Vec::new(),
             group: Some("k8s-SgMST-1.13.1(github_SysNet4Admin)".into()),
         }
     }
@@ -394,6 +404,7 @@ mod tests {
 
     const NEW: Features = Features {
         nested_hw_virt: true,
+        nat_localhost_reachable: true,
     };
 
     #[test]
@@ -440,6 +451,7 @@ mod tests {
             None,
             Features {
                 nested_hw_virt: false,
+                nat_localhost_reachable: false,
             },
             Path::new("/s.log"),
         );
@@ -450,6 +462,34 @@ mod tests {
             .position(|a| a == "--nested-hw-virt")
             .expect("flag");
         assert_eq!(new[i + 1], "on");
+    }
+
+    #[test]
+    fn host_services_make_the_host_loopback_reachable_on_7_0_and_later() {
+        let mut m = machine();
+        let plain = modifyvm(&m, &nets(), None, NEW, Path::new("/s.log"));
+        assert!(!plain.iter().any(|a| a == "--nat-localhostreachable1"));
+        m.guest_services.push(crate::HostService {
+            name: "bundle".into(),
+            host_port: 41234,
+        });
+        let new = modifyvm(&m, &nets(), None, NEW, Path::new("/s.log"));
+        let i = new
+            .iter()
+            .position(|a| a == "--nat-localhostreachable1")
+            .expect("flag");
+        assert_eq!(new[i + 1], "on");
+        let old = modifyvm(
+            &m,
+            &nets(),
+            None,
+            Features {
+                nested_hw_virt: true,
+                nat_localhost_reachable: false,
+            },
+            Path::new("/s.log"),
+        );
+        assert!(!old.iter().any(|a| a == "--nat-localhostreachable1"));
     }
 
     #[test]

@@ -510,6 +510,7 @@ impl VBoxDriver {
         let v = self.version()?;
         Ok(Features {
             nested_hw_virt: v.at_least(6, 0, 0),
+            nat_localhost_reachable: v.at_least(7, 0, 0),
         })
     }
 
@@ -1123,6 +1124,21 @@ impl Driver for VBoxDriver {
         crate::Features {
             blocks_egress: false,
         }
+    }
+
+    /// The NAT gateway, `10.0.2.2:<host port>`: VirtualBox's NAT maps it to the host's
+    /// loopback (7.0 and later with `--nat-localhostreachable1 on`, set by `modifyvm`).
+    /// Not verified on a real VirtualBox.
+    fn guest_service_endpoint(
+        &self,
+        index: usize,
+        service: &crate::HostService,
+    ) -> Option<crate::GuestEndpoint> {
+        let _ = index;
+        Some(crate::GuestEndpoint {
+            addr: std::net::Ipv4Addr::new(10, 0, 2, 2),
+            port: service.host_port,
+        })
     }
 
     fn console_path(&self, m: &MachineConfig) -> Option<PathBuf> {

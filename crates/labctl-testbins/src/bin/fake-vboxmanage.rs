@@ -842,6 +842,15 @@ impl Fake {
                     let v = value(&mut it, opt)?;
                     nic_entry(self, &mut vm, &nic_key)["hostonlynet"] = json!(v);
                 }
+                "--nat-localhostreachable" if nic_ok && self.major() >= 7 => {
+                    let v = value(&mut it, opt)?;
+                    if v != "on" && v != "off" {
+                        return Err(syntax(&format!(
+                            "Invalid --nat-localhostreachable{idx} argument '{v}'"
+                        )));
+                    }
+                    nic_entry(self, &mut vm, &nic_key)["localhostreachable"] = json!(v);
+                }
                 "--intnet" if nic_ok => {
                     let v = value(&mut it, opt)?;
                     nic_entry(self, &mut vm, &nic_key)["intnet"] = json!(v);

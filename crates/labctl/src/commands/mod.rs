@@ -10,6 +10,7 @@ pub(crate) mod import;
 pub(crate) mod init;
 pub(crate) mod kubeconfig;
 pub(crate) mod plan;
+pub(crate) mod relay;
 pub(crate) mod render;
 pub(crate) mod reset;
 pub(crate) mod ssh;
@@ -91,10 +92,14 @@ pub(crate) fn lab_dir(args: &LabArgs) -> Result<PathBuf> {
     })
 }
 
-/// Host settings, with this binary as the lab switch.
+/// Host settings, with this binary as the lab switch, the guest-connection relay and the
+/// bundle server.
 pub(crate) fn env() -> labctl_runner::Env {
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("labctl"));
-    labctl_runner::Env::from_env(labctl_runner::switch_command(exe))
+    let mut env = labctl_runner::Env::from_env(labctl_runner::switch_command(exe.clone()));
+    env.relay_command = labctl_runner::relay_command(exe.clone());
+    env.bundle_server_command = labctl_runner::bundle_server_command(exe);
+    env
 }
 
 /// Host settings for a lab command: `--uri` (already `LABCTL_URI` when given so) wins over
