@@ -20,7 +20,7 @@ pub use error::{Diagnostic, MAX_VALUE_CHARS, Snippet, SpecError, shorten_values}
 pub use graph::Graph;
 pub use model::*;
 pub use packages::bundle_name_ok;
-pub use render::{RenderFailure, RenderedStep, Renderer, shell_quote};
+pub use render::{BundleRegistry, GuestBundle, RenderFailure, RenderedStep, Renderer, shell_quote};
 pub use validate::{DEFAULT_BOX, LabDefaults, MAX_WORKERS, Overrides};
 
 /// Load, fill defaults and validate a lab file.

@@ -39,11 +39,68 @@ pub enum RenderFailure {
     },
 }
 
+/// A classroom bundle attached to a lab, as its guests reach it (the runner fills it in once
+/// the bundle server runs). Templates see it as `bundle` (`bundle.attached` is false without
+/// one; the other fields are then empty).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct GuestBundle {
+    pub name: String,
+    /// The bundle's root as guests reach it: `http://10.0.2.100/b/NAME`.
+    pub url: String,
+    /// The apt source line for the lab's OS release (signed-by the bundle's key).
+    pub apt_line: String,
+    /// The bundle's public key (ASCII armor).
+    pub key: String,
+    /// The registry mirror's API root: `http://10.0.2.100/b/NAME/v2`.
+    pub registry: String,
+    /// The registries the bundle's images come from.
+    pub registries: Vec<BundleRegistry>,
+}
+
+/// A registry the bundle mirrors images of.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BundleRegistry {
+    /// As containerd names it (`docker.io`, `registry.k8s.io`).
+    pub name: String,
+    /// Its real address (`https://registry-1.docker.io` for docker.io).
+    pub server: String,
+}
+
+impl BundleRegistry {
+    /// The registry `name` (host and optional port) and its real server.
+    pub fn of(name: &str) -> BundleRegistry {
+        let server = if name == "docker.io" {
+            "https://registry-1.docker.io".to_string()
+        } else {
+            format!("https://{name}")
+        };
+        BundleRegistry {
+            name: name.to_string(),
+            server,
+        }
+    }
+}
+
+fn bundle_json(b: Option<&GuestBundle>) -> Value {
+    match b {
+        Some(b) => {
+            let mut v = json!(b);
+            v["attached"] = json!(true);
+            v
+        }
+        None => json!({
+            "attached": false, "name": "", "url": "", "apt_line": "", "key": "",
+            "registry": "", "registries": [],
+        }),
+    }
+}
+
 /// Registry of a lab's templates and partials.
 pub struct Renderer {
     hb: Handlebars<'static>,
     templates_dir: PathBuf,
     lab_dir: PathBuf,
+    bundle: Option<GuestBundle>,
 }
 
 impl std::fmt::Debug for Renderer {
@@ -120,6 +177,7 @@ impl Renderer {
             hb,
             templates_dir: lab.templates_dir.clone(),
             lab_dir: lab.dir.clone(),
+            bundle: None,
         };
         for role in &lab.roles {
             for step in &role.steps {
@@ -129,6 +187,23 @@ impl Renderer {
             }
         }
         Ok(r)
+    }
+
+    /// Render with this bundle attached (`bundle.*` in templates).
+    pub fn set_bundle(&mut self, bundle: Option<GuestBundle>) {
+        self.bundle = bundle;
+    }
+
+    /// The bundle templates see, if any.
+    pub fn bundle(&self) -> Option<&GuestBundle> {
+        self.bundle.as_ref()
+    }
+
+    /// The template context of a node, with this renderer's bundle.
+    fn ctx(&self, lab: &Lab, node: &Node, values: &BTreeMap<String, String>) -> Value {
+        let mut ctx = context(lab, node, values);
+        ctx["bundle"] = bundle_json(self.bundle.as_ref());
+        ctx
     }
 
     fn register(&mut self, rel: &Path) -> Result<(), RenderFailure> {
@@ -150,7 +225,7 @@ impl Renderer {
         node: &Node,
         step: &Step,
     ) -> Result<Vec<String>, RenderFailure> {
-        let ctx = context(lab, node, &BTreeMap::new());
+        let ctx = self.ctx(lab, node, &BTreeMap::new());
         self.args(lab, node, step, &ctx)
     }
 
@@ -192,7 +267,7 @@ impl Renderer {
         arg: &str,
         values: &BTreeMap<String, String>,
     ) -> Result<String, String> {
-        self.arg(arg, &context(lab, node, values))
+        self.arg(arg, &self.ctx(lab, node, values))
     }
 
     /// Render one step of one node with the values published so far.
@@ -203,7 +278,7 @@ impl Renderer {
         step: &Step,
         values: &BTreeMap<String, String>,
     ) -> Result<RenderedStep, RenderFailure> {
-        let mut ctx = context(lab, node, values);
+        let mut ctx = self.ctx(lab, node, values);
         let args = self.args(lab, node, step, &ctx)?;
         ctx["args"] = json!(args);
         ctx["step"] = json!({ "name": step.name });
@@ -314,6 +389,16 @@ pub fn context(lab: &Lab, node: &Node, values: &BTreeMap<String, String>) -> Val
             )
         })
         .collect();
+    // Each package set's packages for the lab's OS family (`packages.runtime`).
+    let family = crate::model::Family::parse(&lab.os);
+    let packages: serde_json::Map<String, Value> = lab
+        .package_sets
+        .iter()
+        .map(|set| {
+            let list = family.map_or(&[][..], |f| set.packages_for(f));
+            (set.name.clone(), json!(list))
+        })
+        .collect();
     let first_net = lab
         .networks
         .first()
@@ -334,6 +419,8 @@ pub fn context(lab: &Lab, node: &Node, values: &BTreeMap<String, String>) -> Val
         "networks": networks,
         "vars": lab.vars,
         "values": values,
+        "packages": packages,
+        "bundle": bundle_json(None),
     })
 }
 

@@ -236,7 +236,8 @@ fn init_writes_a_lab_that_validates() {
     );
     for t in [
         "k8s/config.sh.hbs",
-        "k8s/install_pkg.sh.hbs",
+        "k8s/install_runtime.sh.hbs",
+        "k8s/install_k8s_pkgs.sh.hbs",
         "k8s/master_node.sh.hbs",
     ] {
         assert!(
