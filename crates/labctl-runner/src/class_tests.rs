@@ -181,6 +181,8 @@ fn env_at(lab_dir: &Path) -> Env {
         cache_dir: root.join("cache"),
         switch_command: Vec::new(),
         uri: None,
+        relay_command: Vec::new(),
+        bundle_server_command: Vec::new(),
     }
 }
 
