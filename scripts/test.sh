@@ -21,6 +21,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "tests (unit, CLI, end-to-end with real guests)"
 profile=default
 [ -n "${CI:-}" ] && profile=ci
+# The corpus fuzzers (crates/labctl-fuzz) run 2 s each by default; CI gives them 30 s each.
+[ -n "${CI:-}" ] && export LABCTL_FUZZ_SECONDS="${LABCTL_FUZZ_SECONDS:-30}"
 cargo nextest run --workspace --locked --profile "$profile" --run-ignored all --no-fail-fast
 step "benchmark harness (quick mode)"
 if [ -x scripts/bench/run.sh ]; then bash scripts/bench/run.sh --quick --out "${TMPDIR:-/tmp}/labctl-bench-quick.md"; fi

@@ -135,3 +135,79 @@ proptest! {
         all(&text)?;
     }
 }
+
+/// Corpus-driven mutation fuzzing (crates/labctl-fuzz) for `LABCTL_FUZZ_SECONDS` (2 s by
+/// default; CI gives it more): seeds are the recorded VBoxManage outputs (`tests/data/vbox/`)
+/// and the committed corpus (`tests/fuzz-corpus/`: `qemu-img info` shapes, VMDK
+/// descriptors); every parser takes every mutant without a panic. The hostile seeds are first
+/// checked to be refused as they are, so the corpus is what it says.
+#[test]
+fn corpus_mutations_never_panic() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let data = root.join("tests/data/vbox");
+    let extra = root.join("tests/fuzz-corpus");
+    let corpus = labctl_fuzz::corpus(&[&data, &extra], &[".txt", ".json"]);
+    assert!(
+        corpus.len() >= 25,
+        "the corpus is missing files: {}",
+        corpus.len()
+    );
+    let text =
+        |name: &str| -> String { std::fs::read_to_string(extra.join(name)).expect("corpus file") };
+    let img = Path::new("/b/box.img");
+    assert!(unpack::judge_image(&text("qemu-img-clean.json"), img).is_ok());
+    for hostile in [
+        "qemu-img-backing.json",
+        "qemu-img-data-file.json",
+        "qemu-img-encrypted.json",
+        "qemu-img-vmdk-extents.json",
+    ] {
+        assert!(
+            unpack::judge_image(&text(hostile), img).is_err(),
+            "{hostile} was accepted"
+        );
+    }
+    assert!(unpack::judge_vmdk_descriptor(&text("vmdk-sparse.txt"), "box-disk001.vmdk").is_ok());
+    assert!(
+        unpack::judge_vmdk_descriptor(&text("vmdk-flat-extent.txt"), "box-disk001.vmdk").is_err()
+    );
+
+    let seeds: Vec<Vec<u8>> = corpus.into_iter().map(|(_, b)| b).collect();
+    let mut dict: Vec<Vec<u8>> = KEYS.iter().map(|k| format!("{k}=").into_bytes()).collect();
+    dict.extend(
+        [
+            "\"",
+            "=\"",
+            "\n",
+            "{",
+            "}",
+            "[",
+            "]",
+            ":",
+            ",",
+            "\"extents\": [",
+            "\"format\": ",
+            "FLAT",
+            "SPARSE",
+            "RW ",
+            "99999999999999999999",
+            "\u{feff}",
+            "Имя",
+        ]
+        .iter()
+        .map(|s| s.as_bytes().to_vec()),
+    );
+    let dict: Vec<&[u8]> = dict.iter().map(Vec::as_slice).collect();
+    let saved = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fuzz-parsers");
+    let report = labctl_fuzz::run(
+        &seeds,
+        &dict,
+        labctl_fuzz::Budget::from_env(2.0),
+        Some(&saved),
+        |input| all(&String::from_utf8_lossy(input)).map_err(|e| e.to_string()),
+    );
+    match report {
+        Ok(r) => eprintln!("{} inputs, no failure", r.runs),
+        Err(f) => panic!("{f}"),
+    }
+}

@@ -258,12 +258,18 @@ mod tests {
     fn finds_a_planted_bug_and_saves_the_input() {
         let dir = tempfile_dir();
         let seeds = vec![b"key = 1\nother = 2\n".to_vec()];
-        let r = run(&seeds, &[b"[[", b"key = "], budget(20_000), Some(&dir), |i| {
-            if i.windows(8).any(|w| w == b"key = [[") {
-                panic!("planted");
-            }
-            Ok(())
-        });
+        let r = run(
+            &seeds,
+            &[b"[[", b"key = "],
+            budget(20_000),
+            Some(&dir),
+            |i| {
+                if i.windows(8).any(|w| w == b"key = [[") {
+                    panic!("planted");
+                }
+                Ok(())
+            },
+        );
         let f = r.expect_err("the planted bug was not found");
         assert!(f.message.contains("planted"), "{f}");
         let saved = f.saved.as_ref().expect("saved");
@@ -283,13 +289,16 @@ mod tests {
             }
         })
         .expect_err("bad seed");
-        assert_eq!((f.runs, f.message.as_str()), (2, "refused without a diagnostic"));
+        assert_eq!(
+            (f.runs, f.message.as_str()),
+            (2, "refused without a diagnostic")
+        );
     }
 
     /// Same seed, same inputs: a failure seen in CI replays.
     #[test]
     fn the_same_seed_gives_the_same_inputs() {
-        let seeds = vec![b"[lab]\nname = \"x\"\n".to_vec(), b"a=b\n".to_vec()];
+        let seeds = [b"[lab]\nname = \"x\"\n".to_vec(), b"a=b\n".to_vec()];
         let collect = || {
             let mut seen = Vec::new();
             let mut rng = Rng::new(42);

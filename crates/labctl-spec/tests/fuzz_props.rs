@@ -6,7 +6,7 @@
 //! diagnostics, and never panics.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use labctl_spec::{Overrides, SpecError};
 use proptest::prelude::*;
@@ -115,5 +115,80 @@ proptest! {
     #[test]
     fn lab_shaped_documents_never_panic(text in document()) {
         check(&text)?;
+    }
+}
+
+/// Corpus-driven mutation fuzzing (crates/labctl-fuzz) for `LABCTL_FUZZ_SECONDS` (2 s by
+/// default; CI gives it more): seeds are the committed corpus `tests/fuzz-corpus/`, the
+/// bundled labs and the refused-input corpus `tests/bad/`; every mutant must give a lab or
+/// located diagnostics, and `class.toml` mutants a class or located diagnostics, never a
+/// panic. A failing input is saved under the test's temporary directory.
+#[test]
+fn corpus_mutations_never_panic() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut dirs = vec![root.join("tests/fuzz-corpus"), root.join("tests/bad")];
+    if let Ok(rd) = std::fs::read_dir(root.join("../../labs")) {
+        dirs.extend(rd.flatten().map(|e| e.path()));
+    }
+    let dirs: Vec<&Path> = dirs.iter().map(PathBuf::as_path).collect();
+    let corpus = labctl_fuzz::corpus(&dirs, &[".toml"]);
+    assert!(
+        corpus.len() >= 40,
+        "the corpus is missing files: {}",
+        corpus.len()
+    );
+    let seeds: Vec<Vec<u8>> = corpus.into_iter().map(|(_, b)| b).collect();
+    let mut dict: Vec<Vec<u8>> = KEYS
+        .iter()
+        .map(|k| format!("{k} = ").into_bytes())
+        .collect();
+    dict.extend(TABLES.iter().map(|t| format!("\n{t}\n").into_bytes()));
+    dict.extend(
+        [
+            "{{",
+            "}}",
+            "\"",
+            "'''",
+            "[",
+            "]",
+            "{ ",
+            " }",
+            "..",
+            "w{i}",
+            "\\u0000",
+            "192.168.1.",
+        ]
+        .iter()
+        .map(|s| s.as_bytes().to_vec()),
+    );
+    let dict: Vec<&[u8]> = dict.iter().map(Vec::as_slice).collect();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let file = tmp.path().join("lab.toml");
+    let class_file = tmp.path().join("class.toml");
+    let saved = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fuzz-lab-spec");
+    let report = labctl_fuzz::run(
+        &seeds,
+        &dict,
+        labctl_fuzz::Budget::from_env(2.0),
+        Some(&saved),
+        |input| {
+            let text = String::from_utf8_lossy(input);
+            match labctl_spec::load_str(&text, &file, Path::new("lab.toml"), Overrides::default()) {
+                Err(SpecError::Invalid { diagnostics, .. }) if diagnostics.is_empty() => {
+                    return Err("lab.toml refused without a diagnostic".into());
+                }
+                _ => {}
+            }
+            match labctl_spec::class::load_class_str(&text, &class_file, Path::new("class.toml")) {
+                Err(SpecError::Invalid { diagnostics, .. }) if diagnostics.is_empty() => {
+                    Err("class.toml refused without a diagnostic".into())
+                }
+                _ => Ok(()),
+            }
+        },
+    );
+    match report {
+        Ok(r) => eprintln!("{} inputs, no failure", r.runs),
+        Err(f) => panic!("{f}"),
     }
 }
