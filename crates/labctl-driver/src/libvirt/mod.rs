@@ -590,7 +590,7 @@ impl Driver for LibvirtDriver {
             let name = network_name(run_dir, &n.name);
             let found = self.run_found(self.virsh().args(["net-info", &name]), Missing::Network)?;
             if found.is_none() {
-                self.with_xml_file("net-define", &xml::network(&name, n.host_ip))?;
+                self.with_xml_file("net-define", &xml::network(&name))?;
             }
             self.run_idempotent(self.virsh().args(["net-start", &name]), Missing::Network)?;
         }
