@@ -5,7 +5,8 @@ set -euo pipefail
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 pkgs=(qemu-system-x86 qemu-utils debootstrap busybox-static zstd cpio openssh-client
-      libssl-dev pkg-config build-essential shellcheck iproute2 curl ca-certificates dnsmasq-base)
+      libssl-dev pkg-config build-essential shellcheck iproute2 curl ca-certificates dnsmasq-base
+      libvirt-daemon-system libvirt-clients)  # the libvirt provider's end-to-end test
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
