@@ -387,6 +387,9 @@ fn fetch_set(
         });
         return Ok((entry, Vec::new()));
     }
+    // When a set's extra repository cannot be used, the set is still resolved against the
+    // release's own mirror: what it has is fetched, the rest is missing with both reasons.
+    let mut repo_failure: Option<String> = None;
     let extra;
     let apt = if set.repositories_for(opts.os.family).next().is_some() {
         match extra_sources(set, &opts.os, &extra_root.join("keys")) {
@@ -402,32 +405,23 @@ fn fetch_set(
                     &opts.os.arch,
                     &all,
                 )?;
-                if let Err(e) = a.update() {
-                    let reason = format!(
-                        "apt-get update failed: {}",
-                        e.to_string().lines().last().unwrap_or("").trim()
-                    );
-                    entry.missing = wanted
-                        .iter()
-                        .map(|n| Missing {
-                            name: n.clone(),
-                            reason: reason.clone(),
-                        })
-                        .collect();
-                    return Ok((entry, Vec::new()));
+                match a.update() {
+                    Ok(()) => {
+                        extra = a;
+                        &extra
+                    }
+                    Err(e) => {
+                        repo_failure = Some(format!(
+                            "apt-get update failed: {}",
+                            apt_reason(&e.to_string())
+                        ));
+                        base
+                    }
                 }
-                extra = a;
-                &extra
             }
             Err(reason) => {
-                entry.missing = wanted
-                    .iter()
-                    .map(|n| Missing {
-                        name: n.clone(),
-                        reason: reason.clone(),
-                    })
-                    .collect();
-                return Ok((entry, Vec::new()));
+                repo_failure = Some(reason);
+                base
             }
         }
     } else {
@@ -446,7 +440,10 @@ fn fetch_set(
                     Ok(_) => ok.push(p.clone()),
                     Err(reason) => entry.missing.push(Missing {
                         name: p.clone(),
-                        reason,
+                        reason: match &repo_failure {
+                            Some(r) => format!("{reason}; {r}"),
+                            None => reason,
+                        },
                     }),
                 }
             }
@@ -502,6 +499,16 @@ fn fetch_set(
         }
     }
     entry.packages = ok;
+    if let Some(r) = repo_failure
+        && entry.missing.is_empty()
+    {
+        // Everything resolved from the release's mirror, but not from the repository the
+        // lab asked for: not the same packages.
+        entry.missing.push(Missing {
+            name: "repository".into(),
+            reason: r,
+        });
+    }
     entry.complete = entry.missing.is_empty();
     Ok((entry, present))
 }
