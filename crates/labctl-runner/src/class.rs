@@ -303,6 +303,10 @@ pub(crate) trait LabOps: Sync {
     ) -> Result<(), RunnerError>;
     /// The memory a host offers labs (MiB), when class.toml does not say.
     fn measure(&self, host: &Host) -> Result<u64, String>;
+    /// Once before the labs start: what they share on this machine (the box, added to the
+    /// store from the locally built file if needed), so that parallel labs do not race to
+    /// add it.
+    fn prepare(&self, lab: &Lab) -> Result<(), RunnerError>;
 }
 
 /// The runner's real `up`/`reset`/`status`/`destroy` with the production driver and SSH.
@@ -360,6 +364,9 @@ impl LabOps for Real<'_> {
         reporter: Arc<dyn Reporter>,
     ) -> Result<(), RunnerError> {
         crate::ops::destroy_with(paths, self.env, &[], reporter, &self.open())
+    }
+    fn prepare(&self, lab: &Lab) -> Result<(), RunnerError> {
+        crate::machines::resolve_box(lab, self.env).map(|_| ())
     }
     fn measure(&self, host: &Host) -> Result<u64, String> {
         match &host.uri {
@@ -726,6 +733,7 @@ pub(crate) fn class_up_with(
     let paths = ClassPaths::new(class);
     let (base, need) = base_lab(class, opts)?;
     let (_, plan) = plan(class, &paths, need, ops, &*reporter)?;
+    ops.prepare(&base)?;
     let jobs: Vec<(String, String)> = class
         .students
         .iter()

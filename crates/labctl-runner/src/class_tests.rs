@@ -60,6 +60,8 @@ struct FakeOps {
     measured: BTreeMap<String, u64>,
     /// Labs whose `up` is slow (ms), to make them overlap.
     delay_ms: u64,
+    /// How often `prepare` ran.
+    prepared: std::sync::atomic::AtomicUsize,
 }
 
 impl FakeOps {
@@ -159,6 +161,11 @@ impl LabOps for FakeOps {
         crate::ops::destroy_with(paths, &env_at(&paths.lab_dir()), &[], reporter, &|_, _| {
             Ok(driver.clone())
         })
+    }
+    fn prepare(&self, _: &Lab) -> Result<(), RunnerError> {
+        self.prepared
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
     fn measure(&self, host: &Host) -> Result<u64, String> {
         self.measured
@@ -305,6 +312,8 @@ fn class_up_places_generates_and_brings_every_lab_up_bounded_per_host() {
     // The bound per host held, and h1 really ran two at once.
     assert_eq!(ops.max_active("h1"), 2);
     assert_eq!(ops.max_active("h2"), 1);
+    // What the labs share was prepared once, before any of them.
+    assert_eq!(ops.prepared.load(std::sync::atomic::Ordering::Relaxed), 1);
     // Every student's lab ran all its steps on its own machines.
     for st in ["ann", "bob", "cid", "dee", "eve"] {
         let w = ops.worlds.lock().expect("w")[st].clone();
