@@ -48,6 +48,14 @@ pub enum StepOutcome {
     Skipped {
         reason: String,
     },
+    /// Skipped: the step needs the guest's internet, egress is off, and the attached bundle
+    /// does not hold the step's package set (`set`) for the lab's OS; `cause` says what it
+    /// lacks. The binary words it.
+    NotInBundle {
+        set: String,
+        bundle: String,
+        cause: crate::bundle::NotCovered,
+    },
 }
 
 /// One thing that happened.

@@ -3,6 +3,7 @@
 //! ([`events::Reporter`]) and typed errors; the binary owns the terminal.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod bundle;
 pub mod class;
 pub mod doctor;
 pub mod events;
@@ -98,6 +99,12 @@ pub enum RunnerError {
     Render(#[from] labctl_spec::RenderFailure),
     #[error("interrupted")]
     Interrupted,
+    /// The lab's bundle is not on this host (or cannot be read).
+    #[error("bundle `{name}` cannot be used: {reason}")]
+    BundleMissing { name: String, reason: String },
+    /// The host's bundle server cannot be started or reached by guests.
+    #[error("the bundle server cannot serve guests: {reason}")]
+    BundleServer { reason: String },
     /// A bug in labctl: a worker thread panicked, or a lock it held is poisoned. Not Ctrl-C.
     #[error("internal error: {what}")]
     Internal { what: &'static str },

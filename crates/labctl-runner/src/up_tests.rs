@@ -744,3 +744,120 @@ fn egress_and_run_never_steps_are_skipped_unless_asked_for() {
         Some("m.manual")
     );
 }
+
+/// A bundle `cls` in the fixture's data directory holding set `runtime` complete for
+/// debian-12 and set `kubernetes` incomplete; the server command is a shell stand-in that
+/// writes a port to its `--port-file` and waits.
+fn with_bundle(f: &mut Fixture) {
+    let b = f.env.data_dir.join("bundles/cls");
+    std::fs::create_dir_all(&b).expect("mkdir");
+    std::fs::write(
+        b.join("manifest.json"),
+        r#"{"schema":1,"name":"cls","created":"2026-12-02T00:00:00Z",
+            "os":[{"family":"debian","release":"12","suite":"bookworm","arch":"amd64","repo":"apt/debian-12"}],
+            "sets":{"runtime":{"debian-12":{"complete":true,"packages":["containerd"],"missing":[]}},
+                    "kubernetes":{"debian-12":{"complete":false,"packages":[],
+                        "missing":[{"name":"kubeadm","reason":"not fetched: pkgs.k8s.io unreachable"}]}}},
+            "images":[{"ref":"registry.example.invalid/labctl/marker:1","digest":"sha256:00","media_type":"application/vnd.oci.image.manifest.v1+json"}],
+            "files":{}}"#,
+    )
+    .expect("manifest");
+    std::fs::write(
+        b.join("key.asc"),
+        "-----BEGIN PGP PUBLIC KEY BLOCK-----\nabc\n-----END PGP PUBLIC KEY BLOCK-----\n",
+    )
+    .expect("key");
+    f.env.bundle_server_command = vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        "printf 41999 > \"$4\"; while :; do sleep 1; done".into(),
+        "labctl-test-bundle-server".into(),
+    ];
+}
+
+#[test]
+fn with_egress_off_a_step_runs_when_the_bundle_holds_its_package_set_and_is_skipped_naming_what_is_missing()
+ {
+    let sets = "\n[[role.master.step]]\nname = \"runtime\"\ntemplate = \"bundle.sh.hbs\"\nneeds_egress = true\npackages = \"runtime\"\n\
+                \n[[role.master.step]]\nname = \"k8s\"\ntemplate = \"prep.sh.hbs\"\nneeds_egress = true\npackages = \"kubernetes\"\n\
+                \n[[role.master.step]]\nname = \"after_k8s\"\ntemplate = \"prep.sh.hbs\"\nafter = [\"master.k8s\"]\n";
+    let toml = lab_toml(1, sets).replace(
+        "templates = \"t\"",
+        "templates = \"t\"\negress = false\nbundle = \"cls\"",
+    ) + "\n[[package_set]]\nname = \"runtime\"\ndebian = [\"containerd\", \"runc\"]\n\n[[package_set]]\nname = \"kubernetes\"\ndebian = [\"kubeadm\"]\n";
+    let mut f = Fixture::new(&toml);
+    std::fs::write(
+        f.dir.path().join("lab/t/bundle.sh.hbs"),
+        "#!/bin/sh\n# {{bundle.attached}} {{bundle.apt_line}} {{bundle.registry}}\n# {{#each bundle.registries}}{{this.name}}={{this.server}}{{/each}} {{#each packages.runtime}}{{this}},{{/each}}\n",
+    )
+    .expect("template");
+    with_bundle(&mut f);
+    f.world.act("m", "init", publishes("j"));
+    let (s, _) = f.up(UpOptions::default());
+
+    // The runtime set is in the bundle: the step ran, rendered with the bundle's values.
+    assert_eq!(outcome(&s, "m", "runtime"), &StepOutcome::Done);
+    let script = f
+        .world
+        .calls()
+        .into_iter()
+        .find_map(|c| match c {
+            Call::Upload { path, content, .. } if path.contains("runtime") => Some(content),
+            _ => None,
+        })
+        .unwrap_or_default();
+    assert!(
+        script.contains("# true deb [signed-by=/etc/apt/keyrings/labctl-bundle.asc] http://10.0.2.100/b/cls/apt/debian-12 labctl main http://10.0.2.100/b/cls/v2"),
+        "{script}"
+    );
+    assert!(
+        script
+            .contains("registry.example.invalid=https://registry.example.invalid containerd,runc,"),
+        "{script}"
+    );
+    // The kubernetes set is not: skipped, typed, with what is missing; its dependant too.
+    match outcome(&s, "m", "k8s") {
+        StepOutcome::NotInBundle { set, bundle, cause } => {
+            assert_eq!((set.as_str(), bundle.as_str()), ("kubernetes", "cls"));
+            assert_eq!(
+                cause,
+                &crate::bundle::NotCovered::Missing {
+                    os: "debian-12".into(),
+                    missing: vec![crate::bundle::MissingItem {
+                        name: "kubeadm".into(),
+                        reason: "not fetched: pkgs.k8s.io unreachable".into()
+                    }]
+                }
+            );
+        }
+        other => panic!("k8s: {other:?}"),
+    }
+    assert!(skipped_because(
+        outcome(&s, "m", "after_k8s"),
+        "because m.k8s was skipped"
+    ));
+    assert!(!f.world.steps_run().contains(&"m.k8s".to_string()));
+
+    // Every machine reaches the server, which runs once, with the lab as its user.
+    let state =
+        std::fs::read_to_string(f.dir.path().join("lab/.labctl/state.json")).expect("state");
+    assert!(state.contains("\"host_port\": 41999"), "{state}");
+    let (pid, port, users) = crate::bundle::server(&f.env).expect("the server runs");
+    assert_eq!((port, users.len()), (41999, 1));
+
+    // Destroying the lab (its last user) stops it.
+    let driver: Arc<dyn labctl_driver::Driver> = Arc::new(FakeDriver(f.world.clone()));
+    crate::ops::destroy_with(
+        &crate::state::LabPaths::new(&f.dir.path().join("lab"), "t"),
+        &f.env,
+        &[],
+        Arc::new(Collect::default()),
+        &|_, _| Ok(driver.clone()),
+    )
+    .expect("destroy");
+    assert!(crate::bundle::server(&f.env).is_none());
+    assert!(labctl_driver::proc::wait_gone(
+        pid,
+        std::time::Duration::from_secs(5)
+    ));
+}

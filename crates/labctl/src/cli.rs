@@ -45,6 +45,9 @@ pub(crate) struct LabArgs {
     /// one a lab was brought up with: qemu:///system, qemu+ssh://user@host/system.
     #[arg(long, env = "LABCTL_URI", value_name = "URI")]
     pub(crate) uri: Option<String>,
+    /// Classroom bundle to serve the guests (docs/bundle.md), overriding `bundle` in lab.toml.
+    #[arg(long, env = "LABCTL_BUNDLE", value_name = "NAME")]
+    pub(crate) bundle: Option<String>,
 }
 
 /// `--accel` values.

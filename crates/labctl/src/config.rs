@@ -24,6 +24,8 @@ pub(crate) struct UserConfig {
     pub(crate) jobs: Option<usize>,
     /// For labs whose lab.toml has no `egress`; `--no-egress`/`LABCTL_NO_EGRESS` still win.
     pub(crate) egress: Option<bool>,
+    /// The bundle for labs whose lab.toml has no `bundle`; `--bundle`/`LABCTL_BUNDLE` win.
+    pub(crate) bundle: Option<String>,
 }
 
 /// Where the config file is looked for.
@@ -99,6 +101,14 @@ pub(crate) fn parse(text: &str) -> Result<UserConfig, String> {
     }
     if c.jobs == Some(0) {
         return Err("jobs must be at least 1".into());
+    }
+    if let Some(b) = &c.bundle
+        && !labctl_spec::bundle_name_ok(b)
+    {
+        return Err(format!(
+            "bundle `{}`: 1-64 of a-z, 0-9, `-`, `_`, `.`, starting with a letter or digit",
+            labctl_spec::shorten_values(b)
+        ));
     }
     Ok(c)
 }

@@ -186,7 +186,7 @@ impl ExpectedError {
                     .into(),
             ),
             ExpectedError::Config { .. } => Some(
-                "its keys are provider, accel, jobs and egress (docs/configuration.md); fix the file or move it away"
+                "its keys are provider, accel, jobs, egress and bundle (docs/configuration.md); fix the file or move it away"
                     .into(),
             ),
             ExpectedError::Import { .. }
@@ -288,6 +288,12 @@ fn runner_hint(e: &RunnerError) -> Option<String> {
         RunnerError::Driver(d) => driver_hint(d),
         RunnerError::Box(b) => box_hint(b),
         RunnerError::Provider { .. } => Some("providers: qemu, virtualbox".into()),
+        RunnerError::BundleMissing { .. } => Some(
+            "`labctl bundle list` shows the bundles on this host; `labctl bundle build --lab DIR` or `labctl bundle import FILE` makes one; or drop `bundle` / `--bundle`".into(),
+        ),
+        RunnerError::BundleServer { .. } => Some(
+            "bundles are served to QEMU and VirtualBox guests; the server's log is bundle-server.log in labctl's data directory".into(),
+        ),
         RunnerError::Io { .. }
         | RunnerError::Key(_)
         | RunnerError::Ssh(_)

@@ -238,6 +238,7 @@ mod tests {
             accel: Some("tcg".into()),
             jobs: Some(2),
             egress: Some(false),
+            bundle: None,
         };
         // Only the config file: it gives everything.
         assert_eq!(

@@ -71,6 +71,8 @@ pub(crate) fn up_with(
     }
     let authorized_key =
         labctl_ssh::keys::ensure_keypair(&paths.key(), &format!("labctl@{}", paths.id))?;
+    // The lab's bundle: the host's bundle server runs, and every machine reaches it.
+    let bundle = crate::bundle::attach(lab, env, &paths.id, &*driver)?;
     let mut st = LabState::load_checked(&paths, env)?
         .unwrap_or_else(|| LabState::new(&lab.name, &paths, provider, &lab.box_name));
     st.uri = machines::lab_uri(lab, env);
@@ -85,7 +87,11 @@ pub(crate) fn up_with(
     let mut running = BTreeSet::new();
     for node in &lab.nodes {
         let previous = st.nodes.get(&node.name);
-        let machine = machines::machine_for(lab, node, &paths, &boxm, &box_dir, accel, previous);
+        let mut machine =
+            machines::machine_for(lab, node, &paths, &boxm, &box_dir, accel, previous);
+        if let Some(b) = &bundle {
+            machine.guest_services = vec![b.service.clone()];
+        }
         let status = driver.status(&machine);
         let alive = matches!(status, MachineStatus::Running { .. });
         if alive {
@@ -128,7 +134,8 @@ pub(crate) fn up_with(
     crate::reset::register(env, &paths, &lab.name);
     driver.networks_up(&st.run_dir, &st.networks)?;
     let values = load_values(&paths);
-    let renderer = Renderer::new(lab)?;
+    let mut renderer = Renderer::new(lab)?;
+    renderer.set_bundle(bundle.as_ref().map(|b| b.guest.clone()));
     let jobs = opts.jobs.unwrap_or(usize::MAX).max(1);
     let graph = Graph::build(lab);
     let ntasks = graph.tasks.len();
@@ -154,6 +161,7 @@ pub(crate) fn up_with(
         box_user: boxm.user.clone(),
         authorized_key,
         paths,
+        bundle,
     };
     // Tasks of nodes outside this run count as done if recorded, blocked otherwise.
     for (t, task) in shared.graph.tasks.iter().enumerate() {

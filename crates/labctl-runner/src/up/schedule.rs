@@ -116,6 +116,8 @@ pub(super) struct Shared<'a> {
     pub(super) box_key: Option<PathBuf>,
     pub(super) box_user: String,
     pub(super) authorized_key: String,
+    /// The bundle attached to this run, if any.
+    pub(super) bundle: Option<crate::bundle::Attached>,
 }
 
 impl Shared<'_> {
@@ -306,6 +308,11 @@ pub(super) fn node_worker(sh: &Shared<'_>, node: &labctl_spec::Node) -> NodeSumm
                         }
                         StepOutcome::Skipped { reason } => {
                             TaskState::Blocked(Block::Own(format!("was skipped ({reason})")))
+                        }
+                        StepOutcome::NotInBundle { set, bundle, .. } => {
+                            TaskState::Blocked(Block::Own(format!(
+                                "was skipped (bundle `{bundle}` does not hold package set `{set}`)"
+                            )))
                         }
                     },
                 );

@@ -30,10 +30,25 @@ pub(super) fn step_outcome(
             reason: "runs only on request (`labctl provision --step`)".into(),
         };
     }
+    // A step that needs the internet runs with egress off only when the attached bundle
+    // holds its package set complete for the lab's OS.
     if step.needs_egress && !sh.lab.egress {
-        return StepOutcome::Skipped {
-            reason: "needs the guest's internet, and egress is off; run `labctl provision --step` once it is on".into(),
-        };
+        match (step.packages.as_deref(), sh.bundle.as_ref()) {
+            (Some(set), Some(b)) => {
+                if let Err(cause) = b.covers(set) {
+                    return StepOutcome::NotInBundle {
+                        set: set.to_string(),
+                        bundle: b.name.clone(),
+                        cause,
+                    };
+                }
+            }
+            _ => {
+                return StepOutcome::Skipped {
+                    reason: "needs the guest's internet, and egress is off; run `labctl provision --step` once it is on".into(),
+                };
+            }
+        }
     }
     let (values, record) = match sh.state.lock() {
         Ok(g) => (

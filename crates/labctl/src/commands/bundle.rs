@@ -184,6 +184,7 @@ fn build(store: &Store, a: &crate::cli::BundleBuildArgs, p: &Printer) -> Result<
         no_egress: false,
         accel: None,
         uri: None,
+        bundle: None,
     };
     let lab = super::load_lab(&lab_args)?;
     let name = a

@@ -62,12 +62,24 @@ pub(crate) fn lab_path(args: &LabArgs) -> Result<PathBuf> {
 /// Load and validate the lab.
 pub(crate) fn load_lab(args: &LabArgs) -> Result<Lab> {
     let path = lab_path(args)?;
+    let config = crate::config::load()?;
     let ov = Overrides {
         workers: args.workers,
         no_egress: args.no_egress,
-        defaults: crate::config::load()?.lab_defaults(),
+        defaults: config.lab_defaults(),
     };
     let mut lab = labctl_spec::load(&path, ov)?;
+    // The bundle: --bundle / LABCTL_BUNDLE, then lab.toml, then the config file.
+    if let Some(b) = args.bundle.as_ref().filter(|b| !b.trim().is_empty()) {
+        if !labctl_spec::bundle_name_ok(b) {
+            return Err(ExpectedError::Bundle(labctl_bundle::Error::BadName(
+                b.clone(),
+            )));
+        }
+        lab.bundle = Some(b.clone());
+    } else if lab.bundle.is_none() {
+        lab.bundle = config.bundle.clone();
+    }
     if let Some(u) = args.uri.as_ref().filter(|u| !u.trim().is_empty()) {
         lab.uri = Some(u.clone());
     }

@@ -148,7 +148,7 @@ impl TermReporter {
                 step,
                 outcome,
                 duration_ms,
-            } => match outcome {
+            } => match worded(outcome).as_ref() {
                 StepOutcome::Done => {
                     format!("{p} {step}: {} in {}", s.ok("done"), secs(*duration_ms))
                 }
@@ -159,6 +159,7 @@ impl TermReporter {
                 StepOutcome::Failed { reason, .. } => {
                     format!("{p} {step}: {}: {reason}", s.error("failed"))
                 }
+                StepOutcome::NotInBundle { .. } => format!("{p} {step}: skipped"),
             },
             EventKind::NodeFailed { error } => format!("{p} {}: {error}", s.error("failed")),
             EventKind::Notice { message } => format!("{p} {message}"),
@@ -317,7 +318,9 @@ impl Reporter for TermReporter {
                     EventKind::StepFinished { step, outcome, .. } => {
                         entry.status = match outcome {
                             StepOutcome::Done | StepOutcome::UpToDate => format!("{step} done"),
-                            StepOutcome::Skipped { .. } => format!("{step} skipped"),
+                            StepOutcome::Skipped { .. } | StepOutcome::NotInBundle { .. } => {
+                                format!("{step} skipped")
+                            }
                             StepOutcome::Failed { .. } => format!("{step} FAILED"),
                         };
                         entry.since = None;
@@ -371,13 +374,56 @@ fn skipped_text(s: Styles, reason: &str) -> String {
     }
 }
 
+/// A step skipped because the attached bundle lacks its package set, in words.
+pub(crate) fn not_in_bundle_text(
+    set: &str,
+    bundle: &str,
+    cause: &labctl_runner::bundle::NotCovered,
+) -> String {
+    use labctl_runner::bundle::NotCovered;
+    match cause {
+        NotCovered::UnknownRelease { box_name } => format!(
+            "needs the guest's internet, and egress is off; bundle `{bundle}` cannot serve package set `{set}`: labctl does not know the OS release of box `{box_name}`"
+        ),
+        NotCovered::Missing { os, missing } => {
+            let what: Vec<String> = missing
+                .iter()
+                .take(4)
+                .map(|m| format!("{} ({})", m.name, m.reason))
+                .collect();
+            let more = missing.len().saturating_sub(4);
+            format!(
+                "needs the guest's internet, and egress is off; bundle `{bundle}` lacks package set `{set}` for {os}: {}{}",
+                what.join(", "),
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
+            )
+        }
+    }
+}
+
+/// The outcome as the reporter words it: `NotInBundle` is a skip with its reason in words.
+fn worded(o: &StepOutcome) -> std::borrow::Cow<'_, StepOutcome> {
+    match o {
+        StepOutcome::NotInBundle { set, bundle, cause } => {
+            std::borrow::Cow::Owned(StepOutcome::Skipped {
+                reason: not_in_bundle_text(set, bundle, cause),
+            })
+        }
+        other => std::borrow::Cow::Borrowed(other),
+    }
+}
+
 /// Skip reasons given to more than one step (other than `because X failed`, which names its
 /// own cause), in order of first appearance: the summary prints each once, as a footnote.
 fn repeated_reasons(sum: &UpSummary) -> Vec<(String, usize)> {
     let mut seen: Vec<(String, usize)> = Vec::new();
     for n in &sum.nodes {
         for st in &n.steps {
-            if let StepOutcome::Skipped { reason } = &st.outcome
+            if let StepOutcome::Skipped { reason } = worded(&st.outcome).as_ref()
                 && !reason.starts_with("because ")
             {
                 match seen.iter_mut().find(|(r, _)| r == reason) {
@@ -408,8 +454,8 @@ pub(crate) fn summary_lines(sum: &UpSummary, s: Styles) -> Vec<String> {
         };
         out.push(head);
         for st in &n.steps {
-            let (step, outcome, ms) = (&st.name, &st.outcome, &st.duration_ms);
-            let line = match outcome {
+            let (step, outcome, ms) = (&st.name, worded(&st.outcome), &st.duration_ms);
+            let line = match outcome.as_ref() {
                 StepOutcome::Done => format!(
                     "  {:<name_w$}  {step:<16} {} {}",
                     "",
@@ -440,6 +486,9 @@ pub(crate) fn summary_lines(sum: &UpSummary, s: Styles) -> Vec<String> {
                         l.push_str(&format!("\n  {:<name_w$}    | {t}", ""));
                     }
                     l
+                }
+                StepOutcome::NotInBundle { .. } => {
+                    format!("  {:<name_w$}  {step:<16} {}", "", s.warn("skipped"))
                 }
             };
             out.push(line);
