@@ -339,7 +339,7 @@ fn class_up_places_generates_and_brings_every_lab_up_bounded_per_host() {
             .count(),
         5
     );
-    assert!(events.iter().any(|e| matches!(e, ClassEvent::Lab { student, event } if student == "dee" && event.node == "w1")));
+    assert!(events.iter().any(|e| matches!(e, ClassEvent::Lab { student, event } if student == "dee" && event.node.as_deref() == Some("w1"))));
 }
 
 #[test]

@@ -46,7 +46,7 @@ pub enum StepOutcome {
         tail: String,
     },
     Skipped {
-        reason: String,
+        reason: SkipReason,
     },
     /// Skipped: the step needs the guest's internet, egress is off, and the attached bundle
     /// does not hold the step's package set (`set`) for the lab's OS; `cause` says what it
@@ -56,6 +56,57 @@ pub enum StepOutcome {
         bundle: String,
         cause: crate::bundle::NotCovered,
     },
+}
+
+/// Why a step was skipped. The binary words it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum SkipReason {
+    /// `run = "never"`: it runs only when `provision --step` names it.
+    OnRequest,
+    /// It needs the guest's internet, and egress is off.
+    NeedsEgress,
+    /// Ctrl-C came before it started, or while it ran.
+    Interrupted,
+    /// An internal lock is poisoned (a node thread panicked): a bug, not Ctrl-C.
+    Internal,
+    /// It needs the guest's internet, egress is off, and the attached `bundle` does not
+    /// hold its package `set` (`cause`: what is missing). The reporter's view of
+    /// [`StepOutcome::NotInBundle`], so that both are grouped and worded alike.
+    NotInBundle {
+        set: String,
+        bundle: String,
+        cause: crate::bundle::NotCovered,
+    },
+    /// A step it waits for did not succeed. `task` names it (`node.step`).
+    Dependency { task: String, cause: DepCause },
+}
+
+/// What happened to the step a skipped step waited for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum DepCause {
+    /// It ran and failed.
+    Failed,
+    /// It was not selected in this run and has no record.
+    NeverRun,
+    /// Its node is outside this run, and it has no record.
+    NotInRun { node: String },
+    /// Its node did not come up.
+    NodeDown { node: String },
+    /// Its node's worker thread panicked.
+    NodePanicked { node: String },
+    /// It was itself skipped for a reason of its own (not a dependency).
+    Skipped { reason: Box<SkipReason> },
+    /// It was skipped because the attached `bundle` does not hold its package `set`.
+    NotInBundle { set: String, bundle: String },
+}
+
+impl SkipReason {
+    /// Skipped because something it waits for did not succeed (the reason names it).
+    pub fn is_dependency(&self) -> bool {
+        matches!(self, SkipReason::Dependency { .. })
+    }
 }
 
 /// One thing that happened.
@@ -95,14 +146,20 @@ pub enum EventKind {
     },
 }
 
-/// An event about a node (or the lab, when `node` is empty), with its time.
+/// An event about a node (or about the whole lab, when `node` is `None`), with its time.
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
-    pub node: String,
+    /// The node; `None`: the lab (`""` in JSON).
+    #[serde(serialize_with = "lab_is_empty")]
+    pub node: Option<String>,
     #[serde(flatten)]
     pub kind: EventKind,
     #[serde(with = "unix_ms")]
     pub time: SystemTime,
+}
+
+fn lab_is_empty<S: serde::Serializer>(node: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(node.as_deref().unwrap_or(""))
 }
 
 mod unix_ms {
@@ -122,10 +179,19 @@ pub trait Reporter: Send + Sync {
     fn event(&self, e: Event);
 }
 
-/// Emit helper.
+/// Emit an event about a node.
 pub(crate) fn emit(r: &dyn Reporter, node: &str, kind: EventKind) {
     r.event(Event {
-        node: node.to_string(),
+        node: Some(node.to_string()),
+        kind,
+        time: SystemTime::now(),
+    });
+}
+
+/// Emit an event about the whole lab.
+pub(crate) fn emit_lab(r: &dyn Reporter, kind: EventKind) {
+    r.event(Event {
+        node: None,
         kind,
         time: SystemTime::now(),
     });

@@ -13,7 +13,7 @@ use labctl_ssh::{Session, Target};
 use serde::{Deserialize, Serialize};
 
 use crate::RunnerError;
-use crate::events::{EventKind, Reporter, emit};
+use crate::events::{EventKind, Reporter, emit, emit_lab};
 use crate::guest::{Connect, Guest, Ssh};
 use crate::machines::{Env, driver_for_state, opener};
 use crate::provision::as_root;
@@ -134,9 +134,8 @@ pub fn snapshot(
         st.save(paths)?;
     }
     if !matches!(cmd, SnapshotCmd::List) {
-        emit(
+        emit_lab(
             &*reporter,
-            "",
             EventKind::Notice {
                 message: format!(
                     "{} node(s) in {:.1}s",
@@ -236,9 +235,8 @@ pub(crate) fn save_golden(
         nodes: names,
     });
     st.save(paths)?;
-    emit(
+    emit_lab(
         reporter,
-        "",
         EventKind::Notice {
             message: format!(
                 "saved golden snapshot `{GOLDEN}` of every node in {:.1}s (`labctl reset` returns to it)",

@@ -8,7 +8,7 @@ use std::time::Duration;
 use labctl_driver::MachineStatus;
 use labctl_spec::{Lab, Overrides};
 
-use crate::events::{Collect, Event, EventKind, StepOutcome};
+use crate::events::{Collect, DepCause, Event, EventKind, SkipReason, StepOutcome};
 use crate::testing::{Act, Call, FakeConnect, FakeDriver, Trigger, World};
 use crate::up::{Selection, UpOptions, UpSummary, up_with};
 use crate::{Env, RunnerError};
@@ -168,8 +168,18 @@ fn outcome<'a>(s: &'a UpSummary, node: &str, step: &str) -> &'a StepOutcome {
         .unwrap_or_else(|| panic!("no outcome for {node}.{step}: {n:?}"))
 }
 
-fn skipped_because(o: &StepOutcome, what: &str) -> bool {
-    matches!(o, StepOutcome::Skipped { reason } if reason.contains(what))
+fn skipped_because(o: &StepOutcome, why: impl Fn(&SkipReason) -> bool) -> bool {
+    matches!(o, StepOutcome::Skipped { reason } if why(reason))
+}
+
+/// Skipped because `task` (`node.step`) failed.
+fn failed_dep(task: &str) -> impl Fn(&SkipReason) -> bool {
+    move |r| {
+        *r == SkipReason::Dependency {
+            task: task.into(),
+            cause: DepCause::Failed,
+        }
+    }
 }
 
 fn publishes(v: &str) -> Act {
@@ -231,7 +241,10 @@ fn a_step_killed_by_a_signal_fails_and_is_not_recorded() {
         }
         other => panic!("expected a failure, got {other:?}"),
     }
-    assert!(skipped_because(outcome(&s, "w1", "join"), "m.init failed"));
+    assert!(skipped_because(
+        outcome(&s, "w1", "join"),
+        failed_dep("m.init")
+    ));
 }
 
 #[test]
@@ -251,7 +264,7 @@ fn a_failure_stops_only_its_dependants() {
         // Independent steps of other nodes still run; the ones after master.init do not.
         assert_eq!(outcome(&s, w, "prep"), &StepOutcome::Done);
         assert!(
-            skipped_because(outcome(&s, w, "join"), "m.init failed"),
+            skipped_because(outcome(&s, w, "join"), failed_dep("m.init")),
             "{:?}",
             outcome(&s, w, "join")
         );
@@ -278,7 +291,10 @@ fn a_vm_that_dies_under_a_step_fails_with_its_console() {
         }
         o => panic!("{o:?}"),
     }
-    assert!(skipped_because(outcome(&s, "w1", "join"), "m.init failed"));
+    assert!(skipped_because(
+        outcome(&s, "w1", "join"),
+        failed_dep("m.init")
+    ));
 }
 
 #[test]
@@ -318,7 +334,10 @@ fn node_selection_brings_up_only_the_chosen_nodes() {
     assert_eq!(f.world.status("w2"), MachineStatus::NotCreated);
     assert_eq!(outcome(&s, "w1", "prep"), &StepOutcome::Done);
     assert!(
-        skipped_because(outcome(&s, "w1", "join"), "m is not part of this run"),
+        skipped_because(outcome(&s, "w1", "join"), |r| matches!(
+            r,
+            SkipReason::Dependency { cause: DepCause::NotInRun { node }, .. } if node == "m"
+        )),
         "{:?}",
         outcome(&s, "w1", "join")
     );
@@ -414,7 +433,7 @@ fn a_taken_port_is_moved_and_the_start_retried() {
         .collect();
     assert_eq!(starts.len(), 2, "{starts:?}");
     assert_ne!(starts[0], starts[1]);
-    assert!(events.iter().any(|e| e.node == "w1"
+    assert!(events.iter().any(|e| e.node.as_deref() == Some("w1")
         && matches!(&e.kind, EventKind::Notice { message }
             if message.contains(&format!("port {} was taken; using {}", starts[0], starts[1])))));
     // The new port is recorded.
@@ -512,12 +531,19 @@ fn ctrl_c_during_a_step_records_nothing_and_skips_the_rest() {
         .cancel_on(Trigger::Step("m".into(), "init".into()), cancel.clone());
     let (s, _) = f.up_cancel(UpOptions::default(), cancel);
     assert!(s.interrupted);
-    assert!(skipped_because(outcome(&s, "m", "init"), "interrupted"));
+    assert!(skipped_because(outcome(&s, "m", "init"), |r| *r == SkipReason::Interrupted));
     // w1 is skipped at its join, or was itself still coming up when Ctrl-C came.
     let w1 = s.nodes.iter().find(|n| n.name == "w1").expect("w1");
     assert_eq!(w1.error, None);
     if w1.steps.iter().any(|s| s.name == "join") {
-        assert!(skipped_because(outcome(&s, "w1", "join"), "interrupted"));
+        assert!(skipped_because(outcome(&s, "w1", "join"), |r| match r {
+            SkipReason::Interrupted => true,
+            SkipReason::Dependency {
+                cause: DepCause::Skipped { reason },
+                ..
+            } => **reason == SkipReason::Interrupted,
+            _ => false,
+        }));
     }
     assert!(!f.world.steps_run().contains(&"w1.join".to_string()));
     let st =
@@ -565,12 +591,16 @@ fn a_node_thread_that_panics_fails_its_node_and_releases_dependants() {
     assert!(
         events
             .iter()
-            .any(|e| e.node == "m" && matches!(e.kind, EventKind::NodeFailed { .. }))
+            .any(|e| e.node.as_deref() == Some("m")
+                && matches!(e.kind, EventKind::NodeFailed { .. }))
     );
     for w in ["w1", "w2"] {
         assert_eq!(outcome(&s, w, "prep"), &StepOutcome::Done);
         assert!(
-            skipped_because(outcome(&s, w, "join"), "m failed"),
+            skipped_because(outcome(&s, w, "join"), |r| matches!(
+                r,
+                SkipReason::Dependency { cause: DepCause::NodePanicked { node }, .. } if node == "m"
+            )),
             "{:?}",
             outcome(&s, w, "join")
         );
@@ -591,7 +621,10 @@ fn a_step_whose_values_cannot_be_saved_is_not_done() {
         }
         o => panic!("{o:?}"),
     }
-    assert!(skipped_because(outcome(&s, "w1", "join"), "m.init failed"));
+    assert!(skipped_because(
+        outcome(&s, "w1", "join"),
+        failed_dep("m.init")
+    ));
     let st =
         crate::state::LabState::load(&crate::state::LabPaths::new(&f.dir.path().join("lab"), "t"))
             .expect("state")
@@ -609,7 +642,10 @@ fn a_skip_reason_is_passed_on_unchanged_to_the_dependants_of_the_skipped() {
         assert_eq!(
             outcome(&s, node, step),
             &StepOutcome::Skipped {
-                reason: "because m.prep failed".into()
+                reason: SkipReason::Dependency {
+                    task: "m.prep".into(),
+                    cause: DepCause::Failed
+                }
             }
         );
     }
@@ -704,7 +740,10 @@ fn a_step_that_exits_0_without_its_declared_values_fails() {
         }
         o => panic!("{o:?}"),
     }
-    assert!(skipped_because(outcome(&s, "w1", "join"), "m.init failed"));
+    assert!(skipped_because(
+        outcome(&s, "w1", "join"),
+        failed_dep("m.init")
+    ));
 }
 
 #[test]
@@ -716,7 +755,7 @@ fn egress_and_run_never_steps_are_skipped_unless_asked_for() {
     f.world.act("m", "init", publishes("j"));
     let (s, _) = f.up(UpOptions::default());
     assert!(
-        skipped_because(outcome(&s, "m", "fetch"), "egress is off"),
+        skipped_because(outcome(&s, "m", "fetch"), |r| *r == SkipReason::NeedsEgress),
         "{:?}",
         outcome(&s, "m", "fetch")
     );
@@ -728,10 +767,7 @@ fn egress_and_run_never_steps_are_skipped_unless_asked_for() {
     let g = Fixture::new(&lab_toml(1, manual));
     g.world.act("m", "init", publishes("j"));
     let (s, _) = g.up(UpOptions::default());
-    assert!(skipped_because(
-        outcome(&s, "m", "manual"),
-        "runs only on request"
-    ));
+    assert!(skipped_because(outcome(&s, "m", "manual"), |r| *r == SkipReason::OnRequest));
     assert!(!g.world.steps_run().contains(&"m.manual".to_string()));
     let (s, _) = g.up(UpOptions {
         nodes: vec!["m".into()],
@@ -834,7 +870,11 @@ fn with_egress_off_a_step_runs_when_the_bundle_holds_its_package_set_and_is_skip
     }
     assert!(skipped_because(
         outcome(&s, "m", "after_k8s"),
-        "because m.k8s was skipped"
+        |r| matches!(
+            r,
+            SkipReason::Dependency { task, cause: DepCause::NotInBundle { set, .. } }
+                if task == "m.k8s" && set == "kubernetes"
+        )
     ));
     assert!(!f.world.steps_run().contains(&"m.k8s".to_string()));
 

@@ -12,7 +12,7 @@ use labctl_spec::{Graph, Lab, Renderer, RunPolicy};
 use super::schedule::{Block, POISONED, Shared, Slots, TaskState, node_panicked, node_worker};
 use super::{NodeSummary, OpenDriver, Selection, UpOptions, UpSummary};
 use crate::RunnerError;
-use crate::events::{EventKind, Reporter, StepOutcome, emit, ms};
+use crate::events::{DepCause, EventKind, Reporter, StepOutcome, emit, emit_lab, ms};
 use crate::guest::Connect;
 use crate::machines::{self, Env};
 use crate::state::{LabLock, LabPaths, LabState, NodeState, load_values};
@@ -59,9 +59,8 @@ pub(crate) fn up_with(
     let box_dir = env.boxes().dir(&boxm.name);
     let accel = machines::accel_request(lab);
     if !lab.egress && !driver.features().blocks_egress {
-        emit(
+        emit_lab(
             &*reporter,
-            "",
             EventKind::Notice {
                 message: format!(
                     "egress = false is not enforced by {provider}: its NAT cannot cut guests off the internet (steps that need it are still skipped)"
@@ -178,10 +177,9 @@ pub(crate) fn up_with(
                 if done {
                     TaskState::Ok
                 } else {
-                    TaskState::Blocked(Block::Own(format!(
-                        "has not run ({} is not part of this run)",
-                        node.name
-                    )))
+                    TaskState::Blocked(Block::Own(DepCause::NotInRun {
+                        node: node.name.clone(),
+                    }))
                 },
             );
         }

@@ -14,7 +14,9 @@ use super::node::bring_up;
 use super::step::step_outcome;
 use super::{NodeSummary, Selection, StepSummary, UpOptions};
 use crate::RunnerError;
-use crate::events::{EventKind, Phase, Reporter, StepOutcome, emit, ms};
+use crate::events::{
+    DepCause, EventKind, Phase, Reporter, SkipReason, StepOutcome, emit, emit_lab, ms,
+};
 use crate::guest::{Connect, Guest};
 use crate::state::{LabPaths, LabState};
 
@@ -29,19 +31,18 @@ pub(super) enum TaskState {
 /// Why a task did not succeed, for the skip reason of what waits on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Block {
-    /// What happened to this task, said of it ("failed", "has never run"): dependants are
-    /// skipped "because LABEL WHAT".
-    Own(String),
+    /// What happened to this task: dependants are skipped for it, naming it.
+    Own(DepCause),
     /// The task was itself skipped for a dependency: dependants get the same reason.
-    Passed(String),
+    Passed(SkipReason),
 }
 
 /// Why waiting for a task's dependencies ended without all of them done.
 enum WaitEnd {
     /// A dependency did not succeed: the skip reason.
-    Dep(String),
+    Dep(SkipReason),
     /// Ctrl-C or an internal failure: the skip reason.
-    Stopped(String),
+    Stopped(SkipReason),
 }
 
 /// A task that was not attempted.
@@ -49,7 +50,7 @@ enum NotRun {
     /// Outside `provision --step/--from`: not reported.
     NotSelected,
     /// A dependency did not succeed: skipped with this reason, passed on to dependants.
-    Dep(String),
+    Dep(SkipReason),
 }
 
 /// The lab state's lock was poisoned: a node thread panicked while holding it.
@@ -136,9 +137,8 @@ impl Shared<'_> {
         if g.as_ref().is_some_and(|a| a.engine == now.engine) {
             return;
         }
-        emit(
+        emit_lab(
             &*self.reporter,
-            "",
             EventKind::Acceleration {
                 engine: now.engine.clone(),
                 reason: now.reason.clone(),
@@ -164,12 +164,12 @@ impl Shared<'_> {
     /// Wait until every dependency of `t` is settled; Err(reason) if one did not succeed.
     fn wait_deps(&self, t: usize) -> Result<(), WaitEnd> {
         fn poisoned<T>(_: T) -> WaitEnd {
-            WaitEnd::Stopped("internal lock poisoned".into())
+            WaitEnd::Stopped(SkipReason::Internal)
         }
         let mut tasks = self.tasks.lock().map_err(poisoned)?;
         loop {
             if self.cancel.load(Ordering::Relaxed) {
-                return Err(WaitEnd::Stopped("interrupted".into()));
+                return Err(WaitEnd::Stopped(SkipReason::Interrupted));
             }
             let mut pending = false;
             for &d in &self.graph.deps[t] {
@@ -177,9 +177,11 @@ impl Shared<'_> {
                     TaskState::Blocked(Block::Passed(why)) => {
                         return Err(WaitEnd::Dep(why.clone()));
                     }
-                    TaskState::Blocked(Block::Own(why)) => {
-                        let label = self.graph.label(self.lab, d);
-                        return Err(WaitEnd::Dep(format!("because {label} {why}")));
+                    TaskState::Blocked(Block::Own(cause)) => {
+                        return Err(WaitEnd::Dep(SkipReason::Dependency {
+                            task: self.graph.label(self.lab, d),
+                            cause: cause.clone(),
+                        }));
                     }
                     TaskState::Pending => pending = true,
                     TaskState::Ok => {}
@@ -205,8 +207,9 @@ pub(super) fn node_panicked(sh: &Shared<'_>, node: &labctl_spec::Node) -> NodeSu
         let mut tasks = sh.tasks.lock().unwrap_or_else(|e| e.into_inner());
         for (t, task) in sh.graph.tasks.iter().enumerate() {
             if sh.lab.nodes[task.node].name == node.name && tasks[t] == TaskState::Pending {
-                tasks[t] =
-                    TaskState::Blocked(Block::Own(format!("did not run: {} failed", node.name)));
+                tasks[t] = TaskState::Blocked(Block::Own(DepCause::NodePanicked {
+                    node: node.name.clone(),
+                }));
             }
         }
     }
@@ -262,10 +265,9 @@ pub(super) fn node_worker(sh: &Shared<'_>, node: &labctl_spec::Node) -> NodeSumm
             for &t in &my_tasks {
                 sh.set_task(
                     t,
-                    TaskState::Blocked(Block::Own(format!(
-                        "did not run: {} did not come up",
-                        node.name
-                    ))),
+                    TaskState::Blocked(Block::Own(DepCause::NodeDown {
+                        node: node.name.clone(),
+                    })),
                 );
             }
             return summary;
@@ -289,7 +291,7 @@ pub(super) fn node_worker(sh: &Shared<'_>, node: &labctl_spec::Node) -> NodeSumm
                     if done {
                         TaskState::Ok
                     } else {
-                        TaskState::Blocked(Block::Own("has never run".into()))
+                        TaskState::Blocked(Block::Own(DepCause::NeverRun))
                     },
                 );
                 continue;
@@ -304,15 +306,18 @@ pub(super) fn node_worker(sh: &Shared<'_>, node: &labctl_spec::Node) -> NodeSumm
                     match &outcome {
                         StepOutcome::Done | StepOutcome::UpToDate => TaskState::Ok,
                         StepOutcome::Failed { .. } => {
-                            TaskState::Blocked(Block::Own("failed".into()))
+                            TaskState::Blocked(Block::Own(DepCause::Failed))
                         }
                         StepOutcome::Skipped { reason } => {
-                            TaskState::Blocked(Block::Own(format!("was skipped ({reason})")))
+                            TaskState::Blocked(Block::Own(DepCause::Skipped {
+                                reason: Box::new(reason.clone()),
+                            }))
                         }
                         StepOutcome::NotInBundle { set, bundle, .. } => {
-                            TaskState::Blocked(Block::Own(format!(
-                                "was skipped (bundle `{bundle}` does not hold package set `{set}`)"
-                            )))
+                            TaskState::Blocked(Block::Own(DepCause::NotInBundle {
+                                set: set.clone(),
+                                bundle: bundle.clone(),
+                            }))
                         }
                     },
                 );

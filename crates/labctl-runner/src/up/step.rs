@@ -9,7 +9,7 @@ use labctl_ssh::SshError;
 use super::Selection;
 use super::node::machine_of;
 use super::schedule::Shared;
-use crate::events::{EventKind, StepOutcome, emit, ms};
+use crate::events::{EventKind, SkipReason, StepOutcome, emit, ms};
 use crate::guest::Guest;
 use crate::provision::run_step;
 use crate::state::{StepRecord, save_values};
@@ -27,7 +27,7 @@ pub(super) fn step_outcome(
         && !matches!(&sh.opts.selection, Selection::Step(n) if *n == step.name)
     {
         return StepOutcome::Skipped {
-            reason: "runs only on request (`labctl provision --step`)".into(),
+            reason: SkipReason::OnRequest,
         };
     }
     // A step that needs the internet runs with egress off only when the attached bundle
@@ -45,7 +45,7 @@ pub(super) fn step_outcome(
             }
             _ => {
                 return StepOutcome::Skipped {
-                    reason: "needs the guest's internet, and egress is off; run `labctl provision --step` once it is on".into(),
+                    reason: SkipReason::NeedsEgress,
                 };
             }
         }
@@ -60,7 +60,7 @@ pub(super) fn step_outcome(
         ),
         Err(_) => {
             return StepOutcome::Skipped {
-                reason: "internal lock poisoned".into(),
+                reason: SkipReason::Internal,
             };
         }
     };
@@ -86,7 +86,7 @@ pub(super) fn step_outcome(
     }
     let Some(_slot) = sh.slots.acquire(&sh.cancel) else {
         return StepOutcome::Skipped {
-            reason: "interrupted".into(),
+            reason: SkipReason::Interrupted,
         };
     };
     emit(
@@ -212,7 +212,7 @@ pub(super) fn step_outcome(
         Err(SshError::Cancelled { .. }) => {
             forget(sh, &node.name, &step.name);
             StepOutcome::Skipped {
-                reason: "interrupted".into(),
+                reason: SkipReason::Interrupted,
             }
         }
         Err(e) => {

@@ -81,12 +81,13 @@ impl ClassReporter for ClassTerm {
         }
         let message = match e {
             ClassEvent::Lab { student, mut event } => {
-                if event.node.is_empty() {
-                    if let EventKind::Notice { message } = &mut event.kind {
-                        *message = format!("{student}: {message}");
+                match &event.node {
+                    None => {
+                        if let EventKind::Notice { message } = &mut event.kind {
+                            *message = format!("{student}: {message}");
+                        }
                     }
-                } else {
-                    event.node = format!("{student}/{}", event.node);
+                    Some(node) => event.node = Some(format!("{student}/{node}")),
                 }
                 self.term.event(event);
                 return;
@@ -107,7 +108,7 @@ impl ClassReporter for ClassTerm {
             } => format!("{student}: {} ({host})", outcome_text(&outcome)),
         };
         self.term.event(Event {
-            node: String::new(),
+            node: None,
             kind: EventKind::Notice { message },
             time: SystemTime::now(),
         });

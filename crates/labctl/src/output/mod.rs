@@ -3,6 +3,7 @@
 pub(crate) mod json;
 pub(crate) mod reporter;
 mod styles;
+mod words;
 
 use std::io::{IsTerminal, Write};
 

@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use labctl_runner::UpSummary;
-use labctl_runner::events::{Event, EventKind, Phase, Reporter, StepOutcome};
+use labctl_runner::events::{DepCause, Event, EventKind, Phase, Reporter, SkipReason, StepOutcome};
 
 use super::Styles;
 
@@ -127,16 +127,15 @@ impl TermReporter {
         }
     }
 
-    fn prefix(&self, node: &str) -> String {
-        if node.is_empty() {
-            "[lab]".to_string()
-        } else {
-            format!("[{node}]")
+    fn prefix(&self, node: Option<&str>) -> String {
+        match node {
+            None => "[lab]".to_string(),
+            Some(node) => format!("[{node}]"),
         }
     }
 
     fn line_for(&self, e: &Event) -> Option<String> {
-        let p = self.prefix(&e.node);
+        let p = self.prefix(e.node.as_deref());
         let s = self.styles;
         Some(match &e.kind {
             EventKind::Phase { phase } => format!("{p} {}", phase.as_str()),
@@ -293,10 +292,12 @@ impl Reporter for TermReporter {
             }
             Mode::Live => {
                 let Ok(mut st) = self.live.lock() else { return };
-                if !e.node.is_empty() && !st.order.contains(&e.node) {
-                    st.order.push(e.node.clone());
+                // Events about the lab have no row of their own (key "": never drawn).
+                let key = e.node.clone().unwrap_or_default();
+                if e.node.is_some() && !st.order.contains(&key) {
+                    st.order.push(key.clone());
                 }
-                let entry = st.nodes.entry(e.node.clone()).or_default();
+                let entry = st.nodes.entry(key).or_default();
                 match &e.kind {
                     EventKind::Phase { phase } => {
                         entry.status = phase.as_str().to_string();
@@ -366,11 +367,12 @@ fn secs(ms: u64) -> String {
 }
 
 /// `skipped because X failed`, or `skipped: REASON` (like `failed: REASON`).
-fn skipped_text(s: Styles, reason: &str) -> String {
-    if reason.starts_with("because ") {
-        format!("{} {reason}", s.warn("skipped"))
+fn skipped_text(s: Styles, reason: &SkipReason) -> String {
+    let words = super::words::skip_reason(reason);
+    if reason.is_dependency() {
+        format!("{} {words}", s.warn("skipped"))
     } else {
-        format!("{}: {reason}", s.warn("skipped"))
+        format!("{}: {words}", s.warn("skipped"))
     }
 }
 
@@ -405,12 +407,16 @@ pub(crate) fn not_in_bundle_text(
     }
 }
 
-/// The outcome as the reporter words it: `NotInBundle` is a skip with its reason in words.
+/// The outcome as the reporter shows it: `NotInBundle` is a skip with its own reason.
 fn worded(o: &StepOutcome) -> std::borrow::Cow<'_, StepOutcome> {
     match o {
         StepOutcome::NotInBundle { set, bundle, cause } => {
             std::borrow::Cow::Owned(StepOutcome::Skipped {
-                reason: not_in_bundle_text(set, bundle, cause),
+                reason: SkipReason::NotInBundle {
+                    set: set.clone(),
+                    bundle: bundle.clone(),
+                    cause: cause.clone(),
+                },
             })
         }
         other => std::borrow::Cow::Borrowed(other),
@@ -419,12 +425,12 @@ fn worded(o: &StepOutcome) -> std::borrow::Cow<'_, StepOutcome> {
 
 /// Skip reasons given to more than one step (other than `because X failed`, which names its
 /// own cause), in order of first appearance: the summary prints each once, as a footnote.
-fn repeated_reasons(sum: &UpSummary) -> Vec<(String, usize)> {
-    let mut seen: Vec<(String, usize)> = Vec::new();
+fn repeated_reasons(sum: &UpSummary) -> Vec<(SkipReason, usize)> {
+    let mut seen: Vec<(SkipReason, usize)> = Vec::new();
     for n in &sum.nodes {
         for st in &n.steps {
             if let StepOutcome::Skipped { reason } = worded(&st.outcome).as_ref()
-                && !reason.starts_with("because ")
+                && !reason.is_dependency()
             {
                 match seen.iter_mut().find(|(r, _)| r == reason) {
                     Some((_, c)) => *c += 1,
@@ -471,9 +477,23 @@ pub(crate) fn summary_lines(sum: &UpSummary, s: Styles) -> Vec<String> {
                             s.warn("skipped"),
                             k + 1
                         ),
-                        None => {
-                            format!("  {:<name_w$}  {step:<16} {}", "", skipped_text(s, reason))
-                        }
+                        None => match reason {
+                            // Its dependency was skipped for a footnoted reason: point at it.
+                            SkipReason::Dependency {
+                                task,
+                                cause: DepCause::Skipped { reason: why },
+                            } if let Some(k) = notes.iter().position(|(r, _)| *r == **why) => {
+                                format!(
+                                    "  {:<name_w$}  {step:<16} {} because {task} was skipped [{}]",
+                                    "",
+                                    s.warn("skipped"),
+                                    k + 1
+                                )
+                            }
+                            _ => {
+                                format!("  {:<name_w$}  {step:<16} {}", "", skipped_text(s, reason))
+                            }
+                        },
                     }
                 }
                 StepOutcome::Failed { reason, tail, .. } => {
@@ -495,7 +515,11 @@ pub(crate) fn summary_lines(sum: &UpSummary, s: Styles) -> Vec<String> {
         }
     }
     for (k, (reason, count)) in notes.iter().enumerate() {
-        out.push(format!("[{}] {count} steps skipped: {reason}", k + 1));
+        out.push(format!(
+            "[{}] {count} steps skipped: {}",
+            k + 1,
+            super::words::skip_reason(reason)
+        ));
     }
     out.push(format!(
         "{} node{} in {}{}",
@@ -529,7 +553,7 @@ mod tests {
 
     fn ev(node: &str, kind: EventKind) -> Event {
         Event {
-            node: node.into(),
+            node: (!node.is_empty()).then(|| node.to_string()),
             kind,
             time: SystemTime::UNIX_EPOCH,
         }
@@ -716,7 +740,10 @@ mod tests {
                 EventKind::StepFinished {
                     step: step("work_nodes"),
                     outcome: StepOutcome::Skipped {
-                        reason: "because w1-k8s.install_pkg failed".into(),
+                        reason: SkipReason::Dependency {
+                            task: "w1-k8s.install_pkg".into(),
+                            cause: DepCause::Failed,
+                        },
                     },
                     duration_ms: 0,
                 },
@@ -760,7 +787,10 @@ mod tests {
                         st(
                             step("work_nodes"),
                             StepOutcome::Skipped {
-                                reason: "because w1-k8s.install_pkg failed".into(),
+                                reason: SkipReason::Dependency {
+                                    task: "w1-k8s.install_pkg".into(),
+                                    cause: DepCause::Failed,
+                                },
                             },
                             0,
                         ),
@@ -785,8 +815,8 @@ mod tests {
     /// says it once.
     #[test]
     fn summary_groups_a_repeated_skip_reason() {
-        let egress = "needs the guest's internet, and egress is off; run `labctl provision --step` once it is on";
-        let skip = |r: &str| StepOutcome::Skipped { reason: r.into() };
+        let egress = SkipReason::NeedsEgress;
+        let skip = |reason: SkipReason| StepOutcome::Skipped { reason };
         let node = |name: &str, steps: Vec<(&str, StepOutcome)>| NodeSummary {
             name: name.into(),
             error: None,
@@ -802,19 +832,24 @@ mod tests {
                     "m-k8s",
                     vec![
                         ("config", StepOutcome::Done),
-                        ("install_pkg", skip(egress)),
-                        ("master_node", skip("because m-k8s.install_pkg was skipped")),
+                        ("install_pkg", skip(egress.clone())),
+                        (
+                            "master_node",
+                            skip(SkipReason::Dependency {
+                                task: "m-k8s.install_pkg".into(),
+                                cause: DepCause::Skipped {
+                                    reason: Box::new(SkipReason::NeedsEgress),
+                                },
+                            }),
+                        ),
                     ],
                 ),
                 node(
                     "w1-k8s",
                     vec![
                         ("config", StepOutcome::Done),
-                        ("install_pkg", skip(egress)),
-                        (
-                            "debug",
-                            skip("runs only on request (`labctl provision --step`)"),
-                        ),
+                        ("install_pkg", skip(egress.clone())),
+                        ("debug", skip(SkipReason::OnRequest)),
                     ],
                 ),
                 node("w2-k8s", vec![("install_pkg", skip(egress))]),
@@ -823,7 +858,12 @@ mod tests {
             wall_ms: 50_000,
         };
         let text = summary_lines(&summary, Styles::new(false)).join("\n");
+        // Said once, as a footnote; a dependant of a step skipped for it points at it.
         assert_eq!(text.matches("egress is off").count(), 1, "{text}");
+        assert!(
+            text.contains("because m-k8s.install_pkg was skipped [1]"),
+            "{text}"
+        );
         insta::assert_snapshot!(text);
     }
 }
