@@ -58,6 +58,59 @@ pub enum StepOutcome {
     },
 }
 
+/// Something the user should know that is not an error. The binary words it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "notice")]
+pub enum Notice {
+    /// `egress = false`, and the provider's NAT cannot cut the guests off the internet.
+    EgressNotEnforced { provider: String },
+    /// A stopped node's host port was in use before the start: it moved to `new`.
+    PortInUse { port: u16, new: u16 },
+    /// The machine did not start because its host port `port` was taken: it moved to `new`.
+    PortTaken { port: u16, new: u16 },
+    /// A step that did not succeed is no longer recorded as done, but the state file could
+    /// not be saved (the end of the run saves it again).
+    ForgetNotSaved { step: String, error: String },
+    /// A published value is missing or expired, and `consumer` (`node.step`) needs it: its
+    /// publisher `step` runs again first.
+    StaleValue {
+        value: String,
+        why: Staleness,
+        consumer: String,
+        step: String,
+    },
+    /// A snapshot operation finished on `nodes` nodes.
+    SnapshotDone { nodes: usize, ms: u64 },
+    /// The guest clock was set to the host's (after a snapshot restore).
+    ClockSet,
+    /// The golden snapshot `name` of every node was saved (`reset` returns to it).
+    GoldenSaved { name: String, ms: u64 },
+    /// A node's `check` hook passed.
+    CheckPassed,
+    /// A node returns to the golden snapshot `name`.
+    RestoringGolden { name: String },
+    /// The rest of the lab ran the node's `forget` hook.
+    Forgotten,
+    /// A node's disk is removed and rebuilt from the box.
+    Rebuilding,
+    /// `halt`: the machine was not running.
+    WasNotRunning,
+    /// `halt`: the guest powered off by itself.
+    PoweredOff { ms: u64 },
+    /// `halt`: the machine was forced off, and why.
+    ForcedOff { why: String },
+}
+
+/// Why a published value must be published again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Staleness {
+    /// The value is not stored (e.g. `.labctl/values.json` was lost).
+    Missing,
+    /// Published `age` seconds ago; good for `ttl` seconds.
+    Expired { age: u64, ttl: u64 },
+}
+
 /// Why a step was skipped. The binary words it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
@@ -135,7 +188,8 @@ pub enum EventKind {
         error: String,
     },
     Notice {
-        message: String,
+        #[serde(flatten)]
+        notice: Notice,
     },
     /// What the lab's machines run on (KVM or TCG) and why; `fallback` when a node under
     /// KVM failed and the lab went on under TCG.

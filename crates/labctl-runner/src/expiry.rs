@@ -10,17 +10,9 @@ use std::collections::BTreeMap;
 
 use labctl_spec::{Graph, Lab, Renderer, RunPolicy};
 
+use crate::events::{Notice, Staleness as Why};
 use crate::state::StepRecord;
 use crate::up::{Selection, UpOptions};
-
-/// Why a publisher must run again.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Why {
-    /// The value is not stored (e.g. `.labctl/values.json` was lost).
-    Missing,
-    /// Published `age` seconds ago; good for `ttl` seconds.
-    Expired { age: u64, ttl: u64 },
-}
 
 /// A publisher step to run again before `consumer` runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,21 +26,14 @@ pub(crate) struct Stale {
 }
 
 impl Stale {
-    /// One line for the user.
-    pub(crate) fn message(&self) -> String {
-        let what = match &self.why {
-            Why::Missing => format!("`{}` is not stored", self.value),
-            Why::Expired { age, ttl } => format!(
-                "`{}` is {} old (ttl {})",
-                self.value,
-                labctl_spec::format_duration(std::time::Duration::from_secs(*age)),
-                labctl_spec::format_duration(std::time::Duration::from_secs(*ttl)),
-            ),
-        };
-        format!(
-            "{what} and {} needs it: {} runs again first",
-            self.consumer, self.step
-        )
+    /// What the user is told.
+    pub(crate) fn notice(&self) -> Notice {
+        Notice::StaleValue {
+            value: self.value.clone(),
+            why: self.why.clone(),
+            consumer: self.consumer.clone(),
+            step: self.step.clone(),
+        }
     }
 }
 
@@ -283,10 +268,7 @@ mod tests {
                 ttl: 23 * HOUR
             }
         );
-        assert_eq!(
-            s.message(),
-            "`join_command` is 1d1h old (ttl 23h) and w4-k8s.work_nodes needs it: join_command runs again first"
-        );
+        assert_eq!(s.consumer, "w4-k8s.work_nodes");
         let o = with_refresh(&UpOptions::default(), &stale);
         assert!(
             o.force

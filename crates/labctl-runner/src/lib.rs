@@ -26,7 +26,8 @@ use std::path::PathBuf;
 pub use machines::{Env, driver_for, driver_for_state, driver_with_uri};
 pub use ops::*;
 pub use reset::{
-    GOLDEN, LabListing, ResetOptions, ResetSummary, SnapshotCmd, find_lab, list, reset, snapshot,
+    GOLDEN, LabListing, NodeReset, ResetHow, ResetOptions, ResetSummary, SnapshotCmd, find_lab,
+    list, reset, snapshot,
 };
 pub use reset::{check_box_unused, labs_using_box};
 pub use up::{NodeSummary, Selection, StepSummary, UpOptions, UpSummary, up};

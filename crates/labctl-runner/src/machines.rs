@@ -14,6 +14,7 @@ use labctl_spec::{Lab, NetworkKind, Node, Provider};
 use sha2::{Digest, Sha256};
 
 use crate::RunnerError;
+use crate::events::Notice;
 use crate::state::{LabPaths, LabState, NodeState};
 
 /// Host-level settings: where boxes and caches live, how to start the switch.
@@ -265,7 +266,7 @@ pub(crate) fn networks(lab: &Lab) -> Vec<NetworkConfig> {
 pub(crate) fn correct_ports(
     st: &mut LabState,
     running: &BTreeSet<String>,
-) -> Vec<(String, String)> {
+) -> Vec<(String, Notice)> {
     let mut notices = Vec::new();
     let mut taken: BTreeSet<u16> = BTreeSet::new();
     for n in st.nodes.values() {
@@ -286,13 +287,7 @@ pub(crate) fn correct_ports(
             if !port_free(*port)
                 && let Some(new) = next_free_port(&taken)
             {
-                notices.push((
-                    name.clone(),
-                    format!(
-                        "port {} is in use; using {new} instead (see `labctl ssh-config`)",
-                        *port
-                    ),
-                ));
+                notices.push((name.clone(), Notice::PortInUse { port: *port, new }));
                 taken.insert(new);
                 *port = new;
             }

@@ -9,7 +9,7 @@ use labctl_driver::{MachineStatus, StopMode, StopOutcome};
 use serde::Serialize;
 
 use crate::RunnerError;
-use crate::events::{EventKind, Phase, Reporter, emit};
+use crate::events::{EventKind, Notice, Phase, Reporter, emit, ms};
 use crate::machines::{Env, driver_for_state, opener};
 use crate::state::{LabLock, LabPaths, LabState};
 
@@ -294,14 +294,12 @@ pub fn halt(
                     }
                     match driver.stop(&n.machine, StopMode::Graceful(timeout)) {
                         Ok(outcome) => {
-                            let msg = match outcome {
-                                StopOutcome::AlreadyStopped => "was not running".to_string(),
-                                StopOutcome::Graceful(d) => {
-                                    format!("powered off in {:.1}s", d.as_secs_f64())
-                                }
-                                StopOutcome::Forced(why) => format!("forced off: {why}"),
+                            let notice = match outcome {
+                                StopOutcome::AlreadyStopped => Notice::WasNotRunning,
+                                StopOutcome::Graceful(d) => Notice::PoweredOff { ms: ms(d) },
+                                StopOutcome::Forced(why) => Notice::ForcedOff { why },
                             };
-                            emit(&*reporter, name, EventKind::Notice { message: msg });
+                            emit(&*reporter, name, EventKind::Notice { notice });
                             emit(
                                 &*reporter,
                                 name,
@@ -530,11 +528,15 @@ pub fn read_guest_file(
     let driver = driver_for_state(&st, env)?;
     let command = format!("cat {}", labctl_spec::shell_quote(path));
     let mut last = None;
+    let mut down = Vec::new();
     for node in nodes {
         let Some(n) = st.nodes.get(node) else {
+            down.push((node.clone(), MachineStatus::NotCreated));
             continue;
         };
-        if !matches!(driver.status(&n.machine), MachineStatus::Running { .. }) {
+        let status = driver.status(&n.machine);
+        if !matches!(status, MachineStatus::Running { .. }) {
+            down.push((node.clone(), status));
             continue;
         }
         let read =
@@ -549,12 +551,10 @@ pub fn read_guest_file(
             Err(e) => last = Some((node.clone(), e.to_string())),
         }
     }
-    let (node, message) = last.unwrap_or_else(|| {
-        (
-            nodes.join(", "),
-            "no such node is running (`labctl up` first)".to_string(),
-        )
-    });
+    // None of them is running: the binary says how to start them.
+    let Some((node, message)) = last else {
+        return Err(RunnerError::NotRunning { nodes: down });
+    };
     Err(RunnerError::Hook {
         node,
         what: format!("reading {path}"),

@@ -13,7 +13,7 @@ use labctl_ssh::{Session, Target};
 use serde::{Deserialize, Serialize};
 
 use crate::RunnerError;
-use crate::events::{EventKind, Reporter, emit, emit_lab};
+use crate::events::{EventKind, Notice, Reporter, emit, emit_lab, ms};
 use crate::guest::{Connect, Guest, Ssh};
 use crate::machines::{Env, driver_for_state, opener};
 use crate::provision::as_root;
@@ -137,11 +137,10 @@ pub fn snapshot(
         emit_lab(
             &*reporter,
             EventKind::Notice {
-                message: format!(
-                    "{} node(s) in {:.1}s",
-                    names.len(),
-                    started.elapsed().as_secs_f64()
-                ),
+                notice: Notice::SnapshotDone {
+                    nodes: names.len(),
+                    ms: ms(started.elapsed()),
+                },
             },
         );
     }
@@ -210,7 +209,7 @@ fn fix_clocks(
             reporter,
             n,
             EventKind::Notice {
-                message: "clock set to the host's".into(),
+                notice: Notice::ClockSet,
             },
         );
         Ok(Vec::new())
@@ -238,10 +237,10 @@ pub(crate) fn save_golden(
     emit_lab(
         reporter,
         EventKind::Notice {
-            message: format!(
-                "saved golden snapshot `{GOLDEN}` of every node in {:.1}s (`labctl reset` returns to it)",
-                started.elapsed().as_secs_f64()
-            ),
+            notice: Notice::GoldenSaved {
+                name: GOLDEN.to_string(),
+                ms: ms(started.elapsed()),
+            },
         },
     );
     Ok(())
@@ -358,7 +357,7 @@ fn run_check(
             reporter,
             node,
             EventKind::Notice {
-                message: "check passed".into(),
+                notice: Notice::CheckPassed,
             },
         );
     }
@@ -368,9 +367,27 @@ fn run_check(
 /// What `reset` did.
 #[derive(Debug, Clone, Default)]
 pub struct ResetSummary {
-    /// (node, how: "golden snapshot" | "rebuilt", seconds)
-    pub nodes: Vec<(String, String, f64)>,
+    /// Nodes brought back, in order.
+    pub nodes: Vec<NodeReset>,
     pub up: Option<UpSummary>,
+}
+
+/// One node that `reset` brought back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeReset {
+    pub node: String,
+    pub how: ResetHow,
+    /// Since the start of `reset`.
+    pub elapsed_ms: u64,
+}
+
+/// How a node was reset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetHow {
+    /// Restored from the golden snapshot.
+    Golden,
+    /// Disk removed and the node built again from the box.
+    Rebuilt,
 }
 
 /// `labctl reset`: bring nodes (or the whole lab) back to their golden state, or rebuild them.
@@ -427,7 +444,9 @@ pub(crate) fn reset_with(
                 &*reporter,
                 n,
                 EventKind::Notice {
-                    message: format!("restoring golden snapshot `{}`", golden.name),
+                    notice: Notice::RestoringGolden {
+                        name: golden.name.clone(),
+                    },
                 },
             );
         }
@@ -449,11 +468,11 @@ pub(crate) fn reset_with(
                 Duration::from_secs(180),
                 &*reporter,
             )?;
-            summary.nodes.push((
-                n.clone(),
-                "golden snapshot".into(),
-                started.elapsed().as_secs_f64(),
-            ));
+            summary.nodes.push(NodeReset {
+                node: n.clone(),
+                how: ResetHow::Golden,
+                elapsed_ms: ms(started.elapsed()),
+            });
         }
         return Ok(summary);
     }
@@ -505,7 +524,7 @@ pub(crate) fn reset_with(
                     &*reporter,
                     n,
                     EventKind::Notice {
-                        message: "forgotten by the rest of the lab".into(),
+                        notice: Notice::Forgotten,
                     },
                 );
             }
@@ -513,7 +532,7 @@ pub(crate) fn reset_with(
                 &*reporter,
                 n,
                 EventKind::Notice {
-                    message: "removing its disk; rebuilding from the box".into(),
+                    notice: Notice::Rebuilding,
                 },
             );
             driver.destroy(&st.nodes[n].machine)?;
@@ -565,9 +584,11 @@ pub(crate) fn reset_with(
             Duration::from_secs(600),
             &*reporter,
         )?;
-        summary
-            .nodes
-            .push((n.clone(), "rebuilt".into(), started.elapsed().as_secs_f64()));
+        summary.nodes.push(NodeReset {
+            node: n.clone(),
+            how: ResetHow::Rebuilt,
+            elapsed_ms: ms(started.elapsed()),
+        });
     }
     Ok(summary)
 }

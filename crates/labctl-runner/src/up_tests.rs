@@ -8,7 +8,9 @@ use std::time::Duration;
 use labctl_driver::MachineStatus;
 use labctl_spec::{Lab, Overrides};
 
-use crate::events::{Collect, DepCause, Event, EventKind, SkipReason, StepOutcome};
+use crate::events::{
+    Collect, DepCause, Event, EventKind, Notice, SkipReason, Staleness, StepOutcome,
+};
 use crate::testing::{Act, Call, FakeConnect, FakeDriver, Trigger, World};
 use crate::up::{Selection, UpOptions, UpSummary, up_with};
 use crate::{Env, RunnerError};
@@ -434,8 +436,13 @@ fn a_taken_port_is_moved_and_the_start_retried() {
     assert_eq!(starts.len(), 2, "{starts:?}");
     assert_ne!(starts[0], starts[1]);
     assert!(events.iter().any(|e| e.node.as_deref() == Some("w1")
-        && matches!(&e.kind, EventKind::Notice { message }
-            if message.contains(&format!("port {} was taken; using {}", starts[0], starts[1])))));
+        && e.kind
+            == EventKind::Notice {
+                notice: Notice::PortTaken {
+                    port: starts[0],
+                    new: starts[1]
+                }
+            }));
     // The new port is recorded.
     let st =
         crate::state::LabState::load(&crate::state::LabPaths::new(&f.dir.path().join("lab"), "t"))
@@ -674,8 +681,12 @@ fn an_expired_value_is_published_again_before_a_new_worker_uses_it() {
     let (s, events) = f.up(UpOptions::default());
     assert_eq!(outcome(&s, "m", "init"), &StepOutcome::UpToDate);
     assert_eq!(f.world.steps_run()[first..], ["w2.prep", "w2.join"]);
-    assert!(!events.iter().any(|e| matches!(&e.kind,
-        EventKind::Notice { message } if message.contains("runs again first"))));
+    assert!(!events.iter().any(|e| matches!(
+        &e.kind,
+        EventKind::Notice {
+            notice: Notice::StaleValue { .. }
+        }
+    )));
 
     // The token's record is 25 hours old: a third worker makes init run again first.
     let paths = crate::state::LabPaths::new(&f.dir.path().join("lab"), "t");
@@ -704,8 +715,8 @@ fn an_expired_value_is_published_again_before_a_new_worker_uses_it() {
     assert!(pos("m.init") < pos("w3.join"), "{ran:?}");
     assert!(
         events.iter().any(|e| matches!(&e.kind,
-            EventKind::Notice { message } if message.contains("`join_command` is 1d1h") && message.contains("old (ttl 23h)")
-                && message.contains("runs again first"))),
+            EventKind::Notice { notice: Notice::StaleValue { value, why: Staleness::Expired { age, ttl }, step, .. } }
+                if value == "join_command" && step == "init" && *ttl == 23 * 3600 && *age >= 25 * 3600)),
         "{events:?}"
     );
     let join = f

@@ -10,7 +10,7 @@ use labctl_ssh::guest::{GuestSetup, NetStack, NicSetup};
 
 use super::schedule::{POISONED, Shared};
 use crate::RunnerError;
-use crate::events::{EventKind, Phase, emit};
+use crate::events::{EventKind, Notice, Phase, emit};
 use crate::guest::Guest;
 use crate::machines;
 use crate::provision::as_root;
@@ -89,9 +89,7 @@ pub(super) fn bring_up(
                             r,
                             name,
                             EventKind::Notice {
-                                message: format!(
-                                    "port {port} was taken; using {new} instead (see `labctl ssh-config`)"
-                                ),
+                                notice: Notice::PortTaken { port, new },
                             },
                         );
                     }

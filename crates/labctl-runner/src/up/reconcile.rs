@@ -12,7 +12,7 @@ use labctl_spec::{Graph, Lab, Renderer, RunPolicy};
 use super::schedule::{Block, POISONED, Shared, Slots, TaskState, node_panicked, node_worker};
 use super::{NodeSummary, OpenDriver, Selection, UpOptions, UpSummary};
 use crate::RunnerError;
-use crate::events::{DepCause, EventKind, Reporter, StepOutcome, emit, emit_lab, ms};
+use crate::events::{DepCause, EventKind, Notice, Reporter, StepOutcome, emit, emit_lab, ms};
 use crate::guest::Connect;
 use crate::machines::{self, Env};
 use crate::state::{LabLock, LabPaths, LabState, NodeState, load_values};
@@ -62,9 +62,9 @@ pub(crate) fn up_with(
         emit_lab(
             &*reporter,
             EventKind::Notice {
-                message: format!(
-                    "egress = false is not enforced by {provider}: its NAT cannot cut guests off the internet (steps that need it are still skipped)"
-                ),
+                notice: Notice::EgressNotEnforced {
+                    provider: provider.to_string(),
+                },
             },
         );
     }
@@ -125,8 +125,8 @@ pub(crate) fn up_with(
             entry.steps.clear();
         }
     }
-    for (node, message) in machines::correct_ports(&mut st, &running) {
-        emit(&*reporter, &node, EventKind::Notice { message });
+    for (node, notice) in machines::correct_ports(&mut st, &running) {
+        emit(&*reporter, &node, EventKind::Notice { notice });
     }
     st.networks = machines::networks(lab);
     st.save(&paths)?;
@@ -271,13 +271,7 @@ fn refresh_values(
         now,
     );
     for s in &stale {
-        emit(
-            reporter,
-            &s.node,
-            EventKind::Notice {
-                message: s.message(),
-            },
-        );
+        emit(reporter, &s.node, EventKind::Notice { notice: s.notice() });
     }
     Ok(crate::expiry::with_refresh(opts, &stale))
 }

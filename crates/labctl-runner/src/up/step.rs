@@ -9,7 +9,7 @@ use labctl_ssh::SshError;
 use super::Selection;
 use super::node::machine_of;
 use super::schedule::Shared;
-use crate::events::{EventKind, SkipReason, StepOutcome, emit, ms};
+use crate::events::{EventKind, Notice, SkipReason, StepOutcome, emit, ms};
 use crate::guest::Guest;
 use crate::provision::run_step;
 use crate::state::{StepRecord, save_values};
@@ -256,7 +256,10 @@ fn forget(sh: &Shared<'_>, node: &str, step: &str) {
             &*sh.reporter,
             node,
             EventKind::Notice {
-                message: format!("{step} is no longer done, but the state could not be saved: {e}"),
+                notice: Notice::ForgetNotSaved {
+                    step: step.to_string(),
+                    error: e.to_string(),
+                },
             },
         );
     }

@@ -5,12 +5,11 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::SystemTime;
 
 use labctl_runner::class::{
     ClassEvent, ClassNodeRow, ClassOptions, ClassReporter, ClassSummary, LabOutcome,
 };
-use labctl_runner::events::{Event, EventKind, Reporter};
+use labctl_runner::events::{EventKind, Reporter};
 use labctl_spec::Overrides;
 use labctl_spec::class::Class;
 
@@ -81,13 +80,14 @@ impl ClassReporter for ClassTerm {
         }
         let message = match e {
             ClassEvent::Lab { student, mut event } => {
-                match &event.node {
-                    None => {
-                        if let EventKind::Notice { message } = &mut event.kind {
-                            *message = format!("{student}: {message}");
-                        }
+                match (&event.node, &event.kind) {
+                    (None, EventKind::Notice { notice }) => {
+                        let text = crate::output::words::notice(notice);
+                        self.term.lab_note(&format!("{student}: {text}"));
+                        return;
                     }
-                    Some(node) => event.node = Some(format!("{student}/{node}")),
+                    (None, _) => {}
+                    (Some(node), _) => event.node = Some(format!("{student}/{node}")),
                 }
                 self.term.event(event);
                 return;
@@ -107,11 +107,7 @@ impl ClassReporter for ClassTerm {
                 outcome,
             } => format!("{student}: {} ({host})", outcome_text(&outcome)),
         };
-        self.term.event(Event {
-            node: None,
-            kind: EventKind::Notice { message },
-            time: SystemTime::now(),
-        });
+        self.term.lab_note(&message);
     }
 }
 

@@ -95,8 +95,16 @@ pub(crate) fn reset(args: &ResetArgs, p: &Printer) -> Result<u8> {
             });
         }
     }
-    for (node, how, secs) in &summary.nodes {
-        p.out(format!("{node}: reset ({how}) in {secs:.1}s"));
+    for n in &summary.nodes {
+        let how = match n.how {
+            labctl_runner::ResetHow::Golden => "golden snapshot",
+            labctl_runner::ResetHow::Rebuilt => "rebuilt",
+        };
+        p.out(format!(
+            "{}: reset ({how}) in {:.1}s",
+            n.node,
+            n.elapsed_ms as f64 / 1000.0
+        ));
     }
     Ok(code::OK)
 }

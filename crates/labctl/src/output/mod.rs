@@ -3,7 +3,7 @@
 pub(crate) mod json;
 pub(crate) mod reporter;
 mod styles;
-mod words;
+pub(crate) mod words;
 
 use std::io::{IsTerminal, Write};
 

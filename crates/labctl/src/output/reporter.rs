@@ -161,7 +161,7 @@ impl TermReporter {
                 StepOutcome::NotInBundle { .. } => format!("{p} {step}: skipped"),
             },
             EventKind::NodeFailed { error } => format!("{p} {}: {error}", s.error("failed")),
-            EventKind::Notice { message } => format!("{p} {message}"),
+            EventKind::Notice { notice } => format!("{p} {}", super::words::notice(notice)),
             EventKind::Acceleration {
                 engine,
                 reason,
@@ -268,6 +268,25 @@ fn node_row(
         text = text.chars().take(width).collect();
     }
     text.trim_end().to_string()
+}
+
+impl TermReporter {
+    /// A line about the lab that is not a runner event (`labctl class`: placement, a
+    /// student's lab finished), printed like a lab notice: `[lab] TEXT`.
+    pub(crate) fn lab_note(&self, text: &str) {
+        let line = format!("{} {text}", self.prefix(None));
+        match self.mode {
+            Mode::Json | Mode::Quiet => {}
+            Mode::Lines => {
+                let _ = writeln!(std::io::stderr().lock(), "{line}");
+            }
+            Mode::Live => {
+                if let Ok(mut st) = self.live.lock() {
+                    self.above(&mut st, &line);
+                }
+            }
+        }
+    }
 }
 
 impl Reporter for TermReporter {
@@ -539,6 +558,7 @@ pub(crate) fn summary_lines(sum: &UpSummary, s: Styles) -> Vec<String> {
 mod tests {
     use std::time::SystemTime;
 
+    use labctl_runner::events::Notice;
     use labctl_runner::{NodeSummary, StepSummary};
 
     fn st(name: String, outcome: StepOutcome, duration_ms: u64) -> StepSummary {
@@ -650,8 +670,10 @@ mod tests {
         vec![
             ev(
                 "",
-                EventKind::Notice {
-                    message: "acceleration: tcg (kvm guest printed nothing within 4 s)".into(),
+                EventKind::Acceleration {
+                    engine: "tcg".into(),
+                    reason: "kvm guest printed nothing within 4 s".into(),
+                    fallback: false,
                 },
             ),
             ev(
@@ -669,8 +691,10 @@ mod tests {
             ev(
                 "w1-k8s",
                 EventKind::Notice {
-                    message: "port 60101 is in use; using 2200 instead (see `labctl ssh-config`)"
-                        .into(),
+                    notice: Notice::PortInUse {
+                        port: 60101,
+                        new: 2200,
+                    },
                 },
             ),
             ev(

@@ -1,7 +1,61 @@
 //! The words for what the runner reports as data (skip reasons, notices): libraries hold no
 //! CLI wording, the binary says it.
 
-use labctl_runner::events::{DepCause, SkipReason};
+use std::time::Duration;
+
+use labctl_runner::events::{DepCause, Notice, SkipReason, Staleness};
+use labctl_spec::format_duration;
+
+fn secs(ms: u64) -> String {
+    format!("{:.1}s", ms as f64 / 1000.0)
+}
+
+/// A notice, as printed after the node's prefix.
+pub(crate) fn notice(n: &Notice) -> String {
+    match n {
+        Notice::EgressNotEnforced { provider } => format!(
+            "egress = false is not enforced by {provider}: its NAT cannot cut guests off the internet (steps that need it are still skipped)"
+        ),
+        Notice::PortInUse { port, new } => {
+            format!("port {port} is in use; using {new} instead (see `labctl ssh-config`)")
+        }
+        Notice::PortTaken { port, new } => {
+            format!("port {port} was taken; using {new} instead (see `labctl ssh-config`)")
+        }
+        Notice::ForgetNotSaved { step, error } => {
+            format!("{step} is no longer done, but the state could not be saved: {error}")
+        }
+        Notice::StaleValue {
+            value,
+            why,
+            consumer,
+            step,
+        } => {
+            let what = match why {
+                Staleness::Missing => format!("`{value}` is not stored"),
+                Staleness::Expired { age, ttl } => format!(
+                    "`{value}` is {} old (ttl {})",
+                    format_duration(Duration::from_secs(*age)),
+                    format_duration(Duration::from_secs(*ttl)),
+                ),
+            };
+            format!("{what} and {consumer} needs it: {step} runs again first")
+        }
+        Notice::SnapshotDone { nodes, ms } => format!("{nodes} node(s) in {}", secs(*ms)),
+        Notice::ClockSet => "clock set to the host's".into(),
+        Notice::GoldenSaved { name, ms } => format!(
+            "saved golden snapshot `{name}` of every node in {} (`labctl reset` returns to it)",
+            secs(*ms)
+        ),
+        Notice::CheckPassed => "check passed".into(),
+        Notice::RestoringGolden { name } => format!("restoring golden snapshot `{name}`"),
+        Notice::Forgotten => "forgotten by the rest of the lab".into(),
+        Notice::Rebuilding => "removing its disk; rebuilding from the box".into(),
+        Notice::WasNotRunning => "was not running".into(),
+        Notice::PoweredOff { ms } => format!("powered off in {}", secs(*ms)),
+        Notice::ForcedOff { why } => format!("forced off: {why}"),
+    }
+}
 
 /// A step's skip reason, as printed after `skipped` (`skipped because X failed`,
 /// `skipped: REASON`).
@@ -36,6 +90,23 @@ pub(crate) fn skip_reason(r: &SkipReason) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stale_value_names_its_age_its_consumer_and_its_publisher() {
+        let n = Notice::StaleValue {
+            value: "join_command".into(),
+            why: Staleness::Expired {
+                age: 25 * 3600,
+                ttl: 23 * 3600,
+            },
+            consumer: "w4-k8s.work_nodes".into(),
+            step: "join_command".into(),
+        };
+        assert_eq!(
+            notice(&n),
+            "`join_command` is 1d1h old (ttl 23h) and w4-k8s.work_nodes needs it: join_command runs again first"
+        );
+    }
 
     #[test]
     fn a_dependency_names_the_task_and_what_happened_to_it() {
