@@ -326,7 +326,7 @@ pub fn halt(
     if !any_running {
         driver.networks_down(&st.run_dir, &st.networks)?;
         // The last lab using the bundle server stops it.
-        crate::bundle::release(env, &paths.id)?;
+        crate::bundle::release(env, &st.id)?;
     }
     if let Some((node, e)) = errors.into_iter().next() {
         return Err(RunnerError::Driver(labctl_driver::DriverError::Other(
@@ -414,7 +414,7 @@ pub(crate) fn destroy_with(
     );
     if st.nodes.is_empty() {
         driver.networks_down(&st.run_dir, &st.networks)?;
-        crate::bundle::release(env, &paths.id)?;
+        crate::bundle::release(env, &st.id)?;
         let _ = std::fs::remove_dir_all(&st.run_dir);
         crate::reset::unregister(env, paths);
         std::fs::remove_dir_all(&paths.state_dir).map_err(|source| RunnerError::Io {
