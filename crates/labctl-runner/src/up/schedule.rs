@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use labctl_driver::Driver;
@@ -66,7 +66,9 @@ pub(super) struct Slots {
 
 impl Slots {
     pub(super) fn acquire(&self, cancel: &AtomicBool) -> Option<SlotGuard<'_>> {
-        let mut free = self.free.lock().ok()?;
+        // The count stays right even if a thread panicked while holding the lock (it only
+        // adds and subtracts): a poisoned lock is not reported as Ctrl-C.
+        let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
         // After Ctrl-C nothing new starts, even when a slot is free.
         loop {
             if cancel.load(Ordering::Relaxed) {
@@ -78,7 +80,7 @@ impl Slots {
             free = self
                 .cv
                 .wait_timeout(free, Duration::from_millis(200))
-                .ok()?
+                .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
         *free -= 1;
@@ -90,9 +92,7 @@ pub(super) struct SlotGuard<'a>(&'a Slots);
 
 impl Drop for SlotGuard<'_> {
     fn drop(&mut self) {
-        if let Ok(mut f) = self.0.free.lock() {
-            *f += 1;
-        }
+        *self.0.free.lock().unwrap_or_else(PoisonError::into_inner) += 1;
         self.0.cv.notify_one();
     }
 }
@@ -389,4 +389,40 @@ fn run_task_inner(
         Err(WaitEnd::Stopped(reason)) => return Ok(StepOutcome::Skipped { reason }),
     }
     Ok(step_outcome(sh, node, session, idx, step, ran_from))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A thread that panicked holding the slot count does not make later nodes look
+    /// interrupted: the slot is still handed out (None means Ctrl-C only).
+    #[test]
+    fn a_poisoned_slot_count_still_hands_out_slots() {
+        let slots = Slots {
+            free: Mutex::new(1),
+            cv: Condvar::new(),
+        };
+        let _ = std::thread::scope(|s| {
+            s.spawn(|| {
+                let _held = slots.free.lock();
+                panic!("a node thread panics holding the lock");
+            })
+            .join()
+        });
+        assert!(slots.free.is_poisoned());
+        let cancel = AtomicBool::new(false);
+        let slot = slots.acquire(&cancel);
+        assert!(slot.is_some(), "a poisoned lock is not Ctrl-C");
+        drop(slot);
+        assert_eq!(
+            *slots.free.lock().unwrap_or_else(PoisonError::into_inner),
+            1
+        );
+        cancel.store(true, Ordering::Relaxed);
+        assert!(
+            slots.acquire(&cancel).is_none(),
+            "Ctrl-C still stops new work"
+        );
+    }
 }
