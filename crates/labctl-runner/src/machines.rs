@@ -126,7 +126,8 @@ pub(crate) fn resolve_box(lab: &Lab, env: &Env) -> Result<BoxMeta, RunnerError> 
     }
     let built = env.cache_dir.join("boxes").join("labctl-debian-12.box");
     if lab.box_name == labctl_spec::DEFAULT_BOX && built.exists() {
-        return Ok(store.add(
+        // Under the store's lock: labs brought up at once add it once.
+        return Ok(store.ensure(
             &lab.box_name,
             &built.to_string_lossy(),
             &labctl_driver::boxes::AddOptions::default(),

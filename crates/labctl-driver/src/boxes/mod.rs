@@ -319,13 +319,64 @@ impl BoxStore {
     }
 
     pub fn remove(&self, name: &str) -> Result<(), BoxError> {
+        let _lock = self.lock()?;
         self.get(name)?;
         let dir = self.dir(name);
         std::fs::remove_dir_all(&dir).map_err(io("remove", &dir))
     }
 
+    /// Hold the store's lock (`<root>/.lock`, flock) until the file is dropped: adds and
+    /// removals are serialised across threads and processes. Without it two labs brought up at
+    /// once on a fresh host both added the built box: one failed on the other's temporary
+    /// directory, or replaced the box directory while the other's overlays already used it.
+    fn lock(&self) -> Result<std::fs::File, BoxError> {
+        std::fs::create_dir_all(&self.root).map_err(io("create", &self.root))?;
+        let path = self.root.join(".lock");
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io("open", &path))?;
+        rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| io("lock", &path)(e.into()))?;
+        Ok(f)
+    }
+
+    /// The box `name`, added from `source` first unless it is already in the store (checked
+    /// under the store's lock, so concurrent callers add it once and all get it).
+    pub fn ensure(
+        &self,
+        name: &str,
+        source: &str,
+        opts: &AddOptions,
+        progress: &dyn Fn(Progress),
+    ) -> Result<BoxMeta, BoxError> {
+        let _lock = self.lock()?;
+        if let Ok(m) = self.get(name) {
+            return Ok(m);
+        }
+        self.add_locked(name, source, opts, progress)
+    }
+
     /// Add a box from a file or an http(s) URL.
     pub fn add(
+        &self,
+        name: &str,
+        source: &str,
+        opts: &AddOptions,
+        progress: &dyn Fn(Progress),
+    ) -> Result<BoxMeta, BoxError> {
+        if !valid_name(name) {
+            return Err(BoxError::BadName {
+                name: name.to_string(),
+            });
+        }
+        let _lock = self.lock()?;
+        self.add_locked(name, source, opts, progress)
+    }
+
+    fn add_locked(
         &self,
         name: &str,
         source: &str,
@@ -368,13 +419,12 @@ impl BoxStore {
             });
         }
         std::fs::create_dir_all(&self.root).map_err(io("create", &self.root))?;
-        let tmp = self.root.join(format!(
-            ".add-{}-{}",
-            name.replace('/', "--"),
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir_all(&tmp).map_err(io("create", &tmp))?;
+        // A fresh directory per call (a crashed add leaves a `.add-*` the next one ignores).
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".add-{}-", name.replace('/', "--")))
+            .tempdir_in(&self.root)
+            .map_err(io("create", &self.root))?
+            .keep();
         let result = self.unpack(&file, &tmp, opts);
         let mut meta = match result {
             Ok(m) => m,
@@ -651,6 +701,67 @@ mod tests {
         write_atomic(&p, b"2").expect("write");
         assert_eq!(std::fs::read_to_string(&p).expect("read"), "2");
         assert_eq!(std::fs::read_dir(d.path()).expect("ls").count(), 1);
+    }
+
+    /// Four threads (labs brought up at once on a fresh host) ensure the same box: it is
+    /// added once, every caller gets it, and no temporary directory is left.
+    #[test]
+    fn concurrent_ensures_add_a_box_once() {
+        if BoxStore::qemu_img().is_err() {
+            return;
+        }
+        let d = tempfile::tempdir().expect("tmp");
+        let store = BoxStore::new(d.path().join("boxes"), d.path().join("dl"));
+        let disk = d.path().join("a.qcow2");
+        Cmd::new(BoxStore::qemu_img().expect("qemu-img"))
+            .args(["create", "-q", "-f", "qcow2"])
+            .arg(&disk)
+            .arg("16M")
+            .run()
+            .expect("create");
+        let metas: Vec<BoxMeta> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(|| {
+                        store
+                            .ensure(
+                                "t/shared",
+                                disk.to_str().expect("utf8"),
+                                &AddOptions::default(),
+                                &|_| {},
+                            )
+                            .expect("ensure")
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("thread"))
+                .collect()
+        });
+        assert!(
+            metas
+                .iter()
+                .all(|m| m.added_at == metas[0].added_at && m.sha256 == metas[0].sha256)
+        );
+        let leftovers: Vec<String> = std::fs::read_dir(&store.root)
+            .expect("root")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".add-"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+        assert_eq!(store.list().len(), 1);
+        // `add` without --force still refuses an existing box under the same lock.
+        assert!(matches!(
+            store.add(
+                "t/shared",
+                disk.to_str().expect("utf8"),
+                &AddOptions::default(),
+                &|_| {}
+            ),
+            Err(BoxError::Exists { .. })
+        ));
     }
 
     #[test]
