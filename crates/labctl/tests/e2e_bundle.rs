@@ -4,16 +4,124 @@
 //! then `labctl up --workers 2 --bundle` of that lab with `LABCTL_NO_EGRESS=1`: on every node
 //! the container-runtime step installs containerd from the bundle's signed repository served
 //! by labctl on the host (through QEMU's guestfwd), containerd is active, and the Kubernetes
-//! packages step is skipped for its real reason, its dependants skipped, not failed.
+//! packages step is skipped for its real reason, its dependants skipped, not failed. The
+//! image path too: a tiny OCI image built here from the host's static busybox (no download)
+//! is added with `bundle add-image` under a registry the guests cannot reach, and on the
+//! master `ctr image pull` through the mirror configuration, then `ctr run`, prints a marker.
 //!
 //! Like the other end-to-end tests it is `#[ignore]`d and run by `scripts/test.sh`.
 
-use std::path::Path;
+#![allow(clippy::disallowed_methods)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 mod common;
 use common::{Lab, alive, have_box};
 
 const NODES: [&str; 3] = ["m-k8s", "w1-k8s", "w2-k8s"];
+const IMAGE: &str = "registry.example.invalid/labctl/marker:1";
+
+fn sha256(file: &Path) -> String {
+    let out = Command::new("sha256sum")
+        .arg(file)
+        .output()
+        .expect("sha256sum");
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .expect("digest")
+        .to_string()
+}
+
+/// Put `file` into the layout's blobs; its digest and size.
+fn blob(layout: &Path, file: &Path) -> (String, u64) {
+    let hex = sha256(file);
+    let size = std::fs::metadata(file).expect("size").len();
+    let dir = layout.join("blobs/sha256");
+    std::fs::create_dir_all(&dir).expect("blobs");
+    std::fs::copy(file, dir.join(&hex)).expect("blob");
+    (format!("sha256:{hex}"), size)
+}
+
+/// An OCI image layout holding one image, `IMAGE`: one uncompressed layer with the host's
+/// static busybox as /bin/busybox (and /bin/sh), made here with tar and sha256sum.
+fn busybox_layout(work: &Path) -> PathBuf {
+    let root = work.join("rootfs");
+    std::fs::create_dir_all(root.join("bin")).expect("rootfs");
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("busybox-static");
+    std::os::unix::fs::symlink("busybox", root.join("bin/sh")).expect("sh");
+    let layer = work.join("layer.tar");
+    let tar = Command::new("tar")
+        .args([
+            "--sort=name",
+            "--owner=0",
+            "--group=0",
+            "--numeric-owner",
+            "-C",
+        ])
+        .arg(&root)
+        .arg("-cf")
+        .arg(&layer)
+        .arg("bin")
+        .status()
+        .expect("tar");
+    assert!(tar.success());
+    let layout = work.join("layout");
+    let (layer_digest, layer_size) = blob(&layout, &layer);
+    let config = work.join("config.json");
+    std::fs::write(
+        &config,
+        serde_json::json!({
+            "architecture": "amd64",
+            "os": "linux",
+            "config": { "Cmd": ["/bin/busybox", "echo", "hello"] },
+            "rootfs": { "type": "layers", "diff_ids": [layer_digest] }
+        })
+        .to_string(),
+    )
+    .expect("config");
+    let (config_digest, config_size) = blob(&layout, &config);
+    let manifest = work.join("manifest.json");
+    std::fs::write(
+        &manifest,
+        serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": config_digest, "size": config_size
+            },
+            "layers": [{
+                "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                "digest": layer_digest, "size": layer_size
+            }]
+        })
+        .to_string(),
+    )
+    .expect("manifest");
+    let (manifest_digest, manifest_size) = blob(&layout, &manifest);
+    std::fs::write(
+        layout.join("index.json"),
+        serde_json::json!({
+            "schemaVersion": 2,
+            "manifests": [{
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": manifest_digest, "size": manifest_size,
+                "annotations": { "org.opencontainers.image.ref.name": IMAGE }
+            }]
+        })
+        .to_string(),
+    )
+    .expect("index");
+    std::fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .expect("oci-layout");
+    layout
+}
 
 /// A copy of the bundled k8s lab with its own ports, on a fresh host.
 fn k8s_lab(base: u16) -> Lab {
@@ -56,6 +164,18 @@ fn k8s_runtime_step_installs_from_the_bundle_with_egress_off() {
     let missing = set("kubernetes")["missing"].to_string();
     assert!(missing.contains("kubeadm"), "{missing}");
 
+    // The image, added before `up` so that the runtime step writes the mirror configuration
+    // for its registry.
+    let work = tempfile::tempdir().expect("tmp");
+    let layout = busybox_layout(work.path());
+    lab.run_ok(&[
+        "bundle",
+        "add-image",
+        "e2e",
+        "--oci-layout",
+        layout.to_str().expect("utf8"),
+    ]);
+
     let up = lab.run(&["up", "--workers", "2", "--bundle", "e2e"]);
     let err = String::from_utf8_lossy(&up.stderr).into_owned();
     assert!(up.status.success(), "up failed: {err}");
@@ -82,6 +202,24 @@ fn k8s_runtime_step_installs_from_the_bundle_with_egress_off() {
         assert_eq!(lines.next().map(str::trim), Some("0"), "{node}: {trusted}");
         assert!(trusted.contains("labctl-bundle.asc"), "{node}: {trusted}");
     }
+    // The image through the mirror: the guest cannot resolve registry.example.invalid, so
+    // only labctl's server can have answered.
+    let ran = lab.ssh(
+        "m-k8s",
+        &format!(
+            "ctr image pull --hosts-dir /etc/containerd/certs.d {IMAGE} >/dev/null && \
+             ctr run --rm {IMAGE} marker /bin/busybox echo LABCTL-IMAGE-OK"
+        ),
+    );
+    assert_eq!(ran.trim(), "LABCTL-IMAGE-OK", "{ran}");
+    assert!(
+        lab.ssh(
+            "m-k8s",
+            "getent hosts registry.example.invalid || echo unresolved"
+        )
+        .contains("unresolved")
+    );
+
     // The Kubernetes packages step names what the bundle lacks; its dependants are skipped.
     assert!(
         err.contains("install_k8s_pkgs")
