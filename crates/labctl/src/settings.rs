@@ -1,4 +1,5 @@
-//! Where each setting's value comes from, for `labctl doctor`: command-line flag >
+//! Where each setting's value comes from, for `labctl doctor` (provider, accel, egress, jobs,
+//! bundle, uri): command-line flag >
 //! environment variable > lab.toml > user config file > built-in default (docs/internals.md).
 //!
 //! The commands apply the same order where they resolve a value (clap merges a flag with its
@@ -153,6 +154,27 @@ pub(crate) fn explain(i: &Inputs<'_>) -> Vec<Setting> {
         user: i.user.jobs.map(|j| j.to_string()),
     };
     out.push(jobs.pick("jobs", "all nodes at once", lab_path, user_path));
+
+    let bundle = Layers {
+        flag: flag_value_raw(i.argv, "--bundle").map(|v| ("--bundle", v)),
+        env: env("LABCTL_BUNDLE"),
+        lab: lab_key(table, "bundle"),
+        user: i.user.bundle.clone(),
+    };
+    out.push(bundle.pick("bundle", "none", lab_path, user_path));
+
+    let uri = Layers {
+        flag: flag_value_raw(i.argv, "--uri").map(|v| ("--uri", v)),
+        env: env("LABCTL_URI"),
+        lab: lab_key(table, "uri"),
+        user: None,
+    };
+    out.push(uri.pick(
+        "uri",
+        "libvirt's default (qemu:///system as root, else qemu:///session)",
+        lab_path,
+        user_path,
+    ));
     out
 }
 
@@ -160,8 +182,13 @@ fn on_off(v: &str) -> String {
     if v == "true" { "on" } else { "off" }.to_string()
 }
 
-/// The value given to `flag` on the command line (`--flag V` or `--flag=V`), if typed.
+/// The value given to `flag` on the command line, lowercased (mode names).
 fn flag_value(argv: &[OsString], flag: &str) -> Option<String> {
+    flag_value_raw(argv, flag).map(|v| v.to_ascii_lowercase())
+}
+
+/// The value given to `flag` on the command line (`--flag V` or `--flag=V`), if typed.
+fn flag_value_raw(argv: &[OsString], flag: &str) -> Option<String> {
     let args: Vec<String> = argv
         .iter()
         .skip(1)
@@ -176,7 +203,7 @@ fn flag_value(argv: &[OsString], flag: &str) -> Option<String> {
             found = Some(v.to_string());
         }
     }
-    found.map(|v| v.to_ascii_lowercase())
+    found
 }
 
 /// The process's own inputs.
@@ -238,7 +265,7 @@ mod tests {
             accel: Some("tcg".into()),
             jobs: Some(2),
             egress: Some(false),
-            bundle: None,
+            bundle: Some("class-b".into()),
         };
         // Only the config file: it gives everything.
         assert_eq!(
@@ -248,10 +275,12 @@ mod tests {
                 "accel=tcg (/home/u/.config/labctl/config.toml)",
                 "egress=off (/home/u/.config/labctl/config.toml)",
                 "jobs=2 (/home/u/.config/labctl/config.toml)",
+                "bundle=class-b (/home/u/.config/labctl/config.toml)",
+                "uri=libvirt's default (qemu:///system as root, else qemu:///session) (default)",
             ]
         );
         // lab.toml over the config file.
-        let lab = "[lab]\nname = \"x\"\nprovider = \"qemu\"\naccel = \"kvm\"\negress = true\n";
+        let lab = "[lab]\nname = \"x\"\nprovider = \"qemu\"\naccel = \"kvm\"\negress = true\nbundle = \"k8s\"\nuri = \"qemu:///session\"\n";
         assert_eq!(
             run(&["doctor"], &[], lab, user.clone()),
             [
@@ -259,6 +288,8 @@ mod tests {
                 "accel=kvm (/labs/k8s/lab.toml)",
                 "egress=on (/labs/k8s/lab.toml)",
                 "jobs=2 (/home/u/.config/labctl/config.toml)",
+                "bundle=k8s (/labs/k8s/lab.toml)",
+                "uri=qemu:///session (/labs/k8s/lab.toml)",
             ]
         );
         // The environment over lab.toml; a falsey LABCTL_NO_EGRESS does not turn egress off.
@@ -266,6 +297,7 @@ mod tests {
             ("LABCTL_ACCEL", "TCG"),
             ("LABCTL_NO_EGRESS", "1"),
             ("LABCTL_JOBS", "3"),
+            ("LABCTL_BUNDLE", "Env-B"),
         ];
         assert_eq!(
             run(&["doctor"], &env, lab, user.clone()),
@@ -274,6 +306,8 @@ mod tests {
                 "accel=tcg (LABCTL_ACCEL)",
                 "egress=off (LABCTL_NO_EGRESS)",
                 "jobs=3 (LABCTL_JOBS)",
+                "bundle=Env-B (LABCTL_BUNDLE)",
+                "uri=qemu:///session (/labs/k8s/lab.toml)",
             ]
         );
         assert_eq!(
@@ -288,7 +322,16 @@ mod tests {
         // Flags over the environment.
         assert_eq!(
             run(
-                &["up", "--accel=auto", "--no-egress", "-j", "4"],
+                &[
+                    "up",
+                    "--accel=auto",
+                    "--no-egress",
+                    "-j",
+                    "4",
+                    "--bundle",
+                    "Flag-B",
+                    "--uri=qemu+ssh://u@h/system",
+                ],
                 &env,
                 lab,
                 user.clone()
@@ -297,6 +340,8 @@ mod tests {
                 "accel=auto (--accel)",
                 "egress=off (--no-egress)",
                 "jobs=4 (--jobs)",
+                "bundle=Flag-B (--bundle)",
+                "uri=qemu+ssh://u@h/system (--uri)",
             ]
         );
         // Nothing anywhere: the built-in defaults.
@@ -307,6 +352,8 @@ mod tests {
                 "accel=auto (default)",
                 "egress=on (default)",
                 "jobs=all nodes at once (default)",
+                "bundle=none (default)",
+                "uri=libvirt's default (qemu:///system as root, else qemu:///session) (default)",
             ]
         );
         // After `--`, nothing is a flag.

@@ -50,6 +50,8 @@ impl World {
             "LABCTL_QEMU_IMG",
             "LABCTL_SSH",
             "LABCTL_ACCEL",
+            "LABCTL_BUNDLE",
+            "LABCTL_URI",
             "RUST_LOG",
         ] {
             c.env_remove(var);
@@ -421,6 +423,8 @@ fn doctor() {
             r#""accel"="tcg" "lab""#,
             r#""egress"="on" "default""#,
             r#""jobs"="2" "user_config""#,
+            r#""bundle"="none" "default""#,
+            r#""uri"="libvirt's default (qemu:///system as root, else qemu:///session)" "default""#,
         ]
     );
     assert_eq!(settings_of(Some("1"))[2], r#""egress"="off" "env""#);
