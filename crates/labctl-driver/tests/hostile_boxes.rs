@@ -100,8 +100,14 @@ impl World {
             "{case}: something was written next to the secret"
         );
         assert!(self.store.list().is_empty(), "{case}: a box was stored");
+        // The store's own lock file (`.lock`, taken by every add) is not a leftover.
         let leftovers: Vec<_> = std::fs::read_dir(&self.store.root)
-            .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name())
+                    .filter(|n| n != ".lock")
+                    .collect()
+            })
             .unwrap_or_default();
         assert!(leftovers.is_empty(), "{case}: left {leftovers:?}");
         for stray in ["etc", "x", "escaped"] {
