@@ -49,6 +49,20 @@ pub fn open(provider: &str, host: &HostEnv) -> Result<Arc<dyn Driver>, DriverErr
     }
 }
 
+/// Drop what drivers keep on this host for a box, before the box is removed: VirtualBox's
+/// imported master VM (unregistered with its disks). Returns what was removed, by name. A host
+/// without VirtualBox has nothing registered to drop.
+pub fn forget_box(box_dir: &std::path::Path, host: &HostEnv) -> Result<Vec<String>, DriverError> {
+    if !box_dir.join(crate::vbox::MASTER_FILE).exists() {
+        return Ok(Vec::new());
+    }
+    let Ok(cfg) = crate::vbox::VBoxConfig::discover() else {
+        return Ok(Vec::new());
+    };
+    let d = crate::vbox::VBoxDriver::new(cfg.with_data_dir(host.data_dir.clone()));
+    Ok(d.remove_master(box_dir)?.into_iter().collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

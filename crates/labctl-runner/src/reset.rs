@@ -690,6 +690,23 @@ pub fn check_box_unused(env: &Env, name: &str) -> Result<(), RunnerError> {
     }
 }
 
+/// `box remove`: refuse while a registered lab uses the box, then drop what drivers keep for
+/// it on this host (VirtualBox's imported master VM), then the box itself. The names of the
+/// dropped driver objects.
+pub fn remove_box(env: &Env, name: &str) -> Result<Vec<String>, RunnerError> {
+    check_box_unused(env, name)?;
+    let store = env.boxes();
+    store.get(name)?;
+    let host = labctl_driver::HostEnv {
+        data_dir: env.data_dir.clone(),
+        cache_dir: env.cache_dir.clone(),
+        ..labctl_driver::HostEnv::default()
+    };
+    let dropped = labctl_driver::forget_box(&store.dir(name), &host)?;
+    store.remove(name)?;
+    Ok(dropped)
+}
+
 /// Every lab on this host with its state and resources; labs whose state is gone drop out.
 pub fn list(env: &Env) -> Vec<LabListing> {
     let reg = read_registry(env);

@@ -1544,3 +1544,45 @@ fn macos_host_only_networks_listed_in_russian_are_found_again() {
     again.networks_up(&lab.run_dir(), &nets).expect("again");
     assert_eq!(lab.count("hostonlynet add"), 1, "{}", lab.calls());
 }
+
+/// `box remove` drops the box's imported master VM first (issue 14 item 10): refused while a
+/// linked clone still hangs off it, done once the clones are gone, and a no-op afterwards.
+#[test]
+fn removing_a_box_unregisters_its_master_once_no_clone_uses_it() {
+    let lab = Lab::new();
+    let d = lab.driver();
+    let box_dir = lab.root().join("boxes/labctl--debian-12");
+    assert_eq!(d.remove_master(&box_dir).expect("nothing recorded"), None);
+    lab.up(&d, &["node1"]);
+    let m = lab.machine("node1");
+    let refused = d
+        .remove_master(&box_dir)
+        .expect_err("a clone uses the master");
+    assert!(refused.to_string().contains("child media"), "{refused}");
+    assert!(box_dir.join(vbox::MASTER_FILE).exists());
+    d.destroy(&m).expect("destroy");
+    assert_eq!(
+        d.remove_master(&box_dir).expect("unregister"),
+        Some("labctl-master-labctl--debian-12".to_string())
+    );
+    assert!(lab.vm_names().is_empty(), "{:?}", lab.vm_names());
+    assert!(!box_dir.join(vbox::MASTER_FILE).exists());
+    assert!(
+        lab.calls()
+            .contains("unregistervm labctl-master-labctl--debian-12 --delete")
+    );
+    assert_eq!(d.remove_master(&box_dir).expect("again"), None);
+
+    // A VM that took the master's name but is not the recorded one is left alone.
+    lab.up(&d, &["node2"]);
+    d.destroy(&lab.machine("node2")).expect("destroy");
+    let record = box_dir.join(vbox::MASTER_FILE);
+    let text = std::fs::read_to_string(&record).expect("record");
+    let mut v: serde_json::Value = serde_json::from_str(&text).expect("json");
+    v["uuid"] = serde_json::json!("00000000-0000-0000-0000-000000000000");
+    std::fs::write(&record, v.to_string()).expect("record");
+    lab.clear_calls();
+    assert_eq!(d.remove_master(&box_dir).expect("foreign"), None);
+    assert_eq!(lab.count("unregistervm "), 0);
+    assert_eq!(lab.vm_names(), ["labctl-master-labctl--debian-12"]);
+}

@@ -618,6 +618,46 @@ impl VBoxDriver {
         Ok(name)
     }
 
+    /// Unregister and delete the master VM imported from the box in `box_dir`, if one is
+    /// recorded there (before the box is removed: a registered master whose disks are gone is
+    /// an "inaccessible" VM in VirtualBox's list). The recorded UUID must match the registered
+    /// VM, so a foreign VM that took the name is left alone. VirtualBox refuses while linked
+    /// clones still hang off the master; that error is returned. The master's name, or None
+    /// when nothing was recorded or registered.
+    pub fn remove_master(&self, box_dir: &Path) -> Result<Option<String>, VBoxError> {
+        let path = box_dir.join(MASTER_FILE);
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return Ok(None);
+        };
+        let record: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        let name = record["vm"].as_str().unwrap_or_default().to_string();
+        if name != master_name(box_dir) {
+            return Err(VBoxError::Unexpected {
+                command: format!("read {}", path.display()),
+                message: format!("the recorded master VM `{name}` is not this box's"),
+            });
+        }
+        let _racy = racy();
+        let _flock = file_lock(&box_dir.join(".vbox-master.lock"));
+        match self.vm_info(&name)? {
+            Some(info) if Some(info.uuid.as_str()) == record["uuid"].as_str() => {
+                self.run(&args::unregister_delete(&name), LONG)?;
+            }
+            Some(_) => {
+                tracing::warn!(vm = %name, "a VM with the master's name but another UUID is registered: left alone");
+                let _ = std::fs::remove_file(&path);
+                return Ok(None);
+            }
+            None => {
+                let _ = std::fs::remove_file(&path);
+                return Ok(None);
+            }
+        }
+        let _ = std::fs::remove_file(&path);
+        lock(&self.masters).retain(|_, v| *v != name);
+        Ok(Some(name))
+    }
+
     /// Apple-silicon hosts run only ARM guests (VirtualBox 7.1): refuse an x86 box before the
     /// import rather than fail at the first boot.
     fn check_arch(&self, ovf: &Path) -> Result<(), VBoxError> {

@@ -77,8 +77,11 @@ pub(crate) fn run(cmd: &BoxCommand, p: &Printer) -> Result<u8> {
             }
         }
         BoxCommand::Remove { name } => {
-            labctl_runner::check_box_unused(&super::env(), name)?;
-            store.remove(name)?;
+            for vm in labctl_runner::remove_box(&super::env(), name)? {
+                p.info(format!(
+                    "unregistered VirtualBox VM {vm} (the box's imported master)"
+                ));
+            }
             p.out(format!("removed box {name}"));
         }
     }
