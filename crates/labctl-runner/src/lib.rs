@@ -29,7 +29,7 @@ pub use reset::{
     GOLDEN, LabListing, NodeReset, ResetHow, ResetOptions, ResetSummary, SnapshotCmd, find_lab,
     list, reset, snapshot,
 };
-pub use reset::{check_box_unused, labs_using_box, remove_box};
+pub use reset::{check_box_unused, labs_using_box, release_box, remove_box};
 pub use up::{NodeSummary, Selection, StepSummary, UpOptions, UpSummary, up};
 
 /// Runner errors.

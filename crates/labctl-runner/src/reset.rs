@@ -694,6 +694,15 @@ pub fn check_box_unused(env: &Env, name: &str) -> Result<(), RunnerError> {
 /// it on this host (VirtualBox's imported master VM), then the box itself. The names of the
 /// dropped driver objects.
 pub fn remove_box(env: &Env, name: &str) -> Result<Vec<String>, RunnerError> {
+    let dropped = release_box(env, name)?;
+    env.boxes().remove(name)?;
+    Ok(dropped)
+}
+
+/// Before a box is removed or replaced (`box add --force`): refuse while a registered lab
+/// uses it, then drop what drivers keep for it on this host (VirtualBox's imported master VM,
+/// which a replaced box's clones would otherwise still be linked to). The dropped names.
+pub fn release_box(env: &Env, name: &str) -> Result<Vec<String>, RunnerError> {
     check_box_unused(env, name)?;
     let store = env.boxes();
     store.get(name)?;
@@ -702,9 +711,7 @@ pub fn remove_box(env: &Env, name: &str) -> Result<Vec<String>, RunnerError> {
         cache_dir: env.cache_dir.clone(),
         ..labctl_driver::HostEnv::default()
     };
-    let dropped = labctl_driver::forget_box(&store.dir(name), &host)?;
-    store.remove(name)?;
-    Ok(dropped)
+    Ok(labctl_driver::forget_box(&store.dir(name), &host)?)
 }
 
 /// Every lab on this host with its state and resources; labs whose state is gone drop out.

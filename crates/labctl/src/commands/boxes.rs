@@ -21,7 +21,11 @@ pub(crate) fn run(cmd: &BoxCommand, p: &Printer) -> Result<u8> {
     match cmd {
         BoxCommand::Add(a) => {
             if a.force && store.get(&a.name).is_ok() {
-                labctl_runner::check_box_unused(&super::env(), &a.name)?;
+                for vm in labctl_runner::release_box(&super::env(), &a.name)? {
+                    p.info(format!(
+                        "unregistered VirtualBox VM {vm} (the replaced box's imported master)"
+                    ));
+                }
             }
             let opts = AddOptions {
                 force: a.force,
