@@ -703,22 +703,29 @@ mod tests {
         assert_eq!(std::fs::read_dir(d.path()).expect("ls").count(), 1);
     }
 
-    /// Four threads (labs brought up at once on a fresh host) ensure the same box: it is
-    /// added once, every caller gets it, and no temporary directory is left.
-    #[test]
-    fn concurrent_ensures_add_a_box_once() {
-        if BoxStore::qemu_img().is_err() {
-            return;
-        }
+    /// A store in a temporary directory and a 16 MiB qcow2 made by the real qemu-img (None
+    /// without qemu-img).
+    fn store_and_disk() -> Option<(tempfile::TempDir, BoxStore, PathBuf)> {
+        let qemu_img = BoxStore::qemu_img().ok()?;
         let d = tempfile::tempdir().expect("tmp");
         let store = BoxStore::new(d.path().join("boxes"), d.path().join("dl"));
         let disk = d.path().join("a.qcow2");
-        Cmd::new(BoxStore::qemu_img().expect("qemu-img"))
+        Cmd::new(qemu_img)
             .args(["create", "-q", "-f", "qcow2"])
             .arg(&disk)
             .arg("16M")
             .run()
             .expect("create");
+        Some((d, store, disk))
+    }
+
+    /// Four threads (labs brought up at once on a fresh host) ensure the same box: it is
+    /// added once, every caller gets it, and no temporary directory is left.
+    #[test]
+    fn concurrent_ensures_add_a_box_once() {
+        let Some((_d, store, disk)) = store_and_disk() else {
+            return;
+        };
         let metas: Vec<BoxMeta> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..4)
                 .map(|_| {
@@ -766,18 +773,9 @@ mod tests {
 
     #[test]
     fn adds_a_qcow2_and_a_libvirt_box_and_rejects_junk() {
-        if BoxStore::qemu_img().is_err() {
+        let Some((d, store, disk)) = store_and_disk() else {
             return;
-        }
-        let d = tempfile::tempdir().expect("tmp");
-        let store = BoxStore::new(d.path().join("boxes"), d.path().join("dl"));
-        let disk = d.path().join("a.qcow2");
-        Cmd::new(BoxStore::qemu_img().expect("qemu-img"))
-            .args(["create", "-q", "-f", "qcow2"])
-            .arg(&disk)
-            .arg("16M")
-            .run()
-            .expect("create");
+        };
         let m = store
             .add(
                 "t/plain",
