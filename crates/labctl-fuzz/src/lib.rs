@@ -98,14 +98,16 @@ impl std::fmt::Display for Failure {
     }
 }
 
-/// xorshift64*: small, fast, and the same everywhere.
-struct Rng(u64);
+/// xorshift64*: small, fast, and the same everywhere (also used by the parser tests' own
+/// line-level mutators, so a failure reproduces from its seed).
+pub struct Rng(u64);
 
 impl Rng {
-    fn new(seed: u64) -> Rng {
+    pub fn new(seed: u64) -> Rng {
         Rng(seed | 1)
     }
-    fn next(&mut self) -> u64 {
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;
         x ^= x << 25;
@@ -113,8 +115,8 @@ impl Rng {
         self.0 = x;
         x.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
-    /// Uniform-enough in `0..n` (n > 0).
-    fn below(&mut self, n: usize) -> usize {
+    /// Uniform-enough in `0..n` (0 when n is 0).
+    pub fn below(&mut self, n: usize) -> usize {
         (self.next() % n.max(1) as u64) as usize
     }
 }

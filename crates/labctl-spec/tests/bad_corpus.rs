@@ -139,28 +139,6 @@ fn every_bad_case_names_its_expected_field() {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
-/// A tiny deterministic PRNG (xorshift64*), so that failures reproduce.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            0
-        } else {
-            usize::try_from(self.next() % (n as u64)).expect("fits usize")
-        }
-    }
-}
-
 const VALID: &str = r#"[lab]
 name = "fuzz"
 templates = "templates"
@@ -265,7 +243,7 @@ const VALUES: &[&str] = &[
     "1979-05-27",
 ];
 
-fn mutate(rng: &mut XorShift, src: &str) -> String {
+fn mutate(rng: &mut labctl_fuzz::Rng, src: &str) -> String {
     let mut lines: Vec<String> = src.lines().map(str::to_string).collect();
     match rng.below(9) {
         0 => {
@@ -366,7 +344,7 @@ fn check_mutant(what: &str, text: &str) -> Option<String> {
 
 #[test]
 fn random_mutations_never_panic() {
-    let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+    let mut rng = labctl_fuzz::Rng::new(0x9E37_79B9_7F4A_7C15);
     let mut problems = Vec::new();
     let mut src = VALID.to_string();
     for i in 0..500 {
