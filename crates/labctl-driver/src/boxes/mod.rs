@@ -367,11 +367,6 @@ impl BoxStore {
         opts: &AddOptions,
         progress: &dyn Fn(Progress),
     ) -> Result<BoxMeta, BoxError> {
-        if !valid_name(name) {
-            return Err(BoxError::BadName {
-                name: name.to_string(),
-            });
-        }
         let _lock = self.lock()?;
         self.add_locked(name, source, opts, progress)
     }
