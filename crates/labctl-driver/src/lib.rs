@@ -13,4 +13,4 @@ pub mod qemu;
 pub mod vbox;
 
 pub use driver::*;
-pub use open::{HostEnv, PROVIDERS, forget_box, open};
+pub use open::{HostEnv, PROVIDERS, forget_box, libvirt_host_memory_mb, open};

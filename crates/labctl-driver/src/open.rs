@@ -49,6 +49,18 @@ pub fn open(provider: &str, host: &HostEnv) -> Result<Arc<dyn Driver>, DriverErr
     }
 }
 
+/// The memory (MiB) the libvirt host at `host.uri` can still give guests (`virsh
+/// nodememstats`: free, buffers and page cache), for placing a class's labs on a host whose
+/// capacity class.toml does not give.
+pub fn libvirt_host_memory_mb(host: &HostEnv) -> Result<u64, DriverError> {
+    let cfg = crate::libvirt::LibvirtConfig::discover(
+        host.uri.as_deref(),
+        &host.data_dir,
+        &host.cache_dir,
+    )?;
+    Ok(crate::libvirt::available_memory_mb(&cfg)?)
+}
+
 /// Drop what drivers keep on this host for a box, before the box is removed: VirtualBox's
 /// imported master VM (unregistered with its disks). Returns what was removed, by name. A host
 /// without VirtualBox has nothing registered to drop.

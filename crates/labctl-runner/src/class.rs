@@ -374,9 +374,9 @@ impl LabOps for Real<'_> {
                 .ok()
                 .and_then(|t| mem_available_mb(&t))
                 .ok_or_else(|| "/proc/meminfo has no MemAvailable".to_string()),
-            HostUri::Libvirt { .. } => Err(
-                "measuring a libvirt host is not implemented yet: set `memory_mb` for it".into(),
-            ),
+            HostUri::Libvirt { uri, .. } => {
+                crate::machines::libvirt_host_memory_mb(self.env, uri).map_err(|e| e.to_string())
+            }
         }
     }
 }

@@ -96,20 +96,32 @@ pub(crate) fn opener(
     move |provider, uri| driver_with_uri(provider, env.uri.as_deref().or(uri), env)
 }
 
+/// What the driver crate needs of this run's places and programs, with a libvirt URI.
+fn host_env(env: &Env, uri: Option<&str>) -> labctl_driver::HostEnv {
+    labctl_driver::HostEnv {
+        data_dir: env.data_dir.clone(),
+        cache_dir: env.cache_dir.clone(),
+        switch_command: env.switch_command.clone(),
+        uri: uri.map(str::to_string),
+        relay_command: env.relay_command.clone(),
+    }
+}
+
+/// The memory (MiB) a libvirt host at `uri` can still give guests.
+pub(crate) fn libvirt_host_memory_mb(env: &Env, uri: &str) -> Result<u64, RunnerError> {
+    Ok(labctl_driver::libvirt_host_memory_mb(&host_env(
+        env,
+        Some(uri),
+    ))?)
+}
+
 /// The driver for a provider and libvirt URI (`None`: libvirt's default).
 pub fn driver_with_uri(
     provider: &str,
     uri: Option<&str>,
     env: &Env,
 ) -> Result<Arc<dyn Driver>, RunnerError> {
-    let host = labctl_driver::HostEnv {
-        data_dir: env.data_dir.clone(),
-        cache_dir: env.cache_dir.clone(),
-        switch_command: env.switch_command.clone(),
-        uri: uri.map(str::to_string),
-        relay_command: env.relay_command.clone(),
-    };
-    labctl_driver::open(provider, &host).map_err(|e| match e {
+    labctl_driver::open(provider, &host_env(env, uri)).map_err(|e| match e {
         labctl_driver::DriverError::NoDriver { provider } => RunnerError::Provider {
             provider,
             reason: "this build has no driver for it".into(),

@@ -6,6 +6,7 @@
 //! See docs/libvirt.md.
 
 mod error;
+mod host;
 pub mod parse;
 pub mod xml;
 
@@ -23,6 +24,7 @@ use crate::{
     NetworkConfig, SnapshotOp, StopMode, StopOutcome,
 };
 pub use error::{LibvirtError, NOT_INSTALLED_HINT};
+pub use host::available_memory_mb;
 use parse::{DomState, Missing};
 
 /// The storage pool labctl keeps its volumes in, on every host.
