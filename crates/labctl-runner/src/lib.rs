@@ -12,6 +12,7 @@ mod guest;
 mod machines;
 mod ops;
 mod provision;
+mod registry;
 mod reset;
 pub mod state;
 #[cfg(test)]
@@ -25,11 +26,12 @@ use std::path::PathBuf;
 
 pub use machines::{Env, driver_for, driver_for_state, driver_with_uri};
 pub use ops::*;
-pub use reset::{
-    GOLDEN, LabListing, NodeReset, ResetHow, ResetOptions, ResetSummary, SnapshotCmd, find_lab,
-    list, reset, snapshot,
+pub use registry::{
+    LabListing, check_box_unused, find_lab, labs_using_box, list, release_box, remove_box,
 };
-pub use reset::{check_box_unused, labs_using_box, release_box, remove_box};
+pub use reset::{
+    GOLDEN, NodeReset, ResetHow, ResetOptions, ResetSummary, SnapshotCmd, reset, snapshot,
+};
 pub use up::{NodeSummary, Selection, StepSummary, UpOptions, UpSummary, up};
 
 /// Runner errors.

@@ -416,7 +416,7 @@ pub(crate) fn destroy_with(
         driver.networks_down(&st.run_dir, &st.networks)?;
         crate::bundle::release(env, &st.id)?;
         let _ = std::fs::remove_dir_all(&st.run_dir);
-        crate::reset::unregister(env, paths);
+        crate::registry::unregister(env, paths);
         std::fs::remove_dir_all(&paths.state_dir).map_err(|source| RunnerError::Io {
             what: "remove",
             path: paths.state_dir.clone(),
@@ -447,7 +447,7 @@ pub fn forget(paths: &LabPaths, env: &Env) -> Result<(), RunnerError> {
         Err(e) => return Err(e),
     }
     drop(lock);
-    crate::reset::unregister(env, paths);
+    crate::registry::unregister(env, paths);
     std::fs::remove_dir_all(&paths.state_dir).map_err(|source| RunnerError::Io {
         what: "remove",
         path: paths.state_dir.clone(),
@@ -504,9 +504,9 @@ pub fn adopt(paths: &LabPaths, env: &Env) -> Result<bool, RunnerError> {
     st.golden = None;
     st.save(&own)?;
     if !old.as_os_str().is_empty() {
-        crate::reset::unregister(env, &old_id_paths);
+        crate::registry::unregister(env, &old_id_paths);
     }
-    crate::reset::register(env, &own, &st.lab);
+    crate::registry::register(env, &own, &st.lab);
     Ok(true)
 }
 

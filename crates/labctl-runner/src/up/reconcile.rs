@@ -130,7 +130,7 @@ pub(crate) fn up_with(
     }
     st.networks = machines::networks(lab);
     st.save(&paths)?;
-    crate::reset::register(env, &paths, &lab.name);
+    crate::registry::register(env, &paths, &lab.name);
     driver.networks_up(&st.run_dir, &st.networks)?;
     let values = load_values(&paths);
     let mut renderer = Renderer::new(lab)?;
