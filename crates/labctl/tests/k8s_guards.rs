@@ -114,25 +114,32 @@ impl Host {
         let _ = std::fs::remove_file(&path);
         text.lines().map(str::to_string).collect()
     }
-    /// Run a rendered script under bash, as labctl would (with `$LABCTL_PUBLISH`).
-    fn run(&self, script: &str, args: &[&str]) -> Run {
-        let file = self.dir.path().join("step.sh");
-        std::fs::write(&file, script).expect("write script");
-        let publish = self.dir.path().join("publish");
-        std::fs::write(&publish, "").expect("publish file");
+    /// `program` on this machine: the stand-ins first on PATH, this machine's root, and the
+    /// pretend cluster's state directory.
+    fn command(&self, program: &str) -> Command {
         let standins = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/k8s-standins");
         let path = format!(
             "{}:{}",
             standins.display(),
             std::env::var("PATH").unwrap_or_default()
         );
-        let out = Command::new("bash")
+        let mut c = Command::new(program);
+        c.env("PATH", path)
+            .env("LABCTL_TEST_ROOT", self.root())
+            .env("STANDIN_DIR", self.dir.path().join("standin"));
+        c
+    }
+    /// Run a rendered script under bash, as labctl would (with `$LABCTL_PUBLISH`).
+    fn run(&self, script: &str, args: &[&str]) -> Run {
+        let file = self.dir.path().join("step.sh");
+        std::fs::write(&file, script).expect("write script");
+        let publish = self.dir.path().join("publish");
+        std::fs::write(&publish, "").expect("publish file");
+        let out = self
+            .command("bash")
             .arg(&file)
             .args(args)
-            .env("PATH", path)
-            .env("LABCTL_TEST_ROOT", self.root())
             .env("LABCTL_PUBLISH", &publish)
-            .env("STANDIN_DIR", self.dir.path().join("standin"))
             .env_remove("SUDO_USER")
             .env_remove("KUBECONFIG")
             .output()
@@ -399,21 +406,10 @@ fn control_plane_join_guards_on_etcd_and_forget_removes_the_member() {
     // `labctl reset --rebuild cp2-k8s` runs the role's forget hook on cp1 (or cp3):
     // labctl-forget-node, installed by master_node / cp_join.
     let forget = cp2.root().join("usr/local/sbin/labctl-forget-node");
-    let out = Command::new("sh")
+    let out = cp2
+        .command("sh")
         .arg(&forget)
         .arg("cp2-k8s-not-me")
-        .env(
-            "PATH",
-            format!(
-                "{}:{}",
-                Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join("tests/data/k8s-standins")
-                    .display(),
-                std::env::var("PATH").unwrap_or_default()
-            ),
-        )
-        .env("LABCTL_TEST_ROOT", cp2.root())
-        .env("STANDIN_DIR", cp2.dir.path().join("standin"))
         .output()
         .expect("run labctl-forget-node");
     assert!(out.status.success(), "{out:?}");
@@ -427,21 +423,10 @@ fn control_plane_join_guards_on_etcd_and_forget_removes_the_member() {
     assert!(!kubectl.iter().any(|c| c.contains("member remove")));
     assert!(kubectl.contains(&"delete node cp2-k8s-not-me --ignore-not-found"));
 
-    let out = Command::new("sh")
+    let out = cp2
+        .command("sh")
         .arg(&forget)
         .arg("cp2-k8s")
-        .env(
-            "PATH",
-            format!(
-                "{}:{}",
-                Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join("tests/data/k8s-standins")
-                    .display(),
-                std::env::var("PATH").unwrap_or_default()
-            ),
-        )
-        .env("LABCTL_TEST_ROOT", cp2.root())
-        .env("STANDIN_DIR", cp2.dir.path().join("standin"))
         .output()
         .expect("run labctl-forget-node");
     assert!(out.status.success(), "{out:?}");
