@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use assert_cmd::Command;
 use serde_json::json;
 
+mod common;
+
 struct World {
     tmp: tempfile::TempDir,
 }
@@ -120,47 +122,18 @@ impl World {
             "placements": {"ann": {"host": "h1", "slot": 0}, "bob": {"host": "far", "slot": 1}},
         });
         std::fs::write(state_dir.join("class-state.json"), st.to_string()).expect("state");
-        let lab = state_dir.join("labs/ann");
-        let own = labctl_runner::state::LabPaths::new(
-            {
-                std::fs::create_dir_all(lab.join(".labctl")).expect("mkdir");
-                &lab
-            },
-            "k8s-ann",
-        );
         let box_disk = self.path().join("home/boxes/labctl--debian-12/disk.qcow2");
         std::fs::create_dir_all(box_disk.parent().expect("box dir")).expect("mkdir");
         std::fs::write(&box_disk, b"").expect("box disk");
-        let mut nodes = serde_json::Map::new();
-        for (i, (name, role, created)) in [("m-k8s", "master", true), ("w1-k8s", "worker", false)]
-            .into_iter()
-            .enumerate()
-        {
-            let dir = lab.join(".labctl/machines").join(name);
-            std::fs::create_dir_all(&dir).expect("mkdir");
-            if created {
-                std::fs::write(dir.join("disk.qcow2"), b"").expect("disk");
-            }
-            let machine = json!({
-                "id": format!("{}-{name}", own.id), "hostname": name, "dir": dir,
-                "run_dir": self.path().join("run"), "cpus": 1, "memory_mb": 512,
-                "boot": {"disk": box_disk, "kernel": null, "initrd": null, "cmdline": null, "ovf": null},
-                "nat_mac": format!("52:54:00:00:{i:02x}:00"), "private_nics": [],
-                "ssh": {"host": 60010 + 91 * i, "guest": 22}, "forwards": [], "egress": false,
-                "accel": "tcg", "nested_virt": false, "machine_id": "0".repeat(32), "group": null,
-            });
-            nodes.insert(
-                name.into(),
-                json!({"role": role, "machine": machine, "user": "vagrant", "box_key": null,
-                       "os": "debian", "configured": true, "ips": [], "steps": {}}),
-            );
+        common::RecordedLab {
+            lab_dir: &state_dir.join("labs/ann"),
+            name: "k8s-ann",
+            run_dir: &self.path().join("run"),
+            box_disk: &box_disk,
+            cpus: [1, 1],
+            ssh_ports: [60010, 60010 + 91],
         }
-        let st = json!({
-            "version": 1, "lab": "k8s-ann", "id": own.id, "lab_dir": own.lab_dir(),
-            "provider": "qemu", "run_dir": self.path().join("run"), "box_name": "labctl/debian-12",
-            "networks": [], "nodes": nodes, "golden": null,
-        });
-        std::fs::write(lab.join(".labctl/state.json"), st.to_string()).expect("lab state");
+        .write();
     }
 }
 

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use assert_cmd::Command;
 use serde_json::{Value, json};
 
+mod common;
+
 struct World {
     tmp: tempfile::TempDir,
 }
@@ -36,39 +38,17 @@ impl World {
         let state = self.lab().join(".labctl");
         std::fs::write(self.lab().join("lab.toml"), "[lab]\nname = \"fixture\"\n")
             .expect("lab.toml");
-        let own = labctl_runner::state::LabPaths::new(&self.lab(), "fixture");
         let box_dir = self.path().join("home/boxes/labctl--debian-12");
         std::fs::create_dir_all(&box_dir).expect("mkdir");
-        let mut nodes = serde_json::Map::new();
-        for (i, (name, role, created)) in [("m-k8s", "master", true), ("w1-k8s", "worker", false)]
-            .into_iter()
-            .enumerate()
-        {
-            let dir = state.join("machines").join(name);
-            std::fs::create_dir_all(&dir).expect("mkdir");
-            if created {
-                std::fs::write(dir.join("disk.qcow2"), b"").expect("disk");
-            }
-            let machine = json!({
-                "id": format!("{}-{name}", own.id), "hostname": name, "dir": dir,
-                "run_dir": self.path().join("run"), "cpus": 1 + i, "memory_mb": 512,
-                "boot": {"disk": box_dir.join("disk.qcow2"), "kernel": null, "initrd": null, "cmdline": null, "ovf": null},
-                "nat_mac": format!("52:54:00:00:{i:02x}:00"), "private_nics": [],
-                "ssh": {"host": 60010 + i, "guest": 22}, "forwards": [], "egress": false,
-                "accel": "tcg", "nested_virt": false, "machine_id": "0".repeat(32), "group": null,
-            });
-            nodes.insert(
-                name.into(),
-                json!({"role": role, "machine": machine, "user": "vagrant", "box_key": null,
-                       "os": "debian", "configured": true, "ips": [], "steps": {}}),
-            );
+        let own = common::RecordedLab {
+            lab_dir: &self.lab(),
+            name: "fixture",
+            run_dir: &self.path().join("run"),
+            box_disk: &box_dir.join("disk.qcow2"),
+            cpus: [1, 2],
+            ssh_ports: [60010, 60011],
         }
-        let st = json!({
-            "version": 1, "lab": "fixture", "id": own.id, "lab_dir": own.lab_dir(),
-            "provider": "qemu", "run_dir": self.path().join("run"), "box_name": "labctl/debian-12",
-            "networks": [], "nodes": nodes, "golden": null,
-        });
-        std::fs::write(state.join("state.json"), st.to_string()).expect("state");
+        .write();
         std::fs::write(
             state.join("values.json"),
             json!({"join_command": "kubeadm join 10.0.0.1:6443 --token abc"}).to_string(),

@@ -283,3 +283,58 @@ pub fn alive(pid: u32) -> bool {
         })
         .is_some_and(|state| state != "Z" && state != "X")
 }
+
+/// A two-node lab's recorded state as labctl writes it, for tests of the commands that read
+/// state without booting anything: `m-k8s` stopped (a machine directory with an empty disk,
+/// no QEMU) and `w1-k8s` recorded but not created.
+pub struct RecordedLab<'a> {
+    pub lab_dir: &'a Path,
+    pub name: &'a str,
+    pub run_dir: &'a Path,
+    /// The box's disk the machines were made from.
+    pub box_disk: &'a Path,
+    /// CPUs and host SSH port of `m-k8s`, then `w1-k8s`.
+    pub cpus: [u32; 2],
+    pub ssh_ports: [u16; 2],
+}
+
+impl RecordedLab<'_> {
+    /// Writes `<lab_dir>/.labctl/state.json` (and the machine directories); returns the lab's
+    /// paths (its id, for a registry entry).
+    pub fn write(&self) -> labctl_runner::state::LabPaths {
+        let state = self.lab_dir.join(".labctl");
+        std::fs::create_dir_all(&state).expect("mkdir .labctl");
+        let own = labctl_runner::state::LabPaths::new(self.lab_dir, self.name);
+        let mut nodes = serde_json::Map::new();
+        for (i, (name, role, created)) in [("m-k8s", "master", true), ("w1-k8s", "worker", false)]
+            .into_iter()
+            .enumerate()
+        {
+            let dir = state.join("machines").join(name);
+            std::fs::create_dir_all(&dir).expect("mkdir");
+            if created {
+                std::fs::write(dir.join("disk.qcow2"), b"").expect("disk");
+            }
+            let machine = serde_json::json!({
+                "id": format!("{}-{name}", own.id), "hostname": name, "dir": dir,
+                "run_dir": self.run_dir, "cpus": self.cpus[i], "memory_mb": 512,
+                "boot": {"disk": self.box_disk, "kernel": null, "initrd": null, "cmdline": null, "ovf": null},
+                "nat_mac": format!("52:54:00:00:{i:02x}:00"), "private_nics": [],
+                "ssh": {"host": self.ssh_ports[i], "guest": 22}, "forwards": [], "egress": false,
+                "accel": "tcg", "nested_virt": false, "machine_id": "0".repeat(32), "group": null,
+            });
+            nodes.insert(
+                name.into(),
+                serde_json::json!({"role": role, "machine": machine, "user": "vagrant", "box_key": null,
+                       "os": "debian", "configured": true, "ips": [], "steps": {}}),
+            );
+        }
+        let st = serde_json::json!({
+            "version": 1, "lab": self.name, "id": own.id, "lab_dir": own.lab_dir(),
+            "provider": "qemu", "run_dir": self.run_dir, "box_name": "labctl/debian-12",
+            "networks": [], "nodes": nodes, "golden": null,
+        });
+        std::fs::write(state.join("state.json"), st.to_string()).expect("state");
+        own
+    }
+}
