@@ -8,6 +8,17 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 
+/// A bundle built offline from the test's own packages in `debs/`.
+const BUILD_FROM_DEBS: [&str; 7] = [
+    "bundle",
+    "build",
+    "--lab",
+    "lab",
+    "--offline",
+    "--from-dir",
+    "debs",
+];
+
 struct World {
     tmp: tempfile::TempDir,
 }
@@ -69,6 +80,16 @@ impl World {
     }
 
     /// Exit code, stdout and stderr with this world's paths replaced by `[TMP]`.
+    /// [`BUILD_FROM_DEBS`], which must succeed.
+    fn build_from_debs(&self) {
+        let out = self.labctl().args(BUILD_FROM_DEBS).output().expect("build");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     fn run(&self, args: &[&str]) -> String {
         let out = self.labctl().args(args).output().expect("run labctl");
         let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
@@ -133,18 +154,7 @@ fn snap(name: &str, s: &str) {
 fn build_list_show() {
     let w = World::new();
     snap("list_empty", &w.run(&["bundle", "list"]));
-    snap(
-        "build_offline",
-        &w.run(&[
-            "bundle",
-            "build",
-            "--lab",
-            "lab",
-            "--offline",
-            "--from-dir",
-            "debs",
-        ]),
-    );
+    snap("build_offline", &w.run(&BUILD_FROM_DEBS));
     snap("list", &w.run(&["bundle", "list"]));
     snap("show", &w.run(&["bundle", "show", "class"]));
     // The private key stays out of the bundle, in a 0700 directory.
@@ -170,24 +180,7 @@ fn build_list_show() {
 #[test]
 fn export_remove_import_and_tampering() {
     let w = World::new();
-    let out = w
-        .labctl()
-        .args([
-            "bundle",
-            "build",
-            "--lab",
-            "lab",
-            "--offline",
-            "--from-dir",
-            "debs",
-        ])
-        .output()
-        .expect("build");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    w.build_from_debs();
     let files = |root: &Path| -> Vec<(String, Vec<u8>)> {
         let mut v = Vec::new();
         let mut stack = vec![root.to_path_buf()];
@@ -262,24 +255,7 @@ fn bad_names_and_missing_things() {
 fn hidden_server_serves_the_bundle_on_loopback() {
     use std::io::{BufRead, Read, Write};
     let w = World::new();
-    let out = w
-        .labctl()
-        .args([
-            "bundle",
-            "build",
-            "--lab",
-            "lab",
-            "--offline",
-            "--from-dir",
-            "debs",
-        ])
-        .output()
-        .expect("build");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    w.build_from_debs();
     let bin = assert_cmd::cargo::cargo_bin("labctl");
     let port_file = w.path().join("port");
     let mut child = std::process::Command::new(bin)
