@@ -1,0 +1,63 @@
+//! `setextradata` and `getextradata`, per VM and global.
+
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+
+use crate::fail::{Res, syntax};
+use crate::state::{Fake, read_json, write_json};
+
+impl Fake {
+    pub(crate) fn extradata_path(&self) -> PathBuf {
+        self.state.join("global-extradata.json")
+    }
+
+    pub(crate) fn setextradata(&self, args: &[String]) -> Res {
+        let (Some(target), Some(key)) = (args.first(), args.get(1)) else {
+            return Err(syntax("Incorrect number of parameters"));
+        };
+        let value = args.get(2);
+        if target == "global" {
+            let mut g = read_json(&self.extradata_path()).unwrap_or_else(|| json!({}));
+            match value {
+                Some(v) => g[key.as_str()] = json!(v),
+                None => {
+                    if let Some(o) = g.as_object_mut() {
+                        o.remove(key);
+                    }
+                }
+            }
+            write_json(&self.extradata_path(), &g);
+            return Ok(());
+        }
+        let mut vm = self.vm(target)?;
+        match value {
+            Some(v) => vm["extradata"][key.as_str()] = json!(v),
+            None => {
+                if let Some(o) = vm["extradata"].as_object_mut() {
+                    o.remove(key);
+                }
+            }
+        }
+        self.save(&vm);
+        Ok(())
+    }
+
+    pub(crate) fn getextradata(&self, args: &[String]) -> Res {
+        let (Some(target), Some(key)) = (args.first(), args.get(1)) else {
+            return Err(syntax("Incorrect number of parameters"));
+        };
+        let data = if target == "global" {
+            read_json(&self.extradata_path()).unwrap_or_else(|| json!({}))
+        } else {
+            self.vm(target)?["extradata"].clone()
+        };
+        match data.get(key.as_str()).and_then(Value::as_str) {
+            Some(v) if !v.is_empty() && self.ru => println!("[ru]Значение: {v}"),
+            Some(v) if !v.is_empty() => println!("Value: {v}"),
+            _ if self.ru => println!("[ru]Значение не установлено!"),
+            _ => println!("No value set!"),
+        }
+        Ok(())
+    }
+}

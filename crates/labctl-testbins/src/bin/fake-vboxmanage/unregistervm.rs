@@ -1,0 +1,42 @@
+//! `unregistervm VM [--delete]`.
+
+use std::fs;
+
+use crate::PROGRESS;
+use crate::fail::{Res, fail, syntax};
+use crate::state::{Fake, s};
+
+impl Fake {
+    pub(crate) fn unregistervm(&self, args: &[String]) -> Res {
+        let Some(name) = args.first() else {
+            return Err(syntax("VM name required"));
+        };
+        let vm = self.vm(name)?;
+        let name = s(&vm, "name").to_string();
+        if matches!(s(&vm, "state"), "running" | "paused") {
+            return Err(fail(&[
+                &format!("Cannot unregister the machine '{name}' while it is locked"),
+                "Details: code VBOX_E_INVALID_OBJECT_STATE (0x80bb0007), component MachineWrap, interface IMachine, callee nsISupports",
+            ]));
+        }
+        let uuid = s(&vm, "uuid").to_string();
+        let clones = self
+            .all_vms()
+            .iter()
+            .filter(|v| s(v, "linked_to") == uuid)
+            .count();
+        let delete = args.iter().any(|a| a == "--delete" || a == "--delete-all");
+        if clones > 0 && delete {
+            return Err(fail(&[
+                &format!("Cannot delete storage: the medium of '{name}' has {clones} child media"),
+                "Details: code VBOX_E_OBJECT_IN_USE (0x80bb000c), component MediumWrap, interface IMedium",
+            ]));
+        }
+        let _ = fs::remove_file(self.vms_dir().join(format!("{uuid}.json")));
+        if delete {
+            let _ = fs::remove_dir_all(s(&vm, "dir"));
+            eprintln!("{PROGRESS}");
+        }
+        Ok(())
+    }
+}
