@@ -99,6 +99,12 @@ pub enum Notice {
     PoweredOff { ms: u64 },
     /// `halt`: the machine was forced off, and why.
     ForcedOff { why: String },
+    /// The registry of labs on this host (`path`) could not be updated; the command itself
+    /// succeeded. A stale entry is skipped by its readers.
+    RegistryNotSaved {
+        path: std::path::PathBuf,
+        error: String,
+    },
 }
 
 /// Why a published value must be published again.

@@ -11,6 +11,8 @@ mod expiry;
 mod guest;
 mod machines;
 mod ops;
+#[cfg(test)]
+mod ops_tests;
 mod provision;
 mod registry;
 mod reset;
@@ -48,6 +50,9 @@ pub enum RunnerError {
     Locked { path: PathBuf, holder: String },
     #[error("lab state {} is unreadable: {message}", path.display())]
     CorruptState { path: PathBuf, message: String },
+    /// The registry of labs on this host (`labs.json`) exists but cannot be read.
+    #[error("the registry of labs {} is unreadable: {message}", path.display())]
+    CorruptRegistry { path: PathBuf, message: String },
     #[error("the lab has not been brought up yet")]
     NotUp,
     #[error(
@@ -119,6 +124,16 @@ pub enum RunnerError {
         /// (node, state): `Stopped` or `NotCreated`.
         nodes: Vec<(String, labctl_driver::MachineStatus)>,
     },
+    /// A command that works on several nodes at once failed on some of them, each with its
+    /// own error (none is dropped); the others were done. The binary words the list.
+    #[error("{op} failed on {} of {total} nodes: {}", failures.len(), failures.iter().map(|f| format!("{}: {}", f.node, f.error)).collect::<Vec<_>>().join("; "))]
+    Nodes {
+        op: NodesOp,
+        /// How many nodes the command worked on.
+        total: usize,
+        /// In node order.
+        failures: Vec<NodeFailure>,
+    },
     #[error("{node}: {what} failed: {message}")]
     Hook {
         node: String,
@@ -138,6 +153,54 @@ impl RunnerError {
                 labctl_driver::exec::ToolError::NotFound { .. }
             )) | RunnerError::Provider { .. }
         )
+    }
+}
+
+/// What a command was doing to each node when [`RunnerError::Nodes`] failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodesOp {
+    /// `halt`.
+    Stop,
+    /// `destroy`.
+    Destroy,
+    /// `snapshot`, `reset` (save, restore, delete or list; pause and resume around them).
+    Snapshot,
+    /// Setting the guests' clocks after a restore.
+    SetClock,
+}
+
+impl std::fmt::Display for NodesOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NodesOp::Stop => "stop",
+            NodesOp::Destroy => "destroy",
+            NodesOp::Snapshot => "snapshot",
+            NodesOp::SetClock => "setting the clock",
+        })
+    }
+}
+
+/// One node's error in [`RunnerError::Nodes`].
+#[derive(Debug)]
+pub struct NodeFailure {
+    pub node: String,
+    pub error: RunnerError,
+}
+
+/// [`RunnerError::Nodes`] from per-node results, or `Ok` when none failed.
+pub(crate) fn nodes_result(
+    op: NodesOp,
+    total: usize,
+    failures: Vec<NodeFailure>,
+) -> Result<(), RunnerError> {
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(RunnerError::Nodes {
+            op,
+            total,
+            failures,
+        })
     }
 }
 

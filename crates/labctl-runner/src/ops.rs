@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use labctl_driver::{MachineStatus, StopMode, StopOutcome};
 use serde::Serialize;
 
-use crate::RunnerError;
 use crate::events::{EventKind, Notice, Phase, Reporter, emit, ms};
 use crate::machines::{Env, driver_for_state, opener};
 use crate::state::{LabLock, LabPaths, LabState};
+use crate::{NodeFailure, NodesOp, RunnerError};
 
 /// Where a lab's state is, from its directory and name.
 pub fn lab_paths(lab_dir: &Path, name: &str) -> LabPaths {
@@ -263,7 +263,8 @@ pub fn ssh_args(info: &SshInfo, command: &[String], tty: bool) -> Result<Vec<Str
 }
 
 /// Stop nodes (all when `nodes` is empty), gracefully then by force after `timeout`.
-/// The lab switch stops with the last node.
+/// The lab switch stops with the last node. Every node is tried; the ones that could not be
+/// stopped come back together in [`RunnerError::Nodes`], each with its own error.
 pub fn halt(
     paths: &LabPaths,
     env: &Env,
@@ -271,11 +272,23 @@ pub fn halt(
     timeout: Duration,
     reporter: Arc<dyn Reporter>,
 ) -> Result<(), RunnerError> {
+    halt_with(paths, env, nodes, timeout, reporter, &opener(env))
+}
+
+/// [`halt`] with the driver given.
+pub(crate) fn halt_with(
+    paths: &LabPaths,
+    env: &Env,
+    nodes: &[String],
+    timeout: Duration,
+    reporter: Arc<dyn Reporter>,
+    driver_for: crate::up::OpenDriver<'_>,
+) -> Result<(), RunnerError> {
     let _lock = LabLock::acquire(paths)?;
     let st = LabState::load_checked(paths, env)?.ok_or(RunnerError::NotUp)?;
-    let driver = driver_for_state(&st, env)?;
+    let driver = driver_for(&st.provider, st.uri.as_deref())?;
     let names = st.select(nodes)?;
-    let errors: Vec<(String, String)> = std::thread::scope(|s| {
+    let results: Vec<Result<(), RunnerError>> = std::thread::scope(|s| {
         let handles: Vec<_> = names
             .iter()
             .map(|name| {
@@ -292,33 +305,27 @@ pub fn halt(
                             },
                         );
                     }
-                    match driver.stop(&n.machine, StopMode::Graceful(timeout)) {
-                        Ok(outcome) => {
-                            let notice = match outcome {
-                                StopOutcome::AlreadyStopped => Notice::WasNotRunning,
-                                StopOutcome::Graceful(d) => Notice::PoweredOff { ms: ms(d) },
-                                StopOutcome::Forced(why) => Notice::ForcedOff { why },
-                            };
-                            emit(&*reporter, name, EventKind::Notice { notice });
-                            emit(
-                                &*reporter,
-                                name,
-                                EventKind::Phase {
-                                    phase: Phase::Stopped,
-                                },
-                            );
-                            None
-                        }
-                        Err(e) => Some(((*name).clone(), e.to_string())),
-                    }
+                    let outcome = driver.stop(&n.machine, StopMode::Graceful(timeout))?;
+                    let notice = match outcome {
+                        StopOutcome::AlreadyStopped => Notice::WasNotRunning,
+                        StopOutcome::Graceful(d) => Notice::PoweredOff { ms: ms(d) },
+                        StopOutcome::Forced(why) => Notice::ForcedOff { why },
+                    };
+                    emit(&*reporter, name, EventKind::Notice { notice });
+                    emit(
+                        &*reporter,
+                        name,
+                        EventKind::Phase {
+                            phase: Phase::Stopped,
+                        },
+                    );
+                    Ok(())
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .filter_map(|h| h.join().ok().flatten())
-            .collect()
+        handles.into_iter().map(joined).collect()
     });
+    let failures = failures(&names, results);
     let any_running = st
         .nodes
         .values()
@@ -328,12 +335,30 @@ pub fn halt(
         // The last lab using the bundle server stops it.
         crate::bundle::release(env, &st.id)?;
     }
-    if let Some((node, e)) = errors.into_iter().next() {
-        return Err(RunnerError::Driver(labctl_driver::DriverError::Other(
-            format!("{node}: {e}"),
-        )));
-    }
-    Ok(())
+    crate::nodes_result(NodesOp::Stop, names.len(), failures)
+}
+
+/// A node thread's result; a thread that panicked is a bug, reported as such (never dropped).
+fn joined<T>(
+    h: std::thread::ScopedJoinHandle<'_, Result<T, RunnerError>>,
+) -> Result<T, RunnerError> {
+    h.join().unwrap_or(Err(RunnerError::Internal {
+        what: "a node thread panicked",
+    }))
+}
+
+/// The failed ones of `results` (one per name, in the same order), with their node.
+fn failures<T>(names: &[String], results: Vec<Result<T, RunnerError>>) -> Vec<NodeFailure> {
+    names
+        .iter()
+        .zip(results)
+        .filter_map(|(node, r)| {
+            r.err().map(|error| NodeFailure {
+                node: node.clone(),
+                error,
+            })
+        })
+        .collect()
 }
 
 /// Remove nodes (all when empty): VMs, disks, sockets; with all nodes, the switch and `.labctl/`
@@ -364,50 +389,39 @@ pub(crate) fn destroy_with(
     let driver = driver_for(&st.provider, st.uri.as_deref())?;
     let names = st.select(nodes)?;
     let started = Instant::now();
-    let results: Vec<Result<String, (String, String)>> = std::thread::scope(|s| {
+    let results: Vec<Result<(), RunnerError>> = std::thread::scope(|s| {
         let handles: Vec<_> = names
             .iter()
             .map(|name| {
                 let n = &st.nodes[name];
                 let driver = driver.clone();
                 let reporter = reporter.clone();
-                s.spawn(move || match driver.destroy(&n.machine) {
-                    Ok(()) => {
-                        emit(
-                            &*reporter,
-                            name,
-                            EventKind::Phase {
-                                phase: Phase::Destroyed,
-                            },
-                        );
-                        Ok(name.clone())
-                    }
-                    Err(e) => Err((name.clone(), e.to_string())),
+                s.spawn(move || {
+                    driver.destroy(&n.machine)?;
+                    emit(
+                        &*reporter,
+                        name,
+                        EventKind::Phase {
+                            phase: Phase::Destroyed,
+                        },
+                    );
+                    Ok(())
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err((String::new(), "panicked".into())))
-            })
-            .collect()
+        handles.into_iter().map(joined).collect()
     });
-    let mut first_err = None;
-    for r in results {
-        match r {
-            Ok(name) => {
-                st.nodes.remove(&name);
-                // Its disk held its part of the golden snapshot.
-                if st.golden.as_ref().is_some_and(|g| g.nodes.contains(&name)) {
-                    st.golden = None;
-                }
-                let _ = std::fs::remove_dir_all(paths.log_dir(&name));
+    for (name, r) in names.iter().zip(&results) {
+        if r.is_ok() {
+            st.nodes.remove(name);
+            // Its disk held its part of the golden snapshot.
+            if st.golden.as_ref().is_some_and(|g| g.nodes.contains(name)) {
+                st.golden = None;
             }
-            Err(e) => first_err = first_err.or(Some(e)),
+            let _ = std::fs::remove_dir_all(paths.log_dir(name));
         }
     }
+    let failures = failures(&names, results);
     tracing::debug!(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "destroyed machines"
@@ -416,7 +430,13 @@ pub(crate) fn destroy_with(
         driver.networks_down(&st.run_dir, &st.networks)?;
         crate::bundle::release(env, &st.id)?;
         let _ = std::fs::remove_dir_all(&st.run_dir);
-        crate::registry::unregister(env, paths);
+        // The lab is gone by now: failing `destroy` over its registry entry would report a
+        // failure that did not happen. A stale entry is harmless (readers skip labs without
+        // state, `list` drops it), so a notice says so instead.
+        if let Err(e) = crate::registry::unregister(env, paths) {
+            let notice = crate::registry::not_saved(env, &e);
+            crate::events::emit_lab(&*reporter, EventKind::Notice { notice });
+        }
         std::fs::remove_dir_all(&paths.state_dir).map_err(|source| RunnerError::Io {
             what: "remove",
             path: paths.state_dir.clone(),
@@ -426,12 +446,7 @@ pub(crate) fn destroy_with(
     } else {
         st.save(paths)?;
     }
-    if let Some((node, e)) = first_err {
-        return Err(RunnerError::Driver(labctl_driver::DriverError::Other(
-            format!("{node}: {e}"),
-        )));
-    }
-    Ok(())
+    crate::nodes_result(NodesOp::Destroy, names.len(), failures)
 }
 
 /// `destroy --forget`: drop a state that belongs to another directory (a copied lab) by
@@ -447,7 +462,8 @@ pub fn forget(paths: &LabPaths, env: &Env) -> Result<(), RunnerError> {
         Err(e) => return Err(e),
     }
     drop(lock);
-    crate::registry::unregister(env, paths);
+    // Propagated: nothing is removed yet, so `destroy --forget` can simply be run again.
+    crate::registry::unregister(env, paths)?;
     std::fs::remove_dir_all(&paths.state_dir).map_err(|source| RunnerError::Io {
         what: "remove",
         path: paths.state_dir.clone(),
@@ -465,7 +481,11 @@ pub fn adopt(paths: &LabPaths, env: &Env) -> Result<bool, RunnerError> {
     let mut st = LabState::load_unchecked(paths)?.ok_or(RunnerError::NotUp)?;
     let own = st.owner_paths(paths)?;
     match LabState::load(paths) {
-        Ok(_) => return Ok(false),
+        Ok(_) => {
+            // Finishes an `adopt` whose registry write failed.
+            crate::registry::register(env, &own, &st.lab)?;
+            return Ok(false);
+        }
         Err(RunnerError::ForeignState { .. }) => {}
         Err(e) => return Err(e),
     }
@@ -503,10 +523,12 @@ pub fn adopt(paths: &LabPaths, env: &Env) -> Result<bool, RunnerError> {
     }
     st.golden = None;
     st.save(&own)?;
+    // Propagated: `box remove` relies on the registry to refuse boxes in use. Run again,
+    // `adopt` finds the state already here and registers it (below).
     if !old.as_os_str().is_empty() {
-        crate::registry::unregister(env, &old_id_paths);
+        crate::registry::unregister(env, &old_id_paths)?;
     }
-    crate::registry::register(env, &own, &st.lab);
+    crate::registry::register(env, &own, &st.lab)?;
     Ok(true)
 }
 

@@ -8,6 +8,7 @@ use labctl_driver::MachineStatus;
 use serde::{Deserialize, Serialize};
 
 use crate::RunnerError;
+use crate::events::Notice;
 use crate::machines::{Env, driver_for_state};
 use crate::state::{LabPaths, LabState};
 
@@ -35,38 +36,78 @@ fn registry_path(env: &Env) -> PathBuf {
     env.data_dir.join("labs.json")
 }
 
+/// The registry; empty when there is none. An unreadable or corrupt registry reads as empty
+/// for lookups (`find_lab`, `list`), but [`update`] refuses to overwrite it.
 fn read_registry(env: &Env) -> BTreeMap<String, LabEntry> {
-    std::fs::read_to_string(registry_path(env))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default()
+    load_registry(env).unwrap_or_default()
 }
 
-fn write_registry(env: &Env, reg: &BTreeMap<String, LabEntry>) {
-    let text = serde_json::to_string_pretty(reg).unwrap_or_default();
-    let _ = labctl_driver::boxes::write_atomic(&registry_path(env), text.as_bytes());
+fn load_registry(env: &Env) -> Result<BTreeMap<String, LabEntry>, RunnerError> {
+    let path = registry_path(env);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(source) => {
+            return Err(RunnerError::Io {
+                what: "read",
+                path,
+                source,
+            });
+        }
+    };
+    serde_json::from_str(&text).map_err(|e| RunnerError::CorruptRegistry {
+        path,
+        message: e.to_string(),
+    })
+}
+
+fn write_registry(env: &Env, reg: &BTreeMap<String, LabEntry>) -> Result<(), RunnerError> {
+    let path = registry_path(env);
+    let text = serde_json::to_string_pretty(reg).map_err(|e| RunnerError::CorruptRegistry {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    labctl_driver::boxes::write_atomic(&path, text.as_bytes()).map_err(|source| RunnerError::Io {
+        what: "write",
+        path,
+        source,
+    })
+}
+
+/// Read, change and write the registry. A registry that exists but cannot be read is not
+/// overwritten (that would forget every other lab).
+fn update(env: &Env, f: impl FnOnce(&mut BTreeMap<String, LabEntry>)) -> Result<(), RunnerError> {
+    let mut reg = load_registry(env)?;
+    f(&mut reg);
+    write_registry(env, &reg)
 }
 
 /// Record a lab in the host's registry (by its state dir).
-pub(crate) fn register(env: &Env, paths: &LabPaths, name: &str) {
-    let mut reg = read_registry(env);
-    let dir = paths.lab_dir();
-    reg.insert(
-        paths.id.clone(),
-        LabEntry {
-            name: name.to_string(),
-            dir,
-        },
-    );
-    write_registry(env, &reg);
+pub(crate) fn register(env: &Env, paths: &LabPaths, name: &str) -> Result<(), RunnerError> {
+    update(env, |reg| {
+        reg.insert(
+            paths.id.clone(),
+            LabEntry {
+                name: name.to_string(),
+                dir: paths.lab_dir(),
+            },
+        );
+    })
 }
 
 /// Forget a destroyed lab.
-pub(crate) fn unregister(env: &Env, paths: &LabPaths) {
-    let mut reg = read_registry(env);
+pub(crate) fn unregister(env: &Env, paths: &LabPaths) -> Result<(), RunnerError> {
     let dir = paths.lab_dir();
-    reg.retain(|_, e| e.dir != dir);
-    write_registry(env, &reg);
+    update(env, |reg| reg.retain(|_, e| e.dir != dir))
+}
+
+/// A registry write that must not fail the command (the lab itself is done): the notice
+/// that says so. A stale entry is harmless: readers skip labs whose state is gone.
+pub(crate) fn not_saved(env: &Env, e: &RunnerError) -> Notice {
+    Notice::RegistryNotSaved {
+        path: registry_path(env),
+        error: e.to_string(),
+    }
 }
 
 /// The directory of a registered lab, by name (for `--lab NAME` from anywhere).
@@ -132,17 +173,23 @@ pub fn release_box(env: &Env, name: &str) -> Result<Vec<String>, RunnerError> {
     Ok(labctl_driver::forget_box(&store.dir(name), &host)?)
 }
 
-/// Every lab on this host with its state and resources; labs whose state is gone drop out.
-pub fn list(env: &Env) -> Vec<LabListing> {
+/// Every lab on this host with its state and resources. Labs whose state is gone drop out of
+/// the registry; when that cannot be saved, the notice says so (`labctl list` still answers).
+pub fn list(env: &Env) -> (Vec<LabListing>, Option<Notice>) {
     let reg = read_registry(env);
     let mut out = Vec::new();
-    let mut keep = BTreeMap::new();
+    let mut gone = Vec::new();
     for (id, e) in reg {
         let paths = LabPaths::new(&e.dir, &e.name);
-        let Ok(Some(st)) = LabState::load_checked(&paths, env) else {
-            continue;
+        let st = match LabState::load_checked(&paths, env) {
+            Ok(Some(st)) => st,
+            Ok(None) => {
+                gone.push(id);
+                continue;
+            }
+            // Unreadable or not this directory's: not listed, but kept registered.
+            Err(_) => continue,
         };
-        keep.insert(id, e.clone());
         let running = driver_for_state(&st, env).map_or(0, |d| {
             st.nodes
                 .values()
@@ -160,6 +207,12 @@ pub fn list(env: &Env) -> Vec<LabListing> {
             golden: st.golden.is_some(),
         });
     }
-    write_registry(env, &keep);
-    out
+    let notice = if gone.is_empty() {
+        None
+    } else {
+        update(env, |reg| reg.retain(|id, _| !gone.contains(id)))
+            .err()
+            .map(|e| not_saved(env, &e))
+    };
+    (out, notice)
 }

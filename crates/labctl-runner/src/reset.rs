@@ -9,13 +9,13 @@ use labctl_driver::{Driver, MachineStatus, SnapshotOp};
 use labctl_spec::{Graph, Lab, Renderer};
 use labctl_ssh::{Session, Target};
 
-use crate::RunnerError;
 use crate::events::{EventKind, Notice, Reporter, emit, emit_lab, ms};
 use crate::guest::{Connect, Guest, Ssh};
 use crate::machines::{Env, driver_for_state, opener};
 use crate::provision::as_root;
 use crate::state::{Golden, LabLock, LabPaths, LabState, load_values, values_hash};
 use crate::up::{OpenDriver, Selection, UpOptions, UpSummary, up_with};
+use crate::{NodeFailure, NodesOp, RunnerError};
 
 /// The golden snapshot's name.
 pub const GOLDEN: &str = "provisioned";
@@ -36,8 +36,9 @@ fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Run `f` on every node at once; the first error wins, the others still finish.
-fn each<F>(names: &[String], f: F) -> Result<Vec<(String, Vec<String>)>, RunnerError>
+/// Run `f` on every node at once. Every node finishes; those that failed come back together
+/// in [`RunnerError::Nodes`] (`op`), each with its own error.
+fn each<F>(op: NodesOp, names: &[String], f: F) -> Result<Vec<(String, Vec<String>)>, RunnerError>
 where
     F: Fn(&str) -> Result<Vec<String>, RunnerError> + Sync,
 {
@@ -58,9 +59,14 @@ where
             .collect()
     });
     let mut out = Vec::new();
-    for (n, r) in results {
-        out.push((n, r?));
+    let mut failures = Vec::new();
+    for (node, r) in results {
+        match r {
+            Ok(v) => out.push((node, v)),
+            Err(error) => failures.push(NodeFailure { node, error }),
+        }
     }
+    crate::nodes_result(op, names.len(), failures)?;
     Ok(out)
 }
 
@@ -79,14 +85,16 @@ pub(crate) fn snapshot_locked(
         .cloned()
         .collect();
     if matches!(cmd, SnapshotCmd::List | SnapshotCmd::Delete(_)) {
-        return each(names, |n| Ok(driver.snapshot(&st.nodes[n].machine, cmd)?));
+        return each(NodesOp::Snapshot, names, |n| {
+            Ok(driver.snapshot(&st.nodes[n].machine, cmd)?)
+        });
     }
-    each(&live, |n| {
+    each(NodesOp::Snapshot, &live, |n| {
         Ok(driver
             .pause(&st.nodes[n].machine, true)
             .map(|()| Vec::new())?)
     })?;
-    let result = each(names, |n| {
+    let result = each(NodesOp::Snapshot, names, |n| {
         let m = &st.nodes[n].machine;
         match (cmd, live.contains(&n.to_string())) {
             (SnapshotOp::Restore(name), false) => {
@@ -96,7 +104,7 @@ pub(crate) fn snapshot_locked(
             _ => Ok(driver.snapshot(m, cmd)?),
         }
     });
-    let resumed = each(&live, |n| {
+    let resumed = each(NodesOp::Snapshot, &live, |n| {
         Ok(driver
             .pause(&st.nodes[n].machine, false)
             .map(|()| Vec::new())?)
@@ -190,7 +198,7 @@ fn fix_clocks(
     names: &[String],
     reporter: &dyn Reporter,
 ) -> Result<(), RunnerError> {
-    each(names, |n| {
+    each(NodesOp::SetClock, names, |n| {
         let s = login(connect, paths, st, n, Duration::from_secs(120))?;
         let epoch = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)

@@ -68,8 +68,18 @@ pub(crate) enum Call {
     },
 }
 
+/// A driver operation the fake can be told to fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Op {
+    Stop,
+    Destroy,
+    Snapshot,
+}
+
 #[derive(Default)]
 struct Inner {
+    /// (node, operation) → the exit status its failing tool reports.
+    failing: BTreeMap<(String, Op), i32>,
     machines: BTreeMap<String, MachineStatus>,
     calls: Vec<Call>,
     acts: BTreeMap<(String, String), Act>,
@@ -97,6 +107,21 @@ impl World {
     /// The next `times` starts of `node` fail with `PortInUse` on its SSH port.
     pub(crate) fn port_in_use(&self, node: &str, times: u32) {
         self.lock().port_in_use.insert(node.into(), times);
+    }
+    /// `op` on `node` fails as a host program that exits with `status` would.
+    pub(crate) fn fail(&self, node: &str, op: Op, status: i32) {
+        self.lock().failing.insert((node.into(), op), status);
+    }
+    /// The error `op` on `node` was told to fail with.
+    fn failure(&self, node: &str, op: Op) -> Result<(), DriverError> {
+        match self.lock().failing.get(&(node.to_string(), op)) {
+            None => Ok(()),
+            Some(status) => Err(DriverError::Tool(labctl_driver::exec::ToolError::Failed {
+                command: format!("fake-{op:?} {node}").to_lowercase(),
+                status: format!("exit status: {status}"),
+                stderr: format!("{node}: told to fail\n"),
+            })),
+        }
     }
     pub(crate) fn cancel_on(&self, t: Trigger, flag: Arc<AtomicBool>) {
         self.lock().cancel_on = Some((t, flag));
@@ -202,12 +227,14 @@ impl Driver for FakeDriver {
         }
     }
     fn stop(&self, m: &MachineConfig, _: StopMode) -> Result<StopOutcome, DriverError> {
+        self.0.failure(&m.hostname, Op::Stop)?;
         if let Some(s) = self.0.lock().machines.get_mut(&m.hostname) {
             *s = MachineStatus::Stopped;
         }
         Ok(StopOutcome::Graceful(Duration::ZERO))
     }
     fn destroy(&self, m: &MachineConfig) -> Result<(), DriverError> {
+        self.0.failure(&m.hostname, Op::Destroy)?;
         self.0.lock().machines.remove(&m.hostname);
         Ok(())
     }
@@ -218,6 +245,7 @@ impl Driver for FakeDriver {
         format!("fake console of {}", m.hostname)
     }
     fn snapshot(&self, m: &MachineConfig, op: &SnapshotOp) -> Result<Vec<String>, DriverError> {
+        self.0.failure(&m.hostname, Op::Snapshot)?;
         let mut g = self.0.lock();
         g.calls.push(Call::Snapshot {
             node: m.hostname.clone(),

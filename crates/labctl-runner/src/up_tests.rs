@@ -16,7 +16,7 @@ use crate::up::{Selection, UpOptions, UpSummary, up_with};
 use crate::{Env, RunnerError};
 
 /// A master publishing `join_command`, `workers` workers joining with it.
-fn lab_toml(workers: u32, extra_master: &str) -> String {
+pub(crate) fn lab_toml(workers: u32, extra_master: &str) -> String {
     format!(
         r#"[lab]
 name = "t"
@@ -60,14 +60,14 @@ after = ["master.init"]
     )
 }
 
-struct Fixture {
-    dir: tempfile::TempDir,
-    env: Env,
-    world: Arc<World>,
+pub(crate) struct Fixture {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) env: Env,
+    pub(crate) world: Arc<World>,
 }
 
 impl Fixture {
-    fn new(toml: &str) -> Fixture {
+    pub(crate) fn new(toml: &str) -> Fixture {
         let dir = tempfile::tempdir().expect("tmp");
         let root = dir.path();
         let lab_dir = root.join("lab");
@@ -116,7 +116,7 @@ impl Fixture {
     }
 
     /// `up` with the fakes; fails the test instead of hanging.
-    fn up(&self, opts: UpOptions) -> (UpSummary, Vec<Event>) {
+    pub(crate) fn up(&self, opts: UpOptions) -> (UpSummary, Vec<Event>) {
         self.up_cancel(opts, Arc::new(AtomicBool::new(false)))
     }
 
@@ -125,7 +125,7 @@ impl Fixture {
         (summary.expect("up runs"), events)
     }
 
-    fn try_up(
+    pub(crate) fn try_up(
         &self,
         opts: UpOptions,
         cancel: Arc<AtomicBool>,

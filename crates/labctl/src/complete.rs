@@ -101,6 +101,7 @@ impl ValueCompleter for LabOrDir {
     fn complete(&self, current: &OsStr) -> Vec<CompletionCandidate> {
         let prefix = current.to_string_lossy();
         let mut out: Vec<CompletionCandidate> = labctl_runner::list(&crate::commands::env())
+            .0
             .into_iter()
             .filter(|l| l.name.starts_with(&*prefix))
             .map(|l| {

@@ -6,7 +6,7 @@ use labctl_driver::boxes::BoxError;
 use labctl_driver::exec::ToolError;
 use labctl_driver::{DriverError, MachineStatus};
 use labctl_runner::class::ClassError;
-use labctl_runner::{NoGolden, RunnerError};
+use labctl_runner::{NoGolden, NodeFailure, NodesOp, RunnerError};
 use labctl_spec::SpecError;
 use labctl_spec::class::PlaceError;
 
@@ -32,7 +32,15 @@ pub(crate) enum ExpectedError {
     #[error(transparent)]
     Spec(#[from] SpecError),
     #[error(transparent)]
-    Runner(#[from] labctl_runner::RunnerError),
+    Runner(labctl_runner::RunnerError),
+    /// A command failed on some of the nodes it worked on: each node with its own error
+    /// ([`Self::details`] lists them), the exit code and hint from theirs.
+    #[error("{}", nodes_headline(*op, *total, failures.len()))]
+    Nodes {
+        op: NodesOp,
+        total: usize,
+        failures: Vec<NodeFailure>,
+    },
     #[error(transparent)]
     Box(#[from] labctl_driver::boxes::BoxError),
     #[error(transparent)]
@@ -81,11 +89,69 @@ pub(crate) enum ExpectedError {
     Class(ClassError),
 }
 
+impl From<RunnerError> for ExpectedError {
+    fn from(e: RunnerError) -> Self {
+        match e {
+            RunnerError::Nodes {
+                op,
+                total,
+                failures,
+            } => ExpectedError::Nodes {
+                op,
+                total,
+                failures,
+            },
+            other => ExpectedError::Runner(other),
+        }
+    }
+}
+
+fn nodes_headline(op: NodesOp, total: usize, failed: usize) -> String {
+    let what = match op {
+        NodesOp::Stop => "stop",
+        NodesOp::Destroy => "destroy",
+        NodesOp::Snapshot => "snapshot",
+        NodesOp::SetClock => "set the clock of",
+    };
+    let of = if failed == total {
+        String::new()
+    } else {
+        format!(" of {total}")
+    };
+    let nodes = if failed == 1 && total == 1 {
+        "node"
+    } else {
+        "nodes"
+    };
+    format!("cannot {what} {failed}{of} {nodes}")
+}
+
+/// The exit code of one runner error, as if it were the only one.
+fn runner_code(r: &RunnerError) -> u8 {
+    match r {
+        r if r.is_host_tool() => code::HOST_TOOL,
+        RunnerError::Hook { .. } => code::NODE_FAILED,
+        RunnerError::Interrupted => code::INTERRUPTED,
+        RunnerError::UnknownNode { .. } | RunnerError::UnknownStep { .. } => code::USAGE,
+        RunnerError::Nodes { failures, .. } => nodes_code(failures),
+        _ => code::OTHER,
+    }
+}
+
+/// The nodes' common exit code (all missing a host program: 4), else 5.
+fn nodes_code(failures: &[NodeFailure]) -> u8 {
+    let mut codes = failures.iter().map(|f| runner_code(&f.error));
+    match codes.next() {
+        Some(first) if codes.all(|c| c == first) => first,
+        _ => code::OTHER,
+    }
+}
+
 impl From<ClassError> for ExpectedError {
     fn from(e: ClassError) -> Self {
         match e {
             ClassError::Spec(s) => ExpectedError::Spec(s),
-            ClassError::Runner(r) => ExpectedError::Runner(r),
+            ClassError::Runner(r) => ExpectedError::from(r),
             other => ExpectedError::Class(other),
         }
     }
@@ -123,14 +189,8 @@ impl ExpectedError {
             ExpectedError::NeedsForce
             | ExpectedError::UnknownValue { .. }
             | ExpectedError::NoKubeApi { .. } => code::USAGE,
-            ExpectedError::Runner(r) if r.is_host_tool() => code::HOST_TOOL,
-            ExpectedError::Runner(labctl_runner::RunnerError::Hook { .. }) => code::NODE_FAILED,
-            ExpectedError::Runner(labctl_runner::RunnerError::Interrupted) => code::INTERRUPTED,
-            ExpectedError::Runner(
-                labctl_runner::RunnerError::UnknownNode { .. }
-                | labctl_runner::RunnerError::UnknownStep { .. },
-            ) => code::USAGE,
-            ExpectedError::Runner(_) => code::OTHER,
+            ExpectedError::Runner(r) => runner_code(r),
+            ExpectedError::Nodes { failures, .. } => nodes_code(failures),
             ExpectedError::NoClass { .. }
             | ExpectedError::Class(ClassError::UnknownStudent { .. }) => code::USAGE,
             ExpectedError::Class(_) => code::OTHER,
@@ -164,6 +224,7 @@ impl ExpectedError {
                 Some("fix the problems above, then `labctl validate`".into())
             }
             ExpectedError::Runner(r) => runner_hint(r),
+            ExpectedError::Nodes { failures, .. } => nodes_hint(failures),
             ExpectedError::Bundle(b) => bundle_hint(b),
             ExpectedError::UnknownRelease { known, .. } => Some(format!(
                 "pass --os with one of: {}",
@@ -235,6 +296,37 @@ fn bundle_hint(e: &labctl_bundle::Error) -> Option<String> {
     }
 }
 
+impl ExpectedError {
+    /// Lines printed under the headline: for [`ExpectedError::Nodes`], each node with its
+    /// error and that error's causes.
+    pub(crate) fn details(&self) -> Vec<String> {
+        let ExpectedError::Nodes { failures, .. } = self else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for f in failures {
+            out.push(format!("{}: {}", f.node, f.error));
+            let mut source = std::error::Error::source(&f.error);
+            while let Some(cause) = source {
+                out.push(format!("  caused by: {cause}"));
+                source = cause.source();
+            }
+        }
+        out
+    }
+}
+
+/// The nodes' hints, each once, in node order.
+fn nodes_hint(failures: &[NodeFailure]) -> Option<String> {
+    let mut hints: Vec<String> = Vec::new();
+    for h in failures.iter().filter_map(|f| runner_hint(&f.error)) {
+        if !hints.contains(&h) {
+            hints.push(h);
+        }
+    }
+    (!hints.is_empty()).then(|| hints.join("; "))
+}
+
 /// What to do about a runner error. The runner returns typed errors; the wording (and every
 /// `labctl …` command in it) lives here.
 fn runner_hint(e: &RunnerError) -> Option<String> {
@@ -277,6 +369,10 @@ fn runner_hint(e: &RunnerError) -> Option<String> {
         } else {
             format!("wait for the other labctl ({holder}) to finish, or stop it with Ctrl-C")
         }),
+        RunnerError::CorruptRegistry { .. } => Some(
+            "it lists the labs on this host for `labctl list`, `--lab NAME` and `labctl box remove`: fix it, or move it away (each lab registers again on its next `labctl up`)".into(),
+        ),
+        RunnerError::Nodes { failures, .. } => nodes_hint(failures),
         RunnerError::CorruptState { .. } => {
             Some("`labctl destroy --forget` removes .labctl/ without stopping anything (end the lab's VMs yourself if some still run)".into())
         }
@@ -373,5 +469,64 @@ fn tool_hint(e: &ToolError) -> Option<String> {
     match e {
         ToolError::NotFound { hint, .. } => hint.clone(),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(node: &str, error: DriverError) -> NodeFailure {
+        NodeFailure {
+            node: node.into(),
+            error: RunnerError::Driver(error),
+        }
+    }
+
+    fn failed(status: &str) -> DriverError {
+        DriverError::Tool(ToolError::Failed {
+            command: "qemu-img snapshot -c provisioned disk.qcow2".into(),
+            status: status.into(),
+            stderr: String::new(),
+        })
+    }
+
+    #[test]
+    fn a_failure_on_two_of_three_nodes_lists_both_with_their_own_error() {
+        let e = ExpectedError::from(RunnerError::Nodes {
+            op: NodesOp::Stop,
+            total: 3,
+            failures: vec![
+                failure("cp1", failed("exit status: 1")),
+                failure("w2", DriverError::NotCreated { id: "w2-id".into() }),
+            ],
+        });
+        assert_eq!(e.to_string(), "cannot stop 2 of 3 nodes");
+        assert_eq!(
+            e.details(),
+            [
+                "cp1: `qemu-img snapshot -c provisioned disk.qcow2` failed (exit status: 1)",
+                "w2: machine `w2-id` is not created",
+            ]
+        );
+        assert_eq!(e.exit_code(), code::OTHER);
+    }
+
+    #[test]
+    fn the_nodes_exit_code_is_theirs_when_they_agree() {
+        let missing = || {
+            DriverError::Tool(ToolError::NotFound {
+                program: "qemu-system-x86_64".into(),
+                hint: Some("install qemu-system-x86".into()),
+            })
+        };
+        let e = ExpectedError::from(RunnerError::Nodes {
+            op: NodesOp::Destroy,
+            total: 2,
+            failures: vec![failure("a", missing()), failure("b", missing())],
+        });
+        assert_eq!(e.to_string(), "cannot destroy 2 nodes");
+        assert_eq!(e.exit_code(), code::HOST_TOOL);
+        assert_eq!(e.hint().as_deref(), Some("install qemu-system-x86"));
     }
 }

@@ -130,7 +130,9 @@ pub(crate) fn up_with(
     }
     st.networks = machines::networks(lab);
     st.save(&paths)?;
-    crate::registry::register(env, &paths, &lab.name);
+    // Propagated, before any machine is made: `box remove` reads the registry to refuse a
+    // box that a lab's overlays point at.
+    crate::registry::register(env, &paths, &lab.name)?;
     driver.networks_up(&st.run_dir, &st.networks)?;
     let values = load_values(&paths);
     let mut renderer = Renderer::new(lab)?;

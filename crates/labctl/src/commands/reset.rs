@@ -110,7 +110,14 @@ pub(crate) fn reset(args: &ResetArgs, p: &Printer) -> Result<u8> {
 }
 
 pub(crate) fn list(args: &ListArgs, p: &Printer) -> Result<u8> {
-    let labs = labctl_runner::list(&super::env());
+    let (labs, notice) = labctl_runner::list(&super::env());
+    if let Some(n) = notice {
+        p.info(format!(
+            "{}: {}",
+            p.err_styles.warn("warning"),
+            crate::output::words::notice(&n)
+        ));
+    }
     if args.json {
         let doc = crate::output::json::document("list", serde_json::json!({ "labs": labs }));
         p.out(crate::output::json::text(&doc));

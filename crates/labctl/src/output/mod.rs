@@ -61,6 +61,9 @@ impl Printer {
                 }
             }
         }
+        for line in e.details() {
+            let _ = writeln!(err, "  {line}");
+        }
         let mut source = std::error::Error::source(e);
         if matches!(e, ExpectedError::Spec(_)) {
             source = None;

@@ -54,6 +54,10 @@ pub(crate) fn notice(n: &Notice) -> String {
         Notice::WasNotRunning => "was not running".into(),
         Notice::PoweredOff { ms } => format!("powered off in {}", secs(*ms)),
         Notice::ForcedOff { why } => format!("forced off: {why}"),
+        Notice::RegistryNotSaved { path, error } => format!(
+            "the registry of labs {} could not be updated ({error}); it may still name a lab that is gone",
+            path.display()
+        ),
     }
 }
 
