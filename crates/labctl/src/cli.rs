@@ -1,9 +1,15 @@
 //! Command-line definitions (clap). Parsing only: no work happens here.
 
+mod bundle;
+mod class;
+
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use clap_complete::engine::{ArgValueCandidates, ArgValueCompleter};
+
+pub(crate) use bundle::{BundleBuildArgs, BundleCommand, BundleServerArgs};
+pub(crate) use class::{ClassArgs, ClassCommand};
 
 /// labctl brings classroom virtual-machine labs up, provisions them, and resets them.
 ///
@@ -127,92 +133,6 @@ pub(crate) enum Command {
     /// (internal) Carry one guest connection (stdin/stdout) to a host service on 127.0.0.1.
     #[command(name = "__relay", hide = true)]
     Relay(RelayArgs),
-}
-
-#[derive(Debug, Subcommand)]
-pub(crate) enum BundleCommand {
-    /// List the bundles on this host.
-    List,
-    /// Show what a bundle holds: OS releases, package sets (and what is missing), images.
-    Show {
-        /// The bundle.
-        name: String,
-    },
-    /// Delete a bundle and its signing key.
-    Remove {
-        /// The bundle.
-        name: String,
-    },
-    /// Write a bundle to one archive (with the sha256 of every file) to carry elsewhere.
-    Export {
-        /// The bundle.
-        name: String,
-        /// The archive to write (a tar file).
-        file: PathBuf,
-    },
-    /// Install a bundle from an archive, checking the sha256 of every file.
-    Import {
-        /// The archive `labctl bundle export` wrote.
-        file: PathBuf,
-    },
-    /// Fetch a lab's package sets for its guest OS release (apt-get, from the distribution's
-    /// mirror) into a bundle, and sign its repository.
-    Build(BundleBuildArgs),
-    /// Add container images to a bundle from an OCI image layout or a `docker save` archive.
-    AddImage(BundleAddImageArgs),
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct BundleBuildArgs {
-    /// Path to lab.toml, or to the directory that holds it [default: ./lab.toml].
-    #[arg(long, value_name = "PATH")]
-    pub(crate) lab: Option<PathBuf>,
-    /// The bundle's name [default: the lab's `bundle`, else the lab's name].
-    #[arg(long, value_name = "NAME")]
-    pub(crate) name: Option<String>,
-    /// The guest OS release, e.g. debian-12 [default: from the lab's box name].
-    #[arg(long, value_name = "OS")]
-    pub(crate) os: Option<String>,
-    /// Also put the .deb files of DIR (and its subdirectories) in the repository.
-    #[arg(long, value_name = "DIR")]
-    pub(crate) from_dir: Vec<PathBuf>,
-    /// Fetch nothing: only --from-dir packages (sets are judged by package names alone).
-    #[arg(long)]
-    pub(crate) offline: bool,
-    /// The distribution mirror [default: http://deb.debian.org/debian].
-    #[arg(long, value_name = "URL")]
-    pub(crate) mirror: Option<String>,
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct BundleAddImageArgs {
-    /// The bundle (made if it does not exist).
-    pub(crate) name: String,
-    /// An OCI image layout directory (oci-layout, index.json, blobs/).
-    #[arg(
-        long,
-        value_name = "DIR",
-        required_unless_present = "docker_archive",
-        conflicts_with = "docker_archive"
-    )]
-    pub(crate) oci_layout: Option<PathBuf>,
-    /// A `docker save` archive (images named by their RepoTags).
-    #[arg(long, value_name = "FILE")]
-    pub(crate) docker_archive: Option<PathBuf>,
-    /// The image's full reference, when the layout names it by tag only
-    /// (e.g. registry.k8s.io/pause:3.10).
-    #[arg(long = "ref", value_name = "REF")]
-    pub(crate) reference: Option<String>,
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct BundleServerArgs {
-    /// Port on 127.0.0.1 (0: pick a free one).
-    #[arg(long, default_value_t = 0)]
-    pub(crate) port: u16,
-    /// Also write the port to this file once listening.
-    #[arg(long, value_name = "FILE")]
-    pub(crate) port_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -532,83 +452,6 @@ pub(crate) struct RenderArgs {
     #[arg(add = ArgValueCandidates::new(crate::complete::nodes))]
     pub(crate) node: Option<String>,
     /// Write files into DIR/<node>/ instead of printing them.
-    #[arg(long, value_name = "DIR")]
-    pub(crate) out: Option<PathBuf>,
-}
-
-#[derive(Debug, Subcommand)]
-pub(crate) enum ClassCommand {
-    /// Place new students on hosts, then bring every student's lab up (in parallel across
-    /// hosts, at most `max_parallel` labs at once on each). Exits 1 if any lab failed.
-    Up(ClassUpArgs),
-    /// One table of every lab and node: host, student, node, state, SSH (no SSH is used).
-    Status(ClassStatusArgs),
-    /// Bring students' labs (all when none is named) back to their golden snapshot.
-    Reset(ClassResetArgs),
-    /// Destroy every student's lab (VMs, disks, lab state) and forget the placements.
-    Destroy(ClassDestroyArgs),
-    /// Write one OpenSSH config per student, `DIR/STUDENT.ssh-config` (with `ProxyJump`
-    /// through remote hosts).
-    SshConfig(ClassSshConfigArgs),
-}
-
-/// Which class.
-#[derive(Debug, Clone, Args)]
-pub(crate) struct ClassArgs {
-    /// Path to class.toml, or to the directory that holds it [default: ./class.toml].
-    #[arg(long, env = "LABCTL_CLASS", value_name = "PATH")]
-    pub(crate) class: Option<PathBuf>,
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct ClassUpArgs {
-    #[command(flatten)]
-    pub(crate) class: ClassArgs,
-    /// Turn the guests' internet off in every lab.
-    #[arg(long, env = "LABCTL_NO_EGRESS", value_parser = clap::builder::FalseyValueParser::new())]
-    pub(crate) no_egress: bool,
-    /// QEMU acceleration for every lab: auto, kvm or tcg.
-    #[arg(long, env = "LABCTL_ACCEL", value_name = "MODE", ignore_case = true)]
-    pub(crate) accel: Option<AccelArg>,
-    /// Events as JSON lines on stdout.
-    #[arg(long)]
-    pub(crate) json: bool,
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct ClassStatusArgs {
-    #[command(flatten)]
-    pub(crate) class: ClassArgs,
-    /// Machine-readable output (docs/json.md).
-    #[arg(long)]
-    pub(crate) json: bool,
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct ClassResetArgs {
-    #[command(flatten)]
-    pub(crate) class: ClassArgs,
-    /// Students to reset [default: every student with a lab].
-    pub(crate) students: Vec<String>,
-    /// Turn the guests' internet off (as `class up`).
-    #[arg(long, env = "LABCTL_NO_EGRESS", value_parser = clap::builder::FalseyValueParser::new())]
-    pub(crate) no_egress: bool,
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct ClassDestroyArgs {
-    #[command(flatten)]
-    pub(crate) class: ClassArgs,
-    /// Do not ask for confirmation.
-    #[arg(short, long)]
-    pub(crate) force: bool,
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct ClassSshConfigArgs {
-    #[command(flatten)]
-    pub(crate) class: ClassArgs,
-    /// Directory for the files [default: the class's `.labctl/ssh/`].
     #[arg(long, value_name = "DIR")]
     pub(crate) out: Option<PathBuf>,
 }
