@@ -264,6 +264,109 @@ impl Cmd {
     }
 }
 
+/// A helper process that relays a byte stream (`ssh -W HOST:PORT jumphost`): its stdin and
+/// stdout are one end of a socket pair, the caller holds the other. Its stderr is kept (the
+/// last 8 KiB) for messages. Dropping it kills the process by PID and reaps it.
+#[cfg(unix)]
+#[derive(Debug)]
+pub struct StdioProxy {
+    child: Child,
+    command: String,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+#[cfg(unix)]
+impl StdioProxy {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Why the relay ended, once it has: its exit status and the tail of its stderr (waits
+    /// up to `grace` for it to exit). `None` while it runs.
+    pub fn failure(&mut self, grace: Duration) -> Option<String> {
+        let deadline = Instant::now() + grace;
+        let status = loop {
+            match self.child.try_wait() {
+                Ok(Some(st)) => break st,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                _ => return None,
+            }
+        };
+        // The reader thread gets the last lines once the pipe closes.
+        std::thread::sleep(Duration::from_millis(20));
+        let err = self.stderr.lock().map(|s| s.clone()).unwrap_or_default();
+        Some(format!(
+            "`{}` ended ({}){}",
+            self.command,
+            describe_status(status),
+            stderr_tail(&err)
+        ))
+    }
+}
+
+#[cfg(unix)]
+impl Drop for StdioProxy {
+    fn drop(&mut self) {
+        // Child::kill signals this child's own PID, which it still holds: unreaped, it cannot
+        // be reused by another process.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        tracing::debug!(command = %self.command, pid = self.child.id(), "relay stopped");
+    }
+}
+
+#[cfg(unix)]
+impl Cmd {
+    /// Start the program as a relay: its stdin and stdout are connected to the returned
+    /// stream (a `socketpair`), stderr is collected. The caller reads and writes the stream;
+    /// dropping the [`StdioProxy`] ends the process.
+    pub fn spawn_stdio_proxy(
+        &self,
+    ) -> Result<(std::os::unix::net::UnixStream, StdioProxy), ToolError> {
+        use std::os::unix::net::UnixStream;
+        let (ours, theirs) = UnixStream::pair().map_err(|e| self.spawn_err(e))?;
+        let theirs_out = theirs.try_clone().map_err(|e| self.spawn_err(e))?;
+        tracing::debug!(command = %self.display(), "spawn relay");
+        let mut child = self
+            .command()
+            .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
+            .stdout(Stdio::from(std::os::fd::OwnedFd::from(theirs_out)))
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| self.spawn_err(e))?;
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        if let Some(mut pipe) = child.stderr.take() {
+            let keep = stderr.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = pipe.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    if let Ok(mut s) = keep.lock() {
+                        s.push_str(&String::from_utf8_lossy(&buf[..n]));
+                        if s.len() > 8192 {
+                            let cut = s.len() - 8192;
+                            let cut = (cut..s.len()).find(|i| s.is_char_boundary(*i)).unwrap_or(0);
+                            s.drain(..cut);
+                        }
+                    }
+                }
+            });
+        }
+        Ok((
+            ours,
+            StdioProxy {
+                child,
+                command: self.display(),
+                stderr,
+            },
+        ))
+    }
+}
+
 fn reader<R: Read + Send + 'static>(r: Option<R>) -> std::thread::JoinHandle<String> {
     std::thread::spawn(move || {
         let mut buf = Vec::new();
@@ -367,6 +470,38 @@ mod tests {
     fn missing_program_is_not_found() {
         let err = Cmd::new("/nonexistent/labctl-nope").run().unwrap_err();
         assert!(matches!(err, ToolError::NotFound { .. }), "{err:?}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_stdio_proxy_relays_and_is_killed_on_drop() {
+        use std::io::{BufRead, BufReader, Write};
+        // `cat` echoes what it reads: the stream reaches its stdin and comes back on stdout.
+        let (mut s, proxy) = Cmd::new("cat").spawn_stdio_proxy().expect("cat runs");
+        let pid = proxy.pid();
+        s.write_all(b"hello\n").expect("write");
+        let mut line = String::new();
+        BufReader::new(s.try_clone().expect("clone"))
+            .read_line(&mut line)
+            .expect("read");
+        assert_eq!(line, "hello\n");
+        drop(proxy);
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "the relay is still there"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_stdio_proxy_that_exits_says_why() {
+        let (_s, mut proxy) = Cmd::new("sh")
+            .args(["-c", "echo 'Permission denied (publickey).' >&2; exit 255"])
+            .spawn_stdio_proxy()
+            .expect("sh runs");
+        let why = proxy.failure(Duration::from_secs(10)).expect("it ended");
+        assert!(why.contains("exit status 255"), "{why}");
+        assert!(why.contains("Permission denied"), "{why}");
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod libvirt;
 mod open;
 pub mod proc;
 pub mod qemu;
+pub mod route;
 pub mod vbox;
 
 pub use driver::*;

@@ -47,60 +47,6 @@ pub fn is_local(uri: &str) -> bool {
         .is_some_and(|(_, rest)| rest.starts_with('/'))
 }
 
-/// Where SSH reaches a remote hypervisor host, from its URI: guests' forwarded ports listen
-/// on 127.0.0.1 of that host, so `labctl ssh` goes through it as a jump host.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JumpHost {
-    pub user: Option<String>,
-    pub host: String,
-    pub port: Option<u16>,
-}
-
-impl JumpHost {
-    /// The host of a `qemu+ssh://[user@]host[:port]/...` URI; `None` for local URIs and
-    /// other transports.
-    pub fn of_uri(uri: &str) -> Option<JumpHost> {
-        let (scheme, rest) = uri.split_once("://")?;
-        if !scheme.ends_with("+ssh")
-            && !scheme.ends_with("+libssh2")
-            && !scheme.ends_with("+libssh")
-        {
-            return None;
-        }
-        let authority = rest.split(['/', '?']).next()?;
-        if authority.is_empty() {
-            return None;
-        }
-        let (user, hostport) = match authority.rsplit_once('@') {
-            Some((u, h)) => (Some(u.to_string()), h),
-            None => (None, authority),
-        };
-        let (host, port) = match hostport.rsplit_once(':') {
-            Some((h, p)) if !h.contains(']') || h.ends_with(']') => (h, p.parse().ok()),
-            _ => (hostport, None),
-        };
-        Some(JumpHost {
-            user,
-            host: host.to_string(),
-            port,
-        })
-    }
-
-    /// `user@host:port`, as OpenSSH's `ProxyJump` takes it.
-    pub fn proxy_jump(&self) -> String {
-        let mut s = String::new();
-        if let Some(u) = &self.user {
-            s.push_str(u);
-            s.push('@');
-        }
-        s.push_str(&self.host);
-        if let Some(p) = self.port {
-            s.push_str(&format!(":{p}"));
-        }
-        s
-    }
-}
-
 /// Programs and places the libvirt driver uses.
 #[derive(Debug, Clone)]
 pub struct LibvirtConfig {
@@ -228,11 +174,6 @@ impl LibvirtDriver {
 
     pub fn config(&self) -> &LibvirtConfig {
         &self.cfg
-    }
-
-    /// Where SSH to this driver's guests goes through (remote URIs), else `None`.
-    pub fn jump_host(&self) -> Option<JumpHost> {
-        JumpHost::of_uri(&self.cfg.uri)
     }
 
     fn virsh(&self) -> Cmd {
@@ -801,24 +742,6 @@ mod tests {
         assert!(is_local("qemu:///session"));
         assert!(!is_local("qemu+ssh://lab@h1/system"));
         assert!(!is_local("nonsense"));
-    }
-
-    #[test]
-    fn jump_host_from_ssh_uris() {
-        let j = JumpHost::of_uri("qemu+ssh://lab@10.0.0.5:2222/system?keyfile=/k").unwrap();
-        assert_eq!(
-            j,
-            JumpHost {
-                user: Some("lab".into()),
-                host: "10.0.0.5".into(),
-                port: Some(2222)
-            }
-        );
-        assert_eq!(j.proxy_jump(), "lab@10.0.0.5:2222");
-        let j = JumpHost::of_uri("qemu+ssh://h1/system").unwrap();
-        assert_eq!(j.proxy_jump(), "h1");
-        assert_eq!(JumpHost::of_uri("qemu:///system"), None);
-        assert_eq!(JumpHost::of_uri("qemu+tcp://h1/system"), None);
     }
 
     #[test]
