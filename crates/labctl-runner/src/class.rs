@@ -1001,7 +1001,7 @@ pub(crate) fn class_status_with(
             via: class
                 .host(&host)
                 .and_then(|h| h.uri.remote())
-                .map(labctl_spec::class::Remote::jump),
+                .map(|r| crate::route::jump_host(r).proxy_jump()),
             removed,
             error,
         };
@@ -1060,9 +1060,9 @@ pub struct StudentSshConfig {
     pub text: String,
 }
 
-/// `class ssh-config`: an OpenSSH config per student whose lab exists, with `ProxyJump`
-/// through the hypervisor host when it is remote (the lab's ports listen on that host's
-/// 127.0.0.1 only).
+/// `class ssh-config`: an OpenSSH config per student whose lab exists, with `ProxyJump` (or
+/// a `ProxyCommand` naming the URI's key) through the hypervisor host when it is remote (the
+/// lab's ports listen on that host's 127.0.0.1 only): the lab's own ssh-config.
 pub fn class_ssh_config(class: &Class, env: &Env) -> Result<Vec<StudentSshConfig>, ClassError> {
     let paths = ClassPaths::new(class);
     let st = ClassState::load(&paths, class)?;
@@ -1074,33 +1074,13 @@ pub fn class_ssh_config(class: &Class, env: &Env) -> Result<Vec<StudentSshConfig
             Err(RunnerError::NotUp) => continue,
             Err(e) => return Err(e.into()),
         };
-        let jump = class
-            .host(&host)
-            .and_then(|h| h.uri.remote())
-            .map(labctl_spec::class::Remote::jump);
         out.push(StudentSshConfig {
-            text: with_jump(&ssh_config_text(&infos)?, jump.as_deref()),
+            text: ssh_config_text(&infos)?,
             student,
             host,
         });
     }
     Ok(out)
-}
-
-/// Add `ProxyJump` to every `Host` block.
-fn with_jump(text: &str, jump: Option<&str>) -> String {
-    let Some(j) = jump else {
-        return text.to_string();
-    };
-    let mut out = String::with_capacity(text.len() + 64);
-    for line in text.lines() {
-        out.push_str(line);
-        out.push('\n');
-        if line.starts_with("Host ") {
-            out.push_str(&format!("  ProxyJump {j}\n"));
-        }
-    }
-    out
 }
 
 /// Where `class ssh-config --out DIR` writes a student's file.

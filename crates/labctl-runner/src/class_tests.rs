@@ -573,16 +573,6 @@ fn status_reset_of_some_students_and_destroy() {
 }
 
 #[test]
-fn ssh_configs_jump_through_remote_hosts() {
-    let text = "Host m\n  HostName 127.0.0.1\n  Port 61010\n\nHost w1\n  HostName 127.0.0.1\n";
-    assert_eq!(
-        with_jump(text, Some("root@10.0.0.2:2222")),
-        "Host m\n  ProxyJump root@10.0.0.2:2222\n  HostName 127.0.0.1\n  Port 61010\n\nHost w1\n  ProxyJump root@10.0.0.2:2222\n  HostName 127.0.0.1\n"
-    );
-    assert_eq!(with_jump(text, None), text);
-}
-
-#[test]
 fn ports_that_would_pass_65535_are_refused() {
     let f = Fixture::new();
     let class = f.class(&class_toml(r#"["ann"]"#, TWO_HOSTS));

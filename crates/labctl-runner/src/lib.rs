@@ -16,6 +16,7 @@ mod ops_tests;
 mod provision;
 mod registry;
 mod reset;
+pub mod route;
 pub mod state;
 #[cfg(test)]
 mod testing;

@@ -135,6 +135,8 @@ pub struct SshInfo {
     /// The lab's pinned host keys and this node's name in them.
     pub known_hosts: PathBuf,
     pub host_key_alias: String,
+    /// The hypervisor host the node's port is reached through (a remote libvirt host).
+    pub jump: Option<labctl_driver::route::JumpHost>,
 }
 
 /// Login details of every node (or one).
@@ -168,6 +170,13 @@ pub fn ssh_info(
             },
             known_hosts: own.known_hosts(),
             host_key_alias: own.host_key_alias(name),
+            jump: crate::route::route(
+                &st.provider,
+                env.uri.as_deref().or(st.uri.as_deref()),
+                n.machine.ssh.host,
+            )
+            .jump()
+            .cloned(),
         })
         .collect())
 }
@@ -202,8 +211,10 @@ fn ssh_options(i: &SshInfo) -> Result<Vec<(&'static str, String)>, RunnerError> 
             value: i.user.escape_debug().to_string(),
         });
     }
-    Ok(vec![
-        ("HostName", "127.0.0.1".into()),
+    let mut opts = vec![("HostName", "127.0.0.1".to_string())];
+    // A remote hypervisor host: its guests' ports listen on its own 127.0.0.1.
+    opts.extend(i.jump.as_ref().map(crate::route::jump_option));
+    opts.extend([
         ("Port", i.port.to_string()),
         ("User", i.user.clone()),
         (
@@ -218,7 +229,8 @@ fn ssh_options(i: &SshInfo) -> Result<Vec<(&'static str, String)>, RunnerError> 
         ),
         ("StrictHostKeyChecking", "yes".into()),
         ("LogLevel", "ERROR".into()),
-    ])
+    ]);
+    Ok(opts)
 }
 
 /// OpenSSH client config for every node. Host keys are verified against the lab's

@@ -152,20 +152,25 @@ pub fn snapshot(
     Ok(out)
 }
 
+/// The SSH target of a node of a lab that is up (through its hypervisor host when remote).
+fn node_target(paths: &LabPaths, st: &LabState, node: &str) -> Target {
+    let n = &st.nodes[node];
+    crate::route::target(
+        node,
+        &crate::route::route(&st.provider, st.uri.as_deref(), n.machine.ssh.host),
+        &n.user,
+        vec![paths.key()],
+        paths.host_key_check(node, false),
+    )
+}
+
 pub(crate) fn session(
     paths: &LabPaths,
     st: &LabState,
     node: &str,
     deadline: Duration,
 ) -> Result<Session, RunnerError> {
-    let n = &st.nodes[node];
-    let target = Target {
-        node: node.to_string(),
-        addr: std::net::SocketAddr::from(([127, 0, 0, 1], n.machine.ssh.host)),
-        user: n.user.clone(),
-        keys: vec![paths.key()],
-        host_key: Some(paths.host_key_check(node, false)),
-    };
+    let target = node_target(paths, st, node);
     let never = AtomicBool::new(false);
     Ok(Session::wait_ready(&target, deadline, &never, &|| Ok(()))?)
 }
@@ -178,14 +183,7 @@ fn login(
     node: &str,
     deadline: Duration,
 ) -> Result<Box<dyn Guest>, RunnerError> {
-    let n = &st.nodes[node];
-    let target = Target {
-        node: node.to_string(),
-        addr: std::net::SocketAddr::from(([127, 0, 0, 1], n.machine.ssh.host)),
-        user: n.user.clone(),
-        keys: vec![paths.key()],
-        host_key: Some(paths.host_key_check(node, false)),
-    };
+    let target = node_target(paths, st, node);
     let never = AtomicBool::new(false);
     Ok(connect.wait_ready(&target, deadline, &never, &|| Ok(()))?)
 }

@@ -355,6 +355,7 @@ fn ssh_config_and_argv_are_quoted_and_pinned() {
         key: PathBuf::from("/home/u/my labs/%d/.labctl/ssh/id_ed25519"),
         known_hosts: PathBuf::from("/home/u/my labs/.labctl/known_hosts"),
         host_key_alias: "labctl-k8s-1234abcd-m-k8s".into(),
+        jump: None,
     };
     let cfg = labctl_runner::ssh_config_text(std::slice::from_ref(&info)).expect("config");
     assert!(cfg.contains("  IdentityFile \"/home/u/my labs/%%d/.labctl/ssh/id_ed25519\"\n"));

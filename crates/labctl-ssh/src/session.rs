@@ -11,12 +11,39 @@ use std::time::{Duration, Instant};
 pub struct Target {
     /// Node name, for messages.
     pub node: String,
+    /// The guest's SSH port: on this machine, or as the jump host of `via` sees it.
     pub addr: SocketAddr,
+    /// A relay to `addr` through another machine (a remote hypervisor host); `None` connects
+    /// to `addr` directly.
+    pub via: Option<Via>,
     pub user: String,
     /// Keys to try, in order (the lab key first, then the box's key).
     pub keys: Vec<PathBuf>,
     /// Host key pinning; None trusts any key (only for tests and stand-ins).
     pub host_key: Option<crate::hostkeys::HostKeyCheck>,
+}
+
+/// A connection relayed by a helper process (`ssh -W`): the stream labctl speaks SSH over,
+/// and what keeps the relay alive. Dropping `relay` ends the helper.
+pub struct Tunnel {
+    pub stream: std::os::unix::net::UnixStream,
+    /// Why the relay ended (its exit status and stderr), or `None` while it runs. Owns the
+    /// helper: dropping it stops the helper.
+    pub relay: Box<dyn FnMut() -> Option<String> + Send>,
+}
+
+/// How to open a [`Tunnel`] to a target, one per connection attempt.
+#[derive(Clone)]
+pub struct Via {
+    /// Where the relay goes through (`root@10.0.0.2`), for messages.
+    pub label: String,
+    pub open: std::sync::Arc<dyn Fn(SocketAddr) -> std::io::Result<Tunnel> + Send + Sync>,
+}
+
+impl std::fmt::Debug for Via {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Via").field("label", &self.label).finish()
+    }
 }
 
 /// SSH failures; each names the node and address.
@@ -97,6 +124,9 @@ pub struct Session {
     target: Target,
     /// Which key worked.
     pub key: PathBuf,
+    /// The relay of a tunnelled session, stopped after `sess` is dropped (fields drop in
+    /// order).
+    _relay: Option<Box<dyn FnMut() -> Option<String> + Send>>,
 }
 
 impl std::fmt::Debug for Session {
@@ -127,30 +157,33 @@ impl Session {
     /// Connect, handshake and log in once. `handshake` bounds the banner exchange: under TCG
     /// with several guests booting, sshd can take seconds to fork, so keep it generous.
     pub fn connect(target: &Target, handshake: Duration) -> Result<Session, SshError> {
-        let tcp =
-            TcpStream::connect_timeout(&target.addr, Duration::from_secs(5)).map_err(|source| {
-                SshError::Connect {
-                    node: target.node.clone(),
-                    addr: target.addr,
-                    source,
-                }
+        let conn =
+            Conn::open(target, Duration::from_secs(5)).map_err(|source| SshError::Connect {
+                node: target.node.clone(),
+                addr: target.addr,
+                source,
             })?;
-        Session::connect_over(target, tcp, handshake)
+        Session::connect_over(target, conn, handshake)
     }
 
     /// Handshake and log in over a connected stream (whose banner is still unread).
-    fn connect_over(
-        target: &Target,
-        tcp: TcpStream,
-        handshake: Duration,
-    ) -> Result<Session, SshError> {
-        let _ = tcp.set_nodelay(true);
+    fn connect_over(target: &Target, conn: Conn, handshake: Duration) -> Result<Session, SshError> {
+        let (tcp, relay) = match conn {
+            Conn::Tcp(t) => {
+                let _ = t.set_nodelay(true);
+                (Stream::Tcp(t), None)
+            }
+            Conn::Tunnel(t) => (Stream::Unix(t.stream), Some(t.relay)),
+        };
         let mut sess = ssh2::Session::new().map_err(|e| SshError::Handshake {
             node: target.node.clone(),
             addr: target.addr,
             message: e.to_string(),
         })?;
-        sess.set_tcp_stream(tcp);
+        match tcp {
+            Stream::Tcp(t) => sess.set_tcp_stream(t),
+            Stream::Unix(u) => sess.set_tcp_stream(u),
+        }
         sess.set_timeout(u32::try_from(handshake.as_millis()).unwrap_or(u32::MAX));
         // One host key type, the one OpenSSH prefers too, so the pinned key is the one `ssh` sees.
         let _ = sess.method_pref(
@@ -192,6 +225,7 @@ impl Session {
                     sess,
                     target: target.clone(),
                     key: key.clone(),
+                    _relay: relay,
                 });
             }
         }
@@ -234,10 +268,10 @@ impl Session {
             // full SSH handshake would then hang until its timeout. A short banner probe costs
             // the guest nothing until sshd answers; only then comes the real handshake, with a
             // timeout generous enough for a loaded host.
-            let last = match banner_probe(target.addr, Duration::from_secs(3)) {
+            let last = match banner_probe(target, Duration::from_secs(3)) {
                 // The probe's connection goes on to the handshake: under TCG each connection
                 // costs sshd a fork and re-exec of seconds, so it is not thrown away.
-                Ok(tcp) => match Session::connect_over(target, tcp, Duration::from_secs(20)) {
+                Ok(conn) => match Session::connect_over(target, conn, Duration::from_secs(20)) {
                     Ok(s) => return Ok(s),
                     // Wrong key or a foreign host key is final: retrying will not help.
                     Err(
@@ -250,7 +284,10 @@ impl Session {
                         e.to_string()
                     }
                 },
-                Err(e) => format!("{}: {e}", target.addr),
+                Err(e) => match &target.via {
+                    Some(v) => format!("{} via {}: {e}", target.addr, v.label),
+                    None => format!("{}: {e}", target.addr),
+                },
             };
             if started.elapsed() >= deadline {
                 return Err(SshError::NotReady {
@@ -443,15 +480,92 @@ pub fn signal_status(sig: &str) -> i32 {
     128 + n
 }
 
+/// A connected stream to a target, before the handshake.
+enum Conn {
+    Tcp(TcpStream),
+    Tunnel(Tunnel),
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Conn::Tcp(t) => f.debug_tuple("Tcp").field(t).finish(),
+            Conn::Tunnel(t) => f.debug_tuple("Tunnel").field(&t.stream).finish(),
+        }
+    }
+}
+
+/// What ssh2 is handed (it takes any socket).
+enum Stream {
+    Tcp(TcpStream),
+    Unix(std::os::unix::net::UnixStream),
+}
+
+impl Conn {
+    fn open(target: &Target, timeout: Duration) -> std::io::Result<Conn> {
+        match &target.via {
+            None => Ok(Conn::Tcp(TcpStream::connect_timeout(
+                &target.addr,
+                timeout,
+            )?)),
+            Some(v) => Ok(Conn::Tunnel((v.open)(target.addr)?)),
+        }
+    }
+
+    fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        match self {
+            Conn::Tcp(t) => t.as_fd(),
+            Conn::Tunnel(t) => t.stream.as_fd(),
+        }
+    }
+
+    fn set_read_timeout(&self, t: Option<Duration>) -> std::io::Result<()> {
+        match self {
+            Conn::Tcp(s) => s.set_read_timeout(t),
+            Conn::Tunnel(s) => s.stream.set_read_timeout(t),
+        }
+    }
+
+    /// Why a relay ended (its own words), to replace a bare "connection closed".
+    fn relay_failure(&mut self) -> Option<String> {
+        match self {
+            Conn::Tcp(_) => None,
+            Conn::Tunnel(t) => (t.relay)(),
+        }
+    }
+}
+
 /// Connect and wait for the server's `SSH-` identification line.
-fn banner_probe(addr: SocketAddr, timeout: Duration) -> std::io::Result<TcpStream> {
-    let tcp = TcpStream::connect_timeout(&addr, timeout)?;
-    tcp.set_read_timeout(Some(timeout))?;
+fn banner_probe(target: &Target, timeout: Duration) -> std::io::Result<Conn> {
+    let mut conn = Conn::open(target, timeout)?;
+    match wait_banner(&conn, timeout) {
+        Ok(()) => Ok(conn),
+        Err(e) => match conn.relay_failure() {
+            Some(why) => Err(std::io::Error::other(why)),
+            None => Err(e),
+        },
+    }
+}
+
+fn wait_banner(conn: &Conn, timeout: Duration) -> std::io::Result<()> {
+    conn.set_read_timeout(Some(timeout))?;
     // Peek, not read: the banner stays in the socket for libssh2's handshake.
     let started = std::time::Instant::now();
     let mut buf = [0u8; 4];
     loop {
-        match tcp.peek(&mut buf)? {
+        let n = match rustix::net::recv(conn.fd(), &mut buf, rustix::net::RecvFlags::PEEK) {
+            Ok((n, _)) => n,
+            Err(e) if e == rustix::io::Errno::INTR => continue,
+            Err(e) if e == rustix::io::Errno::AGAIN => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no SSH banner",
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        match n {
             0 => {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
@@ -476,8 +590,8 @@ fn banner_probe(addr: SocketAddr, timeout: Duration) -> std::io::Result<TcpStrea
             }
         }
     }
-    tcp.set_read_timeout(None)?;
-    Ok(tcp)
+    conn.set_read_timeout(None)?;
+    Ok(())
 }
 
 /// The last `n` non-empty lines of a text.
@@ -508,25 +622,89 @@ mod tests {
         addr
     }
 
+    fn direct(addr: SocketAddr) -> Target {
+        Target {
+            node: "n".into(),
+            addr,
+            via: None,
+            user: "root".into(),
+            keys: Vec::new(),
+            host_key: None,
+        }
+    }
+
+    /// A target reached through a relay: a thread on the other end of a socket pair writes
+    /// the chunks (the guest's side), then the relay "exits" with `why`.
+    fn tunnelled(chunks: &'static [&'static [u8]], why: Option<&'static str>) -> Target {
+        let open = move |_to: SocketAddr| {
+            let (ours, mut theirs) = std::os::unix::net::UnixStream::pair()?;
+            std::thread::spawn(move || {
+                for c in chunks {
+                    let _ = theirs.write_all(c);
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            });
+            Ok(Tunnel {
+                stream: ours,
+                relay: Box::new(move || why.map(str::to_string)),
+            })
+        };
+        Target {
+            via: Some(Via {
+                label: "root@10.254.1.2".into(),
+                open: std::sync::Arc::new(open),
+            }),
+            ..direct(SocketAddr::from(([127, 0, 0, 1], 61010)))
+        }
+    }
+
+    fn read_banner(conn: Conn) -> [u8; 19] {
+        let mut line = [0u8; 19];
+        match conn {
+            Conn::Tcp(mut t) => t.read_exact(&mut line).expect("banner still there"),
+            Conn::Tunnel(mut t) => t.stream.read_exact(&mut line).expect("banner still there"),
+        }
+        line
+    }
+
     #[test]
     fn banner_probe_leaves_the_banner_for_the_handshake() {
         let addr = server(&[b"SS", b"H-2.0-OpenSSH_9.2\r\n"]);
-        let mut tcp = banner_probe(addr, Duration::from_secs(2)).expect("an SSH server");
-        let mut line = [0u8; 19];
-        tcp.read_exact(&mut line).expect("banner still there");
-        assert_eq!(&line, b"SSH-2.0-OpenSSH_9.2");
+        let conn = banner_probe(&direct(addr), Duration::from_secs(2)).expect("an SSH server");
+        assert_eq!(&read_banner(conn), b"SSH-2.0-OpenSSH_9.2");
     }
 
     #[test]
     fn banner_probe_rejects_a_closed_or_foreign_port() {
         let closed = server(&[]);
-        let e = banner_probe(closed, Duration::from_secs(2)).unwrap_err();
+        let e = banner_probe(&direct(closed), Duration::from_secs(2)).unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof, "{e}");
         let http = server(&[b"HTTP/1.1 400 Bad Request\r\n"]);
-        let e = banner_probe(http, Duration::from_secs(2)).unwrap_err();
+        let e = banner_probe(&direct(http), Duration::from_secs(2)).unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::InvalidData, "{e}");
         let silent = server(&[b"SS"]);
-        let e = banner_probe(silent, Duration::from_millis(150)).unwrap_err();
+        let e = banner_probe(&direct(silent), Duration::from_millis(150)).unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}");
+    }
+
+    #[test]
+    fn a_tunnel_carries_the_banner_to_the_handshake() {
+        let t = tunnelled(&[b"SS", b"H-2.0-OpenSSH_9.2\r\n"], None);
+        let conn = banner_probe(&t, Duration::from_secs(2)).expect("an SSH server");
+        assert_eq!(&read_banner(conn), b"SSH-2.0-OpenSSH_9.2");
+    }
+
+    #[test]
+    fn a_relay_that_ended_says_why() {
+        let t = tunnelled(
+            &[],
+            Some("`ssh -W 127.0.0.1:61010 …` ended (exit status 255): Permission denied"),
+        );
+        let e = banner_probe(&t, Duration::from_secs(2)).unwrap_err();
+        assert!(e.to_string().contains("Permission denied"), "{e}");
+        // A relay that is still running leaves the probe's own error.
+        let t = tunnelled(&[b"HTTP/1.1 400 Bad Request\r\n"], None);
+        let e = banner_probe(&t, Duration::from_secs(2)).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidData, "{e}");
     }
 }

@@ -5,7 +5,6 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use labctl_driver::{DriverError, MachineConfig, MachineStatus};
-use labctl_ssh::Target;
 use labctl_ssh::guest::{GuestSetup, NetStack, NicSetup};
 
 use super::schedule::{POISONED, Shared};
@@ -106,23 +105,29 @@ pub(super) fn bring_up(
             phase: Phase::WaitingSsh,
         },
     );
-    let (user, configured) = sh
+    let (user, configured, route) = sh
         .state
         .lock()
         .ok()
-        .and_then(|g| g.0.nodes.get(name).map(|n| (n.user.clone(), n.configured)))
-        .unwrap_or_else(|| (sh.box_user.clone(), false));
+        .map(|g| {
+            let route = crate::route::route(&g.0.provider, g.0.uri.as_deref(), machine.ssh.host);
+            match g.0.nodes.get(name) {
+                Some(n) => (n.user.clone(), n.configured, route),
+                None => (sh.box_user.clone(), false, route),
+            }
+        })
+        .ok_or(POISONED)?;
     let mut keys = vec![sh.lab_key.clone()];
     keys.extend(sh.box_key.clone());
-    let target = Target {
-        node: name.clone(),
-        addr: std::net::SocketAddr::from(([127, 0, 0, 1], machine.ssh.host)),
-        user: user.clone(),
+    // labctl has just started this VM and its disk is new (or rebuilt): whatever answers on
+    // its port is it, so its key is recorded; otherwise it must match the record.
+    let target = crate::route::target(
+        name,
+        &route,
+        &user,
         keys,
-        // labctl has just started this VM and its disk is new (or rebuilt): whatever answers
-        // on its port is it, so its key is recorded; otherwise it must match the record.
-        host_key: Some(sh.paths.host_key_check(name, booted && !configured)),
-    };
+        sh.paths.host_key_check(name, booted && !configured),
+    );
     let driver = sh.driver.clone();
     let m2 = machine.clone();
     let alive = move || match driver.status(&m2) {

@@ -44,8 +44,13 @@ fn a_class_loads_with_defaults() {
     assert_eq!(c.hosts[1].memory_mb, None);
     assert_eq!(c.hosts[1].max_parallel, 3);
     assert_eq!(
-        c.hosts[1].uri.remote().map(Remote::jump),
-        Some("root@10.0.0.2:2222".to_string())
+        c.hosts[1].uri.remote(),
+        Some(&Remote {
+            user: Some("root".into()),
+            host: "10.0.0.2".into(),
+            port: Some(2222),
+            keyfile: None
+        })
     );
     assert_eq!(
         c.students,
@@ -184,12 +189,25 @@ fn uris() {
             remote: None
         })
     );
-    let r = parse_uri("qemu+ssh://h.example/session?keyfile=/k").expect("ok");
-    assert_eq!(r.remote().map(Remote::jump).as_deref(), Some("h.example"));
+    let r = parse_uri("qemu+ssh://h.example/session?no_tty=1&keyfile=/k%20s/id").expect("ok");
+    assert_eq!(
+        r.remote(),
+        Some(&Remote {
+            user: None,
+            host: "h.example".into(),
+            port: None,
+            keyfile: Some("/k s/id".into())
+        })
+    );
     let r = parse_uri("qemu+ssh://me@[fd00::2]:22/system").expect("ok");
     assert_eq!(
-        r.remote().map(Remote::jump).as_deref(),
-        Some("me@[fd00::2]:22")
+        r.remote(),
+        Some(&Remote {
+            user: Some("me".into()),
+            host: "fd00::2".into(),
+            port: Some(22),
+            keyfile: None
+        })
     );
     for bad in [
         "qemu://host/system",
@@ -201,6 +219,9 @@ fn uris() {
         "xen:///system",
         "10.0.0.2",
         "qemu+ssh://h;rm/system",
+        "qemu+ssh://h/system?keyfile=",
+        "qemu+ssh://h/system?keyfile=%zz",
+        "qemu+ssh://h/system?keyfile=%0a",
     ] {
         assert!(parse_uri(bad).is_err(), "{bad} accepted");
     }

@@ -34,34 +34,14 @@ impl HostUri {
     }
 }
 
-/// `user@host:port` of a `qemu+ssh://` URI.
+/// `user@host:port` of a `qemu+ssh://` URI, and its `?keyfile=` (the key libvirt's SSH
+/// transport logs in with). The driver crate's `route::JumpHost` is made from it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Remote {
     pub user: Option<String>,
     pub host: String,
     pub port: Option<u16>,
-}
-
-impl Remote {
-    /// OpenSSH's `ProxyJump` value: `[user@]host[:port]`.
-    pub fn jump(&self) -> String {
-        let mut s = String::new();
-        if let Some(u) = &self.user {
-            s.push_str(u);
-            s.push('@');
-        }
-        if self.host.contains(':') {
-            s.push('[');
-            s.push_str(&self.host);
-            s.push(']');
-        } else {
-            s.push_str(&self.host);
-        }
-        if let Some(p) = self.port {
-            s.push_str(&format!(":{p}"));
-        }
-        s
-    }
+    pub keyfile: Option<String>,
 }
 
 /// Why a URI is refused.
@@ -100,7 +80,7 @@ pub fn parse_uri(s: &str) -> Result<HostUri, UriError> {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, ""),
     };
-    let path = path.split('?').next().unwrap_or_default();
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
     if path != "/system" && path != "/session" {
         return Err(UriError("the path must be `/system` or `/session`".into()));
     }
@@ -156,12 +136,43 @@ pub fn parse_uri(s: &str) -> Result<HostUri, UriError> {
             _ => return Err(UriError(format!("`{p}` is not a port"))),
         },
     };
+    let keyfile = match query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("keyfile="))
+        .map(percent_decode)
+    {
+        Some(Some(k)) if !k.is_empty() => Some(k),
+        Some(_) => return Err(UriError("`keyfile` is not a file name".into())),
+        None => None,
+    };
     Ok(HostUri::Libvirt {
         uri: s.to_string(),
         remote: Some(Remote {
             user: user.map(str::to_string),
             host: host.to_string(),
             port,
+            keyfile,
         }),
     })
+}
+
+/// `%XX` escapes decoded (libvirt unescapes URI parameters); `None` for a bad escape or a
+/// result that is not UTF-8 or holds a control character.
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out)
+        .ok()
+        .filter(|t| !t.chars().any(char::is_control))
 }

@@ -1,0 +1,209 @@
+//! The route to a node's guest and the SSH target built from it. The lab's connection URI is
+//! parsed by labctl-spec (`parse_uri`, the one parser of libvirt URIs), the driver crate says
+//! which route a provider's guests need (`labctl_driver::route::guest_route`), and this module
+//! turns a route into a [`Target`]: a relay through the jump host (`ssh -W`, run by the
+//! driver crate's exec module) when there is one.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use labctl_driver::route::{GuestRoute, JumpHost, guest_route, ssh_program};
+use labctl_spec::class::{HostUri, Remote, parse_uri};
+use labctl_ssh::{Target, Tunnel, Via};
+
+/// The jump host of a parsed `qemu+ssh://` URI.
+pub fn jump_host(r: &Remote) -> JumpHost {
+    JumpHost {
+        user: r.user.clone(),
+        host: r.host.clone(),
+        port: r.port,
+        keyfile: r.keyfile.as_ref().map(PathBuf::from),
+    }
+}
+
+/// The SSH endpoint of a lab's connection URI: `Some` for `qemu+ssh://` URIs, `None` for a
+/// local one (or a URI labctl does not parse; its driver reports the error).
+pub fn jump_of_uri(uri: Option<&str>) -> Option<JumpHost> {
+    match parse_uri(uri?) {
+        Ok(HostUri::Libvirt {
+            remote: Some(r), ..
+        }) => Some(jump_host(&r)),
+        _ => None,
+    }
+}
+
+/// Where the guest whose SSH port the hypervisor forwards to its 127.0.0.1:`port` is reached.
+pub fn route(provider: &str, uri: Option<&str>, port: u16) -> GuestRoute {
+    guest_route(provider, jump_of_uri(uri).as_ref(), port)
+}
+
+/// A relay through `jump`: each connection attempt starts `ssh -W` (found once, when the
+/// first attempt is made).
+fn via(jump: &JumpHost) -> Via {
+    let j = jump.clone();
+    let open = move |to: SocketAddr| -> std::io::Result<Tunnel> {
+        let ssh = ssh_program().map_err(std::io::Error::other)?;
+        let (stream, mut relay) = j.open_relay(&ssh, to).map_err(std::io::Error::other)?;
+        Ok(Tunnel {
+            stream,
+            relay: Box::new(move || relay.failure(Duration::from_millis(500))),
+        })
+    };
+    Via {
+        label: jump.proxy_jump(),
+        open: std::sync::Arc::new(open),
+    }
+}
+
+/// The SSH target of a node reached by `route`.
+pub(crate) fn target(
+    node: &str,
+    route: &GuestRoute,
+    user: &str,
+    keys: Vec<PathBuf>,
+    host_key: labctl_ssh::hostkeys::HostKeyCheck,
+) -> Target {
+    Target {
+        node: node.to_string(),
+        addr: route.target(),
+        via: route.jump().map(via),
+        user: user.to_string(),
+        keys,
+        host_key: Some(host_key),
+    }
+}
+
+/// A shell word in single quotes (for `ProxyCommand`, which OpenSSH runs with `sh -c`).
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// The ssh_config option that sends a connection through `jump`: `ProxyJump` when the URI
+/// names no key, else a `ProxyCommand` running `ssh -W` with that key (ProxyJump cannot
+/// name the jump host's key). `%` is doubled: OpenSSH expands `%` tokens in both.
+pub(crate) fn jump_option(jump: &JumpHost) -> (&'static str, String) {
+    let Some(key) = &jump.keyfile else {
+        return ("ProxyJump", jump.proxy_jump());
+    };
+    let mut c = format!(
+        "ssh -i {} -W %h:%p",
+        sh_quote(&key.to_string_lossy().replace('%', "%%"))
+    );
+    if let Some(p) = jump.port {
+        c.push_str(&format!(" -p {p}"));
+    }
+    if let Some(u) = &jump.user {
+        c.push_str(&format!(" -l {u}"));
+    }
+    c.push_str(&format!(" -- {}", jump.host));
+    ("ProxyCommand", c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_from_recorded_provider_and_uri() {
+        let local = SocketAddr::from(([127, 0, 0, 1], 61010));
+        assert_eq!(route("qemu", None, 61010), GuestRoute::Direct(local));
+        assert_eq!(
+            route("libvirt", Some("qemu:///system"), 61010),
+            GuestRoute::Direct(local)
+        );
+        let r = route(
+            "libvirt",
+            Some("qemu+ssh://root@10.254.1.2:2222/system?keyfile=/tmp/k/id_ed25519"),
+            61010,
+        );
+        assert_eq!(
+            r,
+            GuestRoute::Via {
+                jump: JumpHost {
+                    user: Some("root".into()),
+                    host: "10.254.1.2".into(),
+                    port: Some(2222),
+                    keyfile: Some("/tmp/k/id_ed25519".into()),
+                },
+                target: local,
+            }
+        );
+        // A transport labctl does not parse gets no jump (its driver reports the error).
+        assert_eq!(
+            route("libvirt", Some("qemu+tls://h/system"), 61010),
+            GuestRoute::Direct(local)
+        );
+    }
+
+    #[test]
+    fn the_jump_option_names_the_key_when_the_uri_does() {
+        let j = jump_of_uri(Some("qemu+ssh://root@10.254.1.2/system")).expect("remote");
+        assert_eq!(
+            jump_option(&j),
+            ("ProxyJump", "root@10.254.1.2".to_string())
+        );
+        let j = jump_of_uri(Some(
+            "qemu+ssh://lab@h1:2222/system?keyfile=/home/it's%25/id",
+        ))
+        .expect("remote");
+        assert_eq!(
+            jump_option(&j),
+            (
+                "ProxyCommand",
+                "ssh -i '/home/it'\\''s%%/id' -W %h:%p -p 2222 -l lab -- h1".to_string()
+            )
+        );
+    }
+
+    #[test]
+    fn a_target_through_a_jump_host_relays() {
+        let check = labctl_ssh::hostkeys::HostKeyCheck {
+            file: PathBuf::from("/k"),
+            alias: "a".into(),
+            replace: false,
+        };
+        let r = route("libvirt", Some("qemu+ssh://root@h1/system"), 61010);
+        let t = target("m", &r, "root", Vec::new(), check.clone());
+        assert_eq!(t.addr, SocketAddr::from(([127, 0, 0, 1], 61010)));
+        assert_eq!(t.via.as_ref().map(|v| v.label.as_str()), Some("root@h1"));
+        let t = target("m", &route("qemu", None, 61010), "root", Vec::new(), check);
+        assert!(t.via.is_none());
+    }
+
+    fn info(uri: &str) -> crate::SshInfo {
+        crate::SshInfo {
+            node: "m".into(),
+            port: 61010,
+            user: "root".into(),
+            key: PathBuf::from("/lab/.labctl/ssh/id_ed25519"),
+            known_hosts: PathBuf::from("/lab/.labctl/known_hosts"),
+            host_key_alias: "labctl-1a2b-m".into(),
+            jump: route("libvirt", Some(uri), 61010).jump().cloned(),
+        }
+    }
+
+    #[test]
+    fn ssh_config_and_ssh_args_go_through_the_jump_host() {
+        let text =
+            crate::ssh_config_text(&[info("qemu+ssh://root@10.0.0.2:2222/system")]).expect("text");
+        assert!(
+            text.starts_with(
+                "Host m\n  HostName 127.0.0.1\n  ProxyJump root@10.0.0.2:2222\n  Port 61010\n"
+            ),
+            "{text}"
+        );
+        let args = crate::ssh_args(
+            &info("qemu+ssh://root@10.0.0.2/system?keyfile=/k/id"),
+            &["hostname".into()],
+            false,
+        )
+        .expect("args");
+        assert!(
+            args.contains(&"ProxyCommand=ssh -i '/k/id' -W %h:%p -l root -- 10.0.0.2".to_string()),
+            "{args:?}"
+        );
+        let local = crate::ssh_config_text(&[info("qemu:///system")]).expect("text");
+        assert!(!local.contains("Proxy"), "{local}");
+    }
+}
