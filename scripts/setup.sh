@@ -21,3 +21,27 @@ fi
 if ! command -v qemu-img >/dev/null; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends qemu-utils >/dev/null
 fi
+# openssh-server: the two-host class test (crates/labctl/tests/e2e_twohost.rs) runs its own
+# sshd inside each simulated hypervisor host's namespaces. Installing the package must not
+# start a host sshd: without systemd, Debian's postinst starts it through invoke-rc.d, which a
+# policy-rc.d that exits 101 forbids. A temporary one is put in place (and removed, even on
+# failure) only when none exists; afterwards no sshd may be running that was not before.
+if ! dpkg-query -W -f='${Status}' openssh-server 2>/dev/null | grep -q "install ok installed"; then
+  before=$(pgrep -x sshd || true)
+  made_policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod 755 /usr/sbin/policy-rc.d
+    made_policy=1
+    trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT INT TERM
+  fi
+  rc=0
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends openssh-server >/dev/null || rc=$?
+  if [ -n "$made_policy" ]; then $SUDO rm -f /usr/sbin/policy-rc.d; trap - EXIT INT TERM; fi
+  [ "$rc" -eq 0 ] || exit "$rc"
+  after=$(pgrep -x sshd || true)
+  if [ "$after" != "$before" ]; then
+    echo "setup: installing openssh-server started sshd (PIDs: $after); stop it: labctl's tests run their own" >&2
+    exit 1
+  fi
+fi
