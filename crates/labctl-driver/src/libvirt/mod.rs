@@ -5,9 +5,11 @@
 //! an isolated libvirt network per lab network. Per node: a domain from [`xml::domain`].
 //! See docs/libvirt.md.
 
+mod engine;
 mod error;
 mod host;
 pub mod parse;
+mod volumes;
 pub mod xml;
 
 use std::path::{Path, PathBuf};
@@ -18,7 +20,7 @@ use sha2::{Digest, Sha256};
 
 use crate::exec::{Cmd, Output, find_program};
 use crate::files::tail_file;
-use crate::qemu::accel::{self, Engine, ProbeImage, ProbeSpec, Verdict};
+use crate::qemu::accel::Engine;
 use crate::{
     Accel, Acceleration, BootImage, Driver, DriverError, DriverInfo, MachineConfig, MachineStatus,
     NetworkConfig, SnapshotOp, StopMode, StopOutcome,
@@ -26,6 +28,7 @@ use crate::{
 pub use error::{LibvirtError, NOT_INSTALLED_HINT};
 pub use host::available_memory_mb;
 use parse::{DomState, Missing};
+use volumes::BaseVolumes;
 
 /// The storage pool labctl keeps its volumes in, on every host.
 pub const POOL: &str = "labctl";
@@ -101,15 +104,6 @@ pub struct LibvirtDriver {
     upload: Mutex<()>,
 }
 
-/// The box's files as volumes on the host.
-#[derive(Debug, Clone)]
-struct BaseVolumes {
-    disk: String,
-    capacity: u64,
-    kernel: Option<String>,
-    initrd: Option<String>,
-}
-
 fn domain_name(m: &MachineConfig) -> String {
     format!("labctl-{}", m.id)
 }
@@ -125,41 +119,6 @@ pub fn network_name(run_dir: &Path, network: &str) -> String {
     let mut hex = format!("{h:x}");
     hex.truncate(8);
     format!("labctl-{hex}-{network}")
-}
-
-/// What names a box's base volumes: the box's sha256 from the store's `box.json` next to the
-/// disk (per file when recorded), else the disk file's own sha256.
-fn box_key(boot: &BootImage) -> Result<String, DriverError> {
-    let meta = boot
-        .disk
-        .parent()
-        .map(|d| d.join("box.json"))
-        .and_then(|p| std::fs::read_to_string(p).ok())
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
-    let file_name = boot
-        .disk
-        .file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let recorded = meta.as_ref().and_then(|v| {
-        v.pointer(&format!("/files/{file_name}/sha256"))
-            .or_else(|| v.get("sha256"))
-            .and_then(|s| s.as_str())
-            .map(str::to_string)
-    });
-    let sha = match recorded {
-        Some(s) if s.len() >= 16 => s,
-        _ => {
-            crate::files::sha256_file(&boot.disk)
-                .map_err(|source| DriverError::Io {
-                    what: "cannot read",
-                    path: boot.disk.clone(),
-                    source,
-                })?
-                .0
-        }
-    };
-    Ok(sha.chars().take(16).collect())
 }
 
 impl LibvirtDriver {
@@ -261,120 +220,6 @@ impl LibvirtDriver {
             .map(|o| parse::domstate(&o.stdout)))
     }
 
-    fn ensure_pool(&self) -> Result<(), LibvirtError> {
-        let found = self.run_found(self.virsh().args(["pool-info", POOL]), Missing::Pool)?;
-        if found.is_none() {
-            let xml = xml::pool(POOL, &self.cfg.pool_dir.to_string_lossy());
-            self.with_xml_file("pool-define", &xml)?;
-            self.run(self.virsh().args(["pool-build", POOL]))?;
-            let _ = self.run(self.virsh().args(["pool-autostart", POOL]));
-        }
-        self.run_idempotent(self.virsh().args(["pool-start", POOL]), Missing::Pool)?;
-        Ok(())
-    }
-
-    fn volume_exists(&self, name: &str) -> Result<Option<Output>, LibvirtError> {
-        self.run_found(
-            self.virsh()
-                .args(["vol-info", "--pool", POOL, name, "--bytes"]),
-            Missing::Volume,
-        )
-    }
-
-    fn vol_path(&self, name: &str) -> Result<String, LibvirtError> {
-        let out = self.run(self.virsh().args(["vol-path", "--pool", POOL, name]))?;
-        Ok(out.stdout.trim().to_string())
-    }
-
-    fn delete_volume(&self, name: &str) -> Result<(), LibvirtError> {
-        self.run_idempotent(
-            self.virsh().args(["vol-delete", "--pool", POOL, name]),
-            Missing::Volume,
-        )
-    }
-
-    /// Upload a file as a new volume (`vol-create-as` + `vol-upload`).
-    fn upload(&self, name: &str, file: &Path, format: &str) -> Result<(), LibvirtError> {
-        let size = std::fs::metadata(file)
-            .map_err(|source| LibvirtError::Io {
-                what: "cannot read",
-                path: file.to_path_buf(),
-                source,
-            })?
-            .len();
-        self.delete_volume(name)?;
-        self.run(self.virsh().args([
-            "vol-create-as",
-            POOL,
-            name,
-            &size.max(1).to_string(),
-            "--format",
-            format,
-        ]))?;
-        let up = self.run(
-            self.virsh()
-                .args(["vol-upload", "--pool", POOL, name])
-                .arg(file)
-                .timeout(self.cfg.timeout * 10),
-        );
-        if let Err(e) = up {
-            let _ = self.delete_volume(name);
-            return Err(e);
-        }
-        Ok(())
-    }
-
-    /// The box's base volumes, uploaded once per host. A marker volume written last says
-    /// the set is complete (an interrupted upload is redone).
-    fn base_volumes(&self, boot: &BootImage) -> Result<BaseVolumes, DriverError> {
-        let key = box_key(boot)?;
-        let _g = match self.upload.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        self.ensure_pool()?;
-        let disk = format!("labctl-box-{key}.qcow2");
-        let kernel = format!("labctl-box-{key}-vmlinuz");
-        let initrd = format!("labctl-box-{key}-initrd");
-        let marker = format!("labctl-box-{key}.complete");
-        if self.volume_exists(&marker)?.is_none() {
-            self.upload(&disk, &boot.disk, "qcow2")?;
-            if let Some(k) = &boot.kernel {
-                self.upload(&kernel, k, "raw")?;
-            }
-            if let Some(i) = &boot.initrd {
-                self.upload(&initrd, i, "raw")?;
-            }
-            self.run(
-                self.virsh()
-                    .args(["vol-create-as", POOL, &marker, "1", "--format", "raw"]),
-            )?;
-        }
-        let info = self
-            .volume_exists(&disk)?
-            .ok_or_else(|| LibvirtError::Unexpected {
-                command: format!("virsh vol-info --pool {POOL} {disk}"),
-                message: "the box's base volume is gone while its marker is there".into(),
-            })?;
-        let capacity =
-            parse::capacity_bytes(&info.stdout).ok_or_else(|| LibvirtError::Unexpected {
-                command: format!("virsh vol-info --pool {POOL} {disk} --bytes"),
-                message: "no `Capacity:` line".into(),
-            })?;
-        Ok(BaseVolumes {
-            disk,
-            capacity,
-            kernel: match boot.kernel {
-                Some(_) => Some(self.vol_path(&kernel)?),
-                None => None,
-            },
-            initrd: match boot.initrd {
-                Some(_) => Some(self.vol_path(&initrd)?),
-                None => None,
-            },
-        })
-    }
-
     /// The serial log's path on the hypervisor host: the machine directory for a local
     /// daemon (libvirt opens it itself and hands QEMU the descriptor), libvirt's log
     /// directory on a remote host.
@@ -387,64 +232,6 @@ impl LibvirtDriver {
                 domain_name(m)
             ))
         }
-    }
-
-    /// KVM or TCG for a machine, by the QEMU driver's rule: `kvm`/`tcg` as asked; `auto` is
-    /// the QEMU driver's probe for a local daemon (same cache), and for a remote host
-    /// whether its libvirt offers domain type `kvm` (`virsh domcapabilities --virttype kvm`).
-    fn engine(&self, requested: Accel, boot: &BootImage) -> (Engine, String) {
-        match requested {
-            Accel::Kvm => return (Engine::Kvm, "asked for (accel = kvm)".into()),
-            Accel::Tcg => return (Engine::Tcg, "asked for (accel = tcg)".into()),
-            Accel::Auto => {}
-        }
-        let mut g = match self.verdict.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        if let Some(v) = g.as_ref() {
-            return v.clone();
-        }
-        let v = if is_local(&self.cfg.uri) {
-            self.local_verdict(boot)
-        } else {
-            match self.run(self.virsh().args(["domcapabilities", "--virttype", "kvm"])) {
-                Ok(_) => (Engine::Kvm, "the host's libvirt offers KVM".into()),
-                Err(e) => (
-                    Engine::Tcg,
-                    format!("the host's libvirt offers no KVM ({e})"),
-                ),
-            }
-        };
-        *g = Some(v.clone());
-        v
-    }
-
-    fn local_verdict(&self, boot: &BootImage) -> (Engine, String) {
-        let qemu = match find_program("qemu-system-x86_64", "LABCTL_QEMU_SYSTEM", "") {
-            Ok(q) => q,
-            Err(_) => {
-                return (
-                    Engine::Tcg,
-                    "no qemu-system-x86_64 to probe KVM with".into(),
-                );
-            }
-        };
-        let kvm_device = std::env::var_os("LABCTL_KVM_DEVICE")
-            .filter(|v| !v.is_empty())
-            .map_or_else(|| PathBuf::from("/dev/kvm"), PathBuf::from);
-        let spec = ProbeSpec {
-            qemu: &qemu,
-            kvm_device: &kvm_device,
-            image: boot
-                .kernel
-                .clone()
-                .map_or(ProbeImage::BootSector, ProbeImage::Kernel),
-            kvm_argv: crate::qemu::args::accel_args(Engine::Kvm, false),
-            timeout: Duration::from_secs(10),
-        };
-        let Verdict { accel, reason, .. } = accel::detect(&spec, &self.cfg.cache_dir);
-        (accel, reason)
     }
 
     fn define(&self, m: &MachineConfig, base: &BaseVolumes) -> Result<(), DriverError> {
@@ -733,53 +520,4 @@ impl Driver for LibvirtDriver {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn local_and_remote_uris() {
-        assert!(is_local("qemu:///system"));
-        assert!(is_local("qemu:///session"));
-        assert!(!is_local("qemu+ssh://lab@h1/system"));
-        assert!(!is_local("nonsense"));
-    }
-
-    #[test]
-    fn network_names_are_per_lab_and_fit_libvirt() {
-        let a = network_name(Path::new("/run/user/0/labctl/1a2b3c4d"), "private");
-        let b = network_name(Path::new("/run/user/0/labctl/9f9f9f9f"), "private");
-        assert_ne!(a, b);
-        assert!(a.starts_with("labctl-") && a.ends_with("-private"), "{a}");
-        assert_eq!(
-            a,
-            network_name(Path::new("/run/user/0/labctl/1a2b3c4d"), "private")
-        );
-    }
-
-    #[test]
-    fn box_key_prefers_the_recorded_sha() {
-        let d = tempfile::tempdir().unwrap();
-        std::fs::write(d.path().join("disk.qcow2"), b"disk").unwrap();
-        let boot = BootImage {
-            disk: d.path().join("disk.qcow2"),
-            kernel: None,
-            initrd: None,
-            cmdline: None,
-            ovf: None,
-        };
-        // No box.json: the disk's own sha256.
-        assert_eq!(box_key(&boot).unwrap(), "1044dec7206e8d7c");
-        std::fs::write(
-            d.path().join("box.json"),
-            r#"{"sha256":"e0763fb6cac306beb8fbab6a132e5f632413619445343ef645a8599d618d9d52"}"#,
-        )
-        .unwrap();
-        assert_eq!(box_key(&boot).unwrap(), "e0763fb6cac306be");
-        std::fs::write(
-            d.path().join("box.json"),
-            r#"{"sha256":"e0763fb6cac306beb8fbab6a132e5f632413619445343ef645a8599d618d9d52","files":{"disk.qcow2":{"sha256":"0123456789abcdef0123","size":4}}}"#,
-        )
-        .unwrap();
-        assert_eq!(box_key(&boot).unwrap(), "0123456789abcdef");
-    }
-}
+mod tests;
