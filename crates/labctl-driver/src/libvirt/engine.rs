@@ -66,4 +66,75 @@ impl LibvirtDriver {
         let Verdict { accel, reason, .. } = accel::detect(&spec, &self.cfg.cache_dir);
         (accel, reason)
     }
+
+    /// After a domain failed to start: whether it failed under KVM that `auto` chose, with
+    /// QEMU naming KVM in its error. If so the verdict becomes TCG (with QEMU's line as the
+    /// reason) for the rest of this run (not cached: the next run asks again), and the caller defines and starts the domain again.
+    pub(super) fn fall_back_from_kvm(&self, requested: Accel, stderr: &str) -> bool {
+        if requested != Accel::Auto || !stderr.to_ascii_lowercase().contains("kvm") {
+            return false;
+        }
+        let mut g = match self.verdict.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if !matches!(g.as_ref(), Some((Engine::Kvm, _))) {
+            // Another node fell back first: this one was defined under KVM before that.
+            return self.fell_back.load(std::sync::atomic::Ordering::Relaxed);
+        }
+        let line = kvm_error_line(stderr);
+        *g = Some((Engine::Tcg, format!("KVM unusable on the host: {line}")));
+        self.fell_back
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        tracing::debug!(uri = %self.cfg.uri, reason = %line, "KVM failed; going on under TCG");
+        true
+    }
+}
+
+/// QEMU's line that names KVM (`failed to set MSR 0x10a`, `kvm_buf_set_msrs: Assertion …`),
+/// without libvirt's `error: …` prefixes and QEMU's timestamp.
+fn kvm_error_line(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let pick = lines
+        .iter()
+        .find(|l| l.contains("qemu-system") && l.to_ascii_lowercase().contains("error"))
+        .or_else(|| {
+            lines
+                .iter()
+                .find(|l| l.to_ascii_lowercase().contains("kvm"))
+        })
+        .copied()
+        .unwrap_or_default();
+    let pick = pick
+        .rsplit_once("qemu-system-x86_64: ")
+        .map_or(pick, |(_, r)| r);
+    pick.trim_start_matches("error: ").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// virsh 9.0's stderr when QEMU aborts under a broken nested KVM (seen on this machine).
+    const BROKEN_KVM: &str = "error: Failed to start domain 'labctl-two-ann-1b057d08-w1-k8s'
+error: internal error: qemu unexpectedly closed the monitor: 2026-12-02T07:04:34.162767Z qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69
+qemu-system-x86_64: ../../target/i386/kvm/kvm.c:3183: kvm_buf_set_msrs: Assertion `ret == cpu->kvm_msr_buf->nmsrs' failed.
+";
+
+    #[test]
+    fn the_kvm_line_is_qemus_own() {
+        assert_eq!(
+            kvm_error_line(BROKEN_KVM),
+            "failed to set MSR 0x10a to 0x69"
+        );
+        assert_eq!(
+            kvm_error_line("error: internal error: process exited while connecting to monitor: Could not access KVM kernel module"),
+            "error: internal error: process exited while connecting to monitor: Could not access KVM kernel module"
+                .trim_start_matches("error: ")
+        );
+    }
 }

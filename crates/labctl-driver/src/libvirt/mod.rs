@@ -100,6 +100,9 @@ pub struct LibvirtDriver {
     cfg: LibvirtConfig,
     version: OnceLock<String>,
     verdict: Mutex<Option<(Engine, String)>>,
+    /// A domain failed under KVM in this run and the driver went on under TCG (for this
+    /// run only: a remote host's verdict is not cached).
+    fell_back: std::sync::atomic::AtomicBool,
     /// Held while the pool and a box's base volumes are made (nodes are created in parallel).
     upload: Mutex<()>,
 }
@@ -127,6 +130,7 @@ impl LibvirtDriver {
             cfg,
             version: OnceLock::new(),
             verdict: Mutex::new(None),
+            fell_back: std::sync::atomic::AtomicBool::new(false),
             upload: Mutex::new(()),
         }
     }
@@ -307,6 +311,8 @@ impl Driver for LibvirtDriver {
         Some(Acceleration {
             engine: engine.name().to_string(),
             reason,
+            // Not `fallback`: that promises a verdict recorded for later runs, and this one
+            // lasts for this run (the reason says what happened).
             fallback: false,
         })
     }
@@ -379,7 +385,13 @@ impl Driver for LibvirtDriver {
             let _ = std::fs::rename(&serial, m.dir.join("serial.log.1"));
         }
         let cmd = self.virsh().args(["start", &dom]);
-        let out = cmd.run_unchecked()?;
+        let mut out = cmd.run_unchecked()?;
+        // KVM chosen by `auto` that QEMU cannot use (a remote host's libvirt offers KVM that
+        // fails, as nested KVM can): this domain and every later one go on under TCG.
+        if !out.status.success() && self.fall_back_from_kvm(m.accel, &out.stderr) {
+            self.define(m, &self.base_volumes(&m.boot)?)?;
+            out = cmd.run_unchecked()?;
+        }
         if !out.status.success() {
             if let Some(port) = crate::qemu::port_from_hostfwd_error(&out.stderr) {
                 return Err(DriverError::PortInUse { port });
