@@ -298,10 +298,16 @@ impl Session {
                 });
             }
             // slirp accepts and drops at once while the guest's sshd is not up: poll briskly,
-            // but never more than 4 attempts a second.
+            // but never more than 4 attempts a second; through a relay, once a second (each
+            // attempt is an SSH login to the jump host).
+            let gap = if target.via.is_some() {
+                Duration::from_secs(1)
+            } else {
+                Duration::from_millis(250)
+            };
             let spent = attempt.elapsed();
-            if spent < Duration::from_millis(250) {
-                std::thread::sleep(Duration::from_millis(250) - spent);
+            if spent < gap {
+                std::thread::sleep(gap - spent);
             }
         }
     }
