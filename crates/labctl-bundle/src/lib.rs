@@ -128,7 +128,7 @@ impl OsRelease {
     /// The release of a lab's guests, from its box name (`labctl/debian-12` → `debian-12`).
     pub fn of_lab(lab: &Lab) -> Option<OsRelease> {
         let last = lab.box_name.rsplit('/').next()?;
-        OsRelease::parse(last).filter(|r| r.family.as_str() == lab.os)
+        OsRelease::parse(last).filter(|r| Some(r.family) == lab.os.family())
     }
 
     /// Releases labctl knows, as keys (for messages).

@@ -317,8 +317,11 @@ pub(crate) struct Real<'a> {
 impl Real<'_> {
     fn open(
         &self,
-    ) -> impl Fn(&str, Option<&str>) -> Result<Arc<dyn labctl_driver::Driver>, RunnerError> + '_
-    {
+    ) -> impl Fn(
+        labctl_spec::Provider,
+        Option<&str>,
+    ) -> Result<Arc<dyn labctl_driver::Driver>, RunnerError>
+    + '_ {
         crate::machines::opener(self.env)
     }
 }
@@ -1026,7 +1029,7 @@ pub(crate) fn class_status_with(
             }
             Ok(nodes) => {
                 for n in nodes {
-                    rows.push(row(n.name, n.state, n.ssh, None));
+                    rows.push(row(n.name, n.state.as_str().into(), n.ssh, None));
                 }
             }
             Err(e) => rows.push(row(

@@ -79,20 +79,20 @@ impl Env {
 }
 
 /// The driver for a provider (the driver crate's one entry point), with `env.uri`.
-pub fn driver_for(provider: &str, env: &Env) -> Result<Arc<dyn Driver>, RunnerError> {
+pub fn driver_for(provider: Provider, env: &Env) -> Result<Arc<dyn Driver>, RunnerError> {
     driver_with_uri(provider, env.uri.as_deref(), env)
 }
 
 /// The driver of a lab that is up: its recorded libvirt URI unless `env.uri` overrides it.
 pub fn driver_for_state(st: &LabState, env: &Env) -> Result<Arc<dyn Driver>, RunnerError> {
-    driver_with_uri(&st.provider, env.uri.as_deref().or(st.uri.as_deref()), env)
+    driver_with_uri(st.provider, env.uri.as_deref().or(st.uri.as_deref()), env)
 }
 
 /// The production [`crate::up::OpenDriver`]: `env.uri` (`--uri`, `LABCTL_URI`) wins over the
 /// lab's URI.
 pub(crate) fn opener(
     env: &Env,
-) -> impl Fn(&str, Option<&str>) -> Result<Arc<dyn Driver>, RunnerError> + '_ {
+) -> impl Fn(Provider, Option<&str>) -> Result<Arc<dyn Driver>, RunnerError> + '_ {
     move |provider, uri| driver_with_uri(provider, env.uri.as_deref().or(uri), env)
 }
 
@@ -117,11 +117,12 @@ pub(crate) fn libvirt_host_memory_mb(env: &Env, uri: &str) -> Result<u64, Runner
 
 /// The driver for a provider and libvirt URI (`None`: libvirt's default).
 pub fn driver_with_uri(
-    provider: &str,
+    provider: Provider,
     uri: Option<&str>,
     env: &Env,
 ) -> Result<Arc<dyn Driver>, RunnerError> {
-    labctl_driver::open(provider, &host_env(env, uri)).map_err(|e| match e {
+    // The driver crate does not depend on labctl-spec: it is keyed by the provider's word.
+    labctl_driver::open(provider.as_str(), &host_env(env, uri)).map_err(|e| match e {
         labctl_driver::DriverError::NoDriver { provider } => RunnerError::Provider {
             provider,
             reason: "this build has no driver for it".into(),
@@ -312,15 +313,6 @@ pub(crate) fn correct_ports(
 /// The libvirt URI a lab's driver is opened with: `--uri`/`LABCTL_URI`, else lab.toml's.
 pub(crate) fn lab_uri(lab: &Lab, env: &Env) -> Option<String> {
     env.uri.clone().or_else(|| lab.uri.clone())
-}
-
-/// The provider name of a lab.
-pub(crate) fn provider_name(lab: &Lab) -> &'static str {
-    match lab.provider {
-        Provider::Qemu => "qemu",
-        Provider::Virtualbox => "virtualbox",
-        Provider::Libvirt => "libvirt",
-    }
 }
 
 #[cfg(test)]

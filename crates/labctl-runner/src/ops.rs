@@ -23,12 +23,32 @@ pub fn lab_paths(lab_dir: &Path, name: &str) -> LabPaths {
 pub struct NodeStatus {
     pub name: String,
     pub role: String,
-    /// running, stopped, not_created
-    pub state: String,
+    pub state: RunState,
     pub pid: Option<u32>,
     pub ssh: String,
     pub ips: Vec<String>,
     pub steps_done: usize,
+}
+
+/// Whether a node's machine runs, as `status` reports it (`"running"`, `"stopped"`,
+/// `"not_created"` in JSON).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    Running,
+    Stopped,
+    NotCreated,
+}
+
+impl RunState {
+    /// The word `status --json` uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Running => "running",
+            RunState::Stopped => "stopped",
+            RunState::NotCreated => "not_created",
+        }
+    }
 }
 
 /// `status`: state file plus one cheap liveness check per node; no SSH.
@@ -45,20 +65,22 @@ pub(crate) fn status_with(
     let Some(st) = LabState::load_checked(paths, env)? else {
         return Ok(Vec::new());
     };
-    let driver = driver_for(&st.provider, st.uri.as_deref())?;
+    let driver = driver_for(st.provider, st.uri.as_deref())?;
     Ok(st
         .nodes
         .iter()
         .map(|(name, n)| {
             let (state, pid) = match driver.status(&n.machine) {
-                MachineStatus::Running { pid } => ("running", Some(pid).filter(|p| *p != 0)),
-                MachineStatus::Stopped => ("stopped", None),
-                MachineStatus::NotCreated => ("not_created", None),
+                MachineStatus::Running { pid } => {
+                    (RunState::Running, Some(pid).filter(|p| *p != 0))
+                }
+                MachineStatus::Stopped => (RunState::Stopped, None),
+                MachineStatus::NotCreated => (RunState::NotCreated, None),
             };
             NodeStatus {
                 name: name.clone(),
                 role: n.role.clone(),
-                state: state.into(),
+                state,
                 pid,
                 ssh: format!("127.0.0.1:{}", n.machine.ssh.host),
                 ips: n.ips.clone(),
@@ -171,7 +193,7 @@ pub fn ssh_info(
             known_hosts: own.known_hosts(),
             host_key_alias: own.host_key_alias(name),
             jump: crate::route::route(
-                &st.provider,
+                st.provider.as_str(),
                 env.uri.as_deref().or(st.uri.as_deref()),
                 n.machine.ssh.host,
             )
@@ -298,7 +320,7 @@ pub(crate) fn halt_with(
 ) -> Result<(), RunnerError> {
     let _lock = LabLock::acquire(paths)?;
     let st = LabState::load_checked(paths, env)?.ok_or(RunnerError::NotUp)?;
-    let driver = driver_for(&st.provider, st.uri.as_deref())?;
+    let driver = driver_for(st.provider, st.uri.as_deref())?;
     let names = st.select(nodes)?;
     let results: Vec<Result<(), RunnerError>> = std::thread::scope(|s| {
         let handles: Vec<_> = names
@@ -398,7 +420,7 @@ pub(crate) fn destroy_with(
         let _ = std::fs::remove_dir_all(&paths.state_dir);
         return Ok(());
     };
-    let driver = driver_for(&st.provider, st.uri.as_deref())?;
+    let driver = driver_for(st.provider, st.uri.as_deref())?;
     let names = st.select(nodes)?;
     let started = Instant::now();
     let results: Vec<Result<(), RunnerError>> = std::thread::scope(|s| {

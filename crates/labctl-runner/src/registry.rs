@@ -24,7 +24,7 @@ pub struct LabEntry {
 pub struct LabListing {
     pub name: String,
     pub dir: PathBuf,
-    pub provider: String,
+    pub provider: labctl_spec::Provider,
     pub nodes: usize,
     pub running: usize,
     pub cpus: u32,
@@ -199,7 +199,7 @@ pub fn list(env: &Env) -> (Vec<LabListing>, Option<Notice>) {
         out.push(LabListing {
             name: e.name,
             dir: e.dir,
-            provider: st.provider.clone(),
+            provider: st.provider,
             nodes: st.nodes.len(),
             running,
             cpus: st.nodes.values().map(|n| n.machine.cpus).sum(),

@@ -157,7 +157,7 @@ fn node_target(paths: &LabPaths, st: &LabState, node: &str) -> Target {
     let n = &st.nodes[node];
     crate::route::target(
         node,
-        &crate::route::route(&st.provider, st.uri.as_deref(), n.machine.ssh.host),
+        &crate::route::route(st.provider.as_str(), st.uri.as_deref(), n.machine.ssh.host),
         &n.user,
         vec![paths.key()],
         paths.host_key_check(node, false),
@@ -420,7 +420,7 @@ pub(crate) fn reset_with(
     if !opts.rebuild {
         let lock = LabLock::acquire(&paths)?;
         let st = LabState::load_checked(&paths, env)?.ok_or(RunnerError::NotUp)?;
-        let driver = driver_for(&st.provider, st.uri.as_deref())?;
+        let driver = driver_for(st.provider, st.uri.as_deref())?;
         let names = if opts.all {
             st.select(&[])?
         } else {
@@ -483,7 +483,7 @@ pub(crate) fn reset_with(
     let (publishers, publisher_nodes) = {
         let lock = LabLock::acquire(&paths)?;
         let mut st = LabState::load_checked(&paths, env)?.ok_or(RunnerError::NotUp)?;
-        let driver = driver_for(&st.provider, st.uri.as_deref())?;
+        let driver = driver_for(st.provider, st.uri.as_deref())?;
         let names = if opts.all {
             st.select(&[])?
         } else {

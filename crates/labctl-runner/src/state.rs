@@ -107,8 +107,8 @@ pub struct NodeState {
     pub user: String,
     /// Box key for first contact.
     pub box_key: Option<PathBuf>,
-    /// Guest OS family.
-    pub os: String,
+    /// Guest OS (`"debian"`, … in the file, as before it was an enum).
+    pub os: labctl_spec::Os,
     /// Guest configuration done for the current disk.
     pub configured: bool,
     /// Private addresses, `network=ip/prefix`.
@@ -129,7 +129,8 @@ pub struct LabState {
     /// lab was copied or moved) is foreign: see [`LabState::load`].
     #[serde(default)]
     pub lab_dir: PathBuf,
-    pub provider: String,
+    /// `"qemu"`, `"virtualbox"` or `"libvirt"` in the file, as before it was an enum.
+    pub provider: labctl_spec::Provider,
     /// The libvirt URI the lab was brought up with (libvirt labs only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uri: Option<String>,
@@ -167,13 +168,18 @@ pub fn values_hash(values: &BTreeMap<String, String>) -> String {
 }
 
 impl LabState {
-    pub fn new(lab: &str, paths: &LabPaths, provider: &str, box_name: &str) -> LabState {
+    pub fn new(
+        lab: &str,
+        paths: &LabPaths,
+        provider: labctl_spec::Provider,
+        box_name: &str,
+    ) -> LabState {
         LabState {
             version: STATE_VERSION,
             lab: lab.to_string(),
             id: paths.id.clone(),
             lab_dir: paths.lab_dir(),
-            provider: provider.to_string(),
+            provider,
             uri: None,
             run_dir: paths.run_dir.clone(),
             box_name: box_name.to_string(),
@@ -327,7 +333,11 @@ impl LabState {
 
     pub fn save(&self, paths: &LabPaths) -> Result<(), RunnerError> {
         let path = paths.state_file();
-        let text = serde_json::to_string_pretty(self).unwrap_or_default();
+        let text = serde_json::to_string_pretty(self).map_err(|e| RunnerError::Io {
+            what: "serialize",
+            path: path.clone(),
+            source: std::io::Error::other(e),
+        })?;
         write_atomic(&path, text.as_bytes()).map_err(|source| RunnerError::Io {
             what: "write",
             path,
@@ -377,7 +387,11 @@ pub fn load_values(paths: &LabPaths) -> BTreeMap<String, String> {
 pub fn save_values(paths: &LabPaths, values: &BTreeMap<String, String>) -> Result<(), RunnerError> {
     use std::os::unix::fs::OpenOptionsExt;
     let path = paths.values_file();
-    let text = serde_json::to_string_pretty(values).unwrap_or_default();
+    let text = serde_json::to_string_pretty(values).map_err(|e| RunnerError::Io {
+        what: "serialize",
+        path: path.clone(),
+        source: std::io::Error::other(e),
+    })?;
     // Created 0600 from the start: the values are secrets (join tokens, certificate keys).
     let tmp = paths
         .state_dir
@@ -561,7 +575,7 @@ mod tests {
         let d = tempfile::tempdir().expect("tmp");
         let paths = LabPaths::new(d.path(), "t");
         assert!(LabState::load(&paths).expect("load").is_none());
-        let st = LabState::new("t", &paths, "qemu", "b");
+        let st = LabState::new("t", &paths, labctl_spec::Provider::Qemu, "b");
         st.save(&paths).expect("save");
         assert_eq!(LabState::load(&paths).expect("load"), Some(st));
         std::fs::write(paths.state_file(), "{not json").expect("w");
@@ -569,5 +583,53 @@ mod tests {
             LabState::load(&paths),
             Err(RunnerError::CorruptState { .. })
         ));
+    }
+
+    /// `provider`, `os` (and a node's `status`) were strings until they became enums: a
+    /// state.json written by labctl before that (tests/data/state-v1.json, from a fake `up`
+    /// of a three-node lab) still loads into the enums and is written back byte for byte.
+    #[test]
+    fn a_state_written_before_provider_and_os_were_enums_loads_and_saves_identically() {
+        use labctl_spec::{Os, Provider};
+        let old = include_str!("../tests/data/state-v1.json");
+        let d = tempfile::tempdir().expect("tmp");
+        let paths = LabPaths::new(d.path(), "t");
+        ensure_private_dir(&paths.state_dir).expect("mkdir");
+        std::fs::write(paths.state_file(), old).expect("write");
+        let st = LabState::load_unchecked(&paths)
+            .expect("an old state loads")
+            .expect("state");
+        assert_eq!(st.provider, Provider::Qemu);
+        assert_eq!(st.nodes.keys().collect::<Vec<_>>(), ["m", "w1", "w2"]);
+        assert!(st.nodes.values().all(|n| n.os == Os::Debian));
+        st.save(&paths).expect("save");
+        assert_eq!(
+            std::fs::read_to_string(paths.state_file()).expect("read"),
+            old
+        );
+        // The oldest shape, before `lab_dir`, `uri`, `ips`, `steps` and `golden`, loads too.
+        let mut v: serde_json::Value = serde_json::from_str(old).expect("json");
+        for key in ["lab_dir", "uri", "golden"] {
+            v.as_object_mut().expect("object").remove(key);
+        }
+        for n in v["nodes"].as_object_mut().expect("nodes").values_mut() {
+            let n = n.as_object_mut().expect("node");
+            n.remove("ips");
+            n.remove("steps");
+        }
+        let st: LabState = serde_json::from_value(v).expect("the oldest shape loads");
+        assert_eq!(st.provider, Provider::Qemu);
+        assert!(st.nodes.values().all(|n| n.steps.is_empty()));
+        // Every provider and OS word of the file format maps to its enum and back.
+        for p in [Provider::Qemu, Provider::Virtualbox, Provider::Libvirt] {
+            let word = serde_json::to_string(&p).expect("ser");
+            assert_eq!(word, format!("\"{}\"", p.as_str()));
+            assert_eq!(serde_json::from_str::<Provider>(&word).expect("de"), p);
+        }
+        for o in Os::ALL {
+            let word = serde_json::to_string(&o).expect("ser");
+            assert_eq!(word, format!("\"{}\"", o.as_str()));
+            assert_eq!(serde_json::from_str::<Os>(&word).expect("de"), o);
+        }
     }
 }

@@ -97,7 +97,7 @@ fn lab_with_state(dir: &Path, env: &Env, pid: u32) -> LabPaths {
     std::fs::write(dir.join("lab.toml"), "[lab]\nname = \"smoke\"\n").expect("lab.toml");
     let paths = LabPaths::new(dir, "smoke");
     let box_dir = env.boxes().dir("b");
-    let mut st = LabState::new("smoke", &paths, "qemu", "b");
+    let mut st = LabState::new("smoke", &paths, labctl_spec::Provider::Qemu, "b");
     let m = machine(&paths, "m", &box_dir);
     std::fs::create_dir_all(&m.dir).expect("mkdir");
     std::fs::write(m.dir.join("disk.qcow2"), "the original's disk").expect("disk");
@@ -109,7 +109,7 @@ fn lab_with_state(dir: &Path, env: &Env, pid: u32) -> LabPaths {
             machine: m,
             user: "root".into(),
             box_key: None,
-            os: "debian".into(),
+            os: labctl_spec::Os::Debian,
             configured: true,
             ips: Vec::new(),
             steps: Default::default(),
@@ -238,7 +238,7 @@ fn a_moved_lab_is_adopted() {
     );
     assert!(!labctl_runner::adopt(&paths, &env).expect("again"));
     let status = labctl_runner::status(&paths, &env).expect("status");
-    assert_eq!(status[0].state, "stopped");
+    assert_eq!(status[0].state, labctl_runner::RunState::Stopped);
 }
 
 /// Rewrite the lab's state.json with `edit`.
@@ -277,7 +277,11 @@ fn state_paths_outside_the_lab_are_never_acted_on() {
     assert_eq!(st.nodes["m"].machine.dir, paths.machine_dir("m"));
     assert_eq!(st.run_dir, paths.run_dir);
     let status = labctl_runner::status(&paths, &env).expect("status");
-    assert_eq!(status[0].state, "stopped", "a reused PID is not our VM");
+    assert_eq!(
+        status[0].state,
+        labctl_runner::RunState::Stopped,
+        "a reused PID is not our VM"
+    );
     labctl_runner::destroy(&paths, &env, &[], Arc::new(Quiet)).expect("destroy");
     assert!(
         bystander.alive(),

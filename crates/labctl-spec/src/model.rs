@@ -5,10 +5,11 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-/// Which hypervisor runs the lab.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// Which hypervisor runs the lab. Also recorded in `.labctl/state.json` (same lowercase
+/// words), so a state written before this was an enum still loads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Provider {
     Qemu,
@@ -23,6 +24,45 @@ impl Provider {
             Provider::Virtualbox => "virtualbox",
             Provider::Libvirt => "libvirt",
         }
+    }
+}
+
+/// The lab's guest OS (`lab.os`). Recorded per node in `.labctl/state.json` as the same
+/// lowercase word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Os {
+    Debian,
+    Ubuntu,
+    Rocky,
+    Centos,
+}
+
+impl Os {
+    pub const ALL: [Os; 4] = [Os::Debian, Os::Ubuntu, Os::Rocky, Os::Centos];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Os::Debian => "debian",
+            Os::Ubuntu => "ubuntu",
+            Os::Rocky => "rocky",
+            Os::Centos => "centos",
+        }
+    }
+    /// The package family its package sets name packages for (CentOS has none).
+    pub fn family(self) -> Option<Family> {
+        Family::parse(self.as_str())
+    }
+}
+
+impl std::fmt::Display for Os {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl std::fmt::Display for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
     }
 }
 
@@ -259,7 +299,7 @@ pub struct Lab {
     pub group: Option<String>,
     pub accel: Accel,
     pub egress: bool,
-    pub os: String,
+    pub os: Os,
     pub workers: u32,
     pub linked_clone: bool,
     pub golden_snapshot: bool,

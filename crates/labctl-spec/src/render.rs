@@ -390,7 +390,7 @@ pub fn context(lab: &Lab, node: &Node, values: &BTreeMap<String, String>) -> Val
         })
         .collect();
     // Each package set's packages for the lab's OS family (`packages.runtime`).
-    let family = crate::model::Family::parse(&lab.os);
+    let family = lab.os.family();
     let packages: serde_json::Map<String, Value> = lab
         .package_sets
         .iter()
@@ -410,7 +410,7 @@ pub fn context(lab: &Lab, node: &Node, values: &BTreeMap<String, String>) -> Val
             "provider": lab.provider.as_str(),
             "workers": lab.workers,
             "egress": lab.egress,
-            "os": lab.os,
+            "os": lab.os.as_str(),
         },
         "node": node_json(lab, node),
         "nodes": nodes,

@@ -247,7 +247,7 @@ template = "k8s/install.sh.hbs"
     assert_eq!(lab.accel, Accel::Auto);
     assert_eq!(lab.box_name, DEFAULT_BOX);
     assert_eq!(lab.box_name, "labctl/debian-12");
-    assert_eq!(lab.os, "debian");
+    assert_eq!(lab.os, labctl_spec::Os::Debian);
     assert!(lab.egress);
     assert!(lab.linked_clone);
     assert!(lab.golden_snapshot);
@@ -360,7 +360,7 @@ timeout = 60
     assert_eq!(lab.box_name, "labctl/rocky-9");
     assert_eq!(lab.group.as_deref(), Some("class-a"));
     assert_eq!(lab.accel, Accel::Tcg);
-    assert_eq!(lab.os, "rocky");
+    assert_eq!(lab.os, labctl_spec::Os::Rocky);
     assert!(!lab.linked_clone && !lab.golden_snapshot);
     assert_eq!(lab.boot_timeout, Duration::from_secs(900));
     assert_eq!(lab.vars["port"], "8080");

@@ -112,4 +112,4 @@ pub fn up(
 /// Opens the driver for a provider (production: [`machines::driver_for`]).
 /// Its arguments: the provider and the lab's libvirt URI (from lab.toml or the state).
 pub(crate) type OpenDriver<'a> =
-    &'a dyn Fn(&str, Option<&str>) -> Result<Arc<dyn Driver>, RunnerError>;
+    &'a dyn Fn(labctl_spec::Provider, Option<&str>) -> Result<Arc<dyn Driver>, RunnerError>;

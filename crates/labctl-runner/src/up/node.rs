@@ -110,7 +110,8 @@ pub(super) fn bring_up(
         .lock()
         .ok()
         .map(|g| {
-            let route = crate::route::route(&g.0.provider, g.0.uri.as_deref(), machine.ssh.host);
+            let route =
+                crate::route::route(g.0.provider.as_str(), g.0.uri.as_deref(), machine.ssh.host);
             match g.0.nodes.get(name) {
                 Some(n) => (n.user.clone(), n.configured, route),
                 None => (sh.box_user.clone(), false, route),
@@ -168,7 +169,7 @@ pub(super) fn bring_up(
                     prefix: a.prefix,
                 })
                 .collect(),
-            stack: NetStack::for_os(&sh.lab.os),
+            stack: NetStack::for_os(sh.lab.os.as_str()),
             authorized_key: sh.authorized_key.clone(),
         };
         let script = labctl_ssh::guest::script(&setup);

@@ -53,7 +53,7 @@ pub(crate) fn up_with(
     let paths = LabPaths::new(&lab.dir, &lab.name);
     let _lock = LabLock::acquire(&paths)?;
     crate::state::ensure_private_dir(paths.run_dir.parent().unwrap_or(&paths.run_dir))?;
-    let provider = machines::provider_name(lab);
+    let provider = lab.provider;
     let driver = driver_for(provider, lab.uri.as_deref())?;
     let boxm = machines::resolve_box(lab, env)?;
     let box_dir = env.boxes().dir(&boxm.name);
@@ -105,7 +105,7 @@ pub(crate) fn up_with(
                 machine: machine.clone(),
                 user: boxm.user.clone(),
                 box_key: boxm.private_key.as_ref().map(|k| box_dir.join(k)),
-                os: lab.os.clone(),
+                os: lab.os,
                 configured: false,
                 ips: Vec::new(),
                 steps: BTreeMap::new(),

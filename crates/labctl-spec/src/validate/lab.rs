@@ -11,7 +11,7 @@ use super::steps::check_graph;
 use super::templates::{Roots, check_templates};
 use super::{Ctx, DEFAULT_BOX, MAX_WORKERS, Overrides, enum_value, ident_ok};
 use crate::error::Sink;
-use crate::model::{Accel, Lab, Network, NetworkKind, Provider, mask};
+use crate::model::{Accel, Lab, Network, NetworkKind, Os, Provider, mask};
 use crate::parse::{RawLab, RawRole};
 
 pub(super) fn lab_name_ok(s: &str) -> bool {
@@ -85,16 +85,10 @@ pub(crate) fn build(raw: RawLab, file: &Path, ov: Overrides, sink: &mut Sink<'_>
     let os = enum_value(
         raw.os.as_ref(),
         "lab.os",
-        &[
-            ("debian", "debian"),
-            ("ubuntu", "ubuntu"),
-            ("rocky", "rocky"),
-            ("centos", "centos"),
-        ],
-        "debian",
+        &Os::ALL.map(|o| (o.as_str(), o)),
+        Os::Debian,
         sink,
-    )
-    .to_string();
+    );
     let box_name = raw
         .box_name
         .as_ref()

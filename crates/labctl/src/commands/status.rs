@@ -1,3 +1,5 @@
+use labctl_runner::RunState;
+
 use crate::Result;
 use crate::cli::{StatusArgs, ValuesArgs};
 use crate::errors::{ExpectedError, code};
@@ -22,9 +24,9 @@ pub(crate) fn run(args: &StatusArgs, p: &Printer) -> Result<u8> {
         "NODE", "ROLE", "STATE", "SSH"
     ));
     for n in &nodes {
-        let state = match n.state.as_str() {
-            "running" => p.styles.ok("running    "),
-            other => format!("{other:<11}"),
+        let state = match n.state {
+            RunState::Running => p.styles.ok("running    "),
+            other => format!("{:<11}", other.as_str()),
         };
         p.out(format!(
             "{:<w$}  {:<8}  {state}  {:<16}  {}",
