@@ -5,8 +5,8 @@
 //! VirtualBox is asked to do on the way is checked, and the VBoxManage calls of each command
 //! are snapshot-tested per VM.
 //!
-//! Needs the `labctl` binary next to `fake-vboxmanage` (`cargo nextest run --workspace` and
-//! `cargo build --workspace` build both) and `qemu-img` (box add converts the VMDK).
+//! Runs `labctl-test` (this package's copy of the CLI, rebuilt with the tests) and needs
+//! `qemu-img` (box add converts the VMDK).
 // Test code: starts real processes (stand-ins, tools, the binary) directly.
 #![allow(clippy::disallowed_methods)]
 
@@ -20,14 +20,10 @@ use serde_json::Value;
 const FAKE: &str = env!("CARGO_BIN_EXE_fake-vboxmanage");
 const BOX: &str = "sysnet4admin/CentOS-k8s";
 
+/// `labctl-test`: the CLI built from `labctl::main_impl` for these tests (never a stale
+/// `labctl` from an earlier build).
 fn labctl_bin() -> PathBuf {
-    let p = Path::new(FAKE).with_file_name("labctl");
-    assert!(
-        p.is_file(),
-        "{} is missing: build the workspace (`cargo build --workspace`) before this test",
-        p.display()
-    );
-    p
+    PathBuf::from(env!("CARGO_BIN_EXE_labctl-test"))
 }
 
 struct World {
