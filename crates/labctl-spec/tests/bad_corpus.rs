@@ -3,11 +3,16 @@
 //!
 //! Each file starts with `# expect: FIELD`, the field path at least one diagnostic must name
 //! (`<toml>` stands for the empty field of a TOML syntax error).
+//!
+//! One named test per file, `bad::<file stem>` (libtest-mimic; `harness = false`), so that a
+//! failure names its file and one file can be run alone
+//! (`cargo nextest run -p labctl-spec --test bad_corpus -E 'test(bad::10-bad-provider)'`).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
 use labctl_spec::{Diagnostic, Lab, Overrides, SpecError};
+use libtest_mimic::{Arguments, Failed, Trial};
 
 fn manifest_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -85,58 +90,59 @@ fn diagnostics_of(path: &Path) -> Result<Vec<Diagnostic>, String> {
     }
 }
 
-#[test]
-fn corpus_is_big_enough() {
+fn main() -> std::process::ExitCode {
+    let args = Arguments::from_args();
+    let mut trials: Vec<Trial> = vec![
+        Trial::test("corpus_is_big_enough", corpus_is_big_enough),
+        Trial::test("the_fuzz_base_lab_is_valid", the_fuzz_base_lab_is_valid),
+        Trial::test("random_mutations_never_panic", random_mutations_never_panic),
+        Trial::test(
+            "every_extreme_value_in_every_key_never_panics",
+            every_extreme_value_in_every_key_never_panics,
+        ),
+    ];
+    trials.extend(bad_files().into_iter().map(|path| {
+        Trial::test(format!("bad::{}", case_name(&path)), move || {
+            bad_case(&path)
+        })
+    }));
+    libtest_mimic::run(&args, trials).exit_code()
+}
+
+fn corpus_is_big_enough() -> Result<(), Failed> {
     let n = bad_files().len();
-    assert!(n >= 30, "only {n} bad cases");
+    if n < 30 {
+        return Err(format!("only {n} bad cases").into());
+    }
+    Ok(())
 }
 
-#[test]
-fn every_bad_case_is_refused_with_located_diagnostics() {
+/// One file: refused, every diagnostic located and worded, one of them on the field its
+/// `# expect:` line names, and the diagnostics as in its snapshot (`bad_corpus__<stem>.snap`).
+fn bad_case(path: &Path) -> Result<(), Failed> {
+    let name = case_name(path);
+    let diags = diagnostics_of(path)?;
     let mut failures = Vec::new();
-    let mut outputs = Vec::new();
-    for path in bad_files() {
-        let name = case_name(&path);
-        let diags = match diagnostics_of(&path) {
-            Ok(d) => d,
-            Err(e) => {
-                failures.push(e);
-                continue;
-            }
-        };
-        for d in &diags {
-            if d.line == 0 && d.field != "--workers" {
-                failures.push(format!("{name}: diagnostic without a line: {d}"));
-            }
-            if d.message.is_empty() {
-                failures.push(format!("{name}: diagnostic without a message: {d}"));
-            }
+    for d in &diags {
+        if d.line == 0 && d.field != "--workers" {
+            failures.push(format!("{name}: diagnostic without a line: {d}"));
         }
-        outputs.push((name, render(&diags)));
-    }
-    // Every case first, so that one bad case does not hide the others behind a snapshot diff.
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
-    for (name, text) in outputs {
-        insta::assert_snapshot!(name, text);
-    }
-}
-
-#[test]
-fn every_bad_case_names_its_expected_field() {
-    let mut failures = Vec::new();
-    for path in bad_files() {
-        let name = case_name(&path);
-        let want = expected_field(&path);
-        match diagnostics_of(&path) {
-            Ok(diags) if diags.iter().any(|d| d.field == want) => {}
-            Ok(diags) => failures.push(format!(
-                "{name}: no diagnostic for field `{want}`; got:\n{}",
-                render(&diags)
-            )),
-            Err(e) => failures.push(e),
+        if d.message.is_empty() {
+            failures.push(format!("{name}: diagnostic without a message: {d}"));
         }
     }
-    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    let want = expected_field(path);
+    if !diags.iter().any(|d| d.field == want) {
+        failures.push(format!(
+            "{name}: no diagnostic for field `{want}`; got:\n{}",
+            render(&diags)
+        ));
+    }
+    if !failures.is_empty() {
+        return Err(failures.join("\n").into());
+    }
+    insta::assert_snapshot!(name, render(&diags));
+    Ok(())
 }
 
 const VALID: &str = r#"[lab]
@@ -298,13 +304,15 @@ fn mutate(rng: &mut labctl_fuzz::Rng, src: &str) -> String {
     lines.join("\n") + "\n"
 }
 
-#[test]
-fn the_fuzz_base_lab_is_valid() {
+fn the_fuzz_base_lab_is_valid() -> Result<(), Failed> {
     let dir = manifest_dir().join("tests/bad");
     let file = dir.join("fuzz.toml");
     let lab = labctl_spec::load_str(VALID, &file, Path::new("fuzz.toml"), Overrides::default())
-        .unwrap_or_else(|e| panic!("{e}:\n{}", render(e.diagnostics())));
-    assert_eq!(lab.nodes.len(), 4);
+        .map_err(|e| format!("{e}:\n{}", render(e.diagnostics())))?;
+    if lab.nodes.len() != 4 {
+        return Err(format!("{} nodes, not 4", lab.nodes.len()).into());
+    }
+    Ok(())
 }
 
 /// Load mutated text with a few `--workers` values; a panic is returned as a report.
@@ -342,8 +350,7 @@ fn check_mutant(what: &str, text: &str) -> Option<String> {
     None
 }
 
-#[test]
-fn random_mutations_never_panic() {
+fn random_mutations_never_panic() -> Result<(), Failed> {
     let mut rng = labctl_fuzz::Rng::new(0x9E37_79B9_7F4A_7C15);
     let mut problems = Vec::new();
     let mut src = VALID.to_string();
@@ -355,17 +362,19 @@ fn random_mutations_never_panic() {
         src = mutate(&mut rng, &src);
         problems.extend(check_mutant(&format!("iteration {i}"), &src));
     }
-    assert!(
-        problems.is_empty(),
-        "{} mutated inputs failed:\n{}",
-        problems.len(),
-        problems.join("\n")
-    );
+    if !problems.is_empty() {
+        return Err(format!(
+            "{} mutated inputs failed:\n{}",
+            problems.len(),
+            problems.join("\n")
+        )
+        .into());
+    }
+    Ok(())
 }
 
 /// Every `key = value` line of the valid lab with every value of `VALUES`, in turn.
-#[test]
-fn every_extreme_value_in_every_key_never_panics() {
+fn every_extreme_value_in_every_key_never_panics() -> Result<(), Failed> {
     let lines: Vec<&str> = VALID.lines().collect();
     let mut problems = Vec::new();
     for (i, line) in lines.iter().enumerate() {
@@ -379,10 +388,8 @@ fn every_extreme_value_in_every_key_never_panics() {
             problems.extend(check_mutant(&format!("line {} = {value}", i + 1), &text));
         }
     }
-    assert!(
-        problems.is_empty(),
-        "{} inputs failed:\n{}",
-        problems.len(),
-        problems.join("\n")
-    );
+    if !problems.is_empty() {
+        return Err(format!("{} inputs failed:\n{}", problems.len(), problems.join("\n")).into());
+    }
+    Ok(())
 }
