@@ -202,6 +202,10 @@ pub enum DriverError {
     Qemu(#[from] crate::qemu::QemuError),
     #[error("this build has no driver for provider `{provider}`")]
     NoDriver { provider: String },
+    /// The provider's driver needs what this host system lacks: QEMU and libvirt on Windows
+    /// (unix sockets, process signals).
+    #[error("provider `{provider}` is not supported on Windows hosts yet")]
+    NotOnWindows { provider: String },
     #[error("{0}")]
     Other(String),
     /// A VirtualBox failure; [`crate::vbox::VBoxError::hint`] says what to do about it.

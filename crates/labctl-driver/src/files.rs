@@ -41,6 +41,105 @@ pub fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> std::io::Resul
     Ok(())
 }
 
+/// The Unix mode of a file opened with [`std::fs::OpenOptions`], set at creation. On Windows a
+/// new file gets its folder's access rights instead (no mode), so this does nothing there.
+pub trait UnixMode {
+    fn unix_mode(&mut self, mode: u32) -> &mut Self;
+}
+
+impl UnixMode for std::fs::OpenOptions {
+    #[cfg(unix)]
+    fn unix_mode(&mut self, mode: u32) -> &mut Self {
+        std::os::unix::fs::OpenOptionsExt::mode(self, mode)
+    }
+
+    #[cfg(not(unix))]
+    fn unix_mode(&mut self, _mode: u32) -> &mut Self {
+        self
+    }
+}
+
+impl UnixMode for std::fs::DirBuilder {
+    #[cfg(unix)]
+    fn unix_mode(&mut self, mode: u32) -> &mut Self {
+        std::os::unix::fs::DirBuilderExt::mode(self, mode)
+    }
+
+    #[cfg(not(unix))]
+    fn unix_mode(&mut self, _mode: u32) -> &mut Self {
+        self
+    }
+}
+
+/// `std::fs::canonicalize`, except that on Windows the verbatim prefix it adds (`\\?\C:\…`) is
+/// dropped when the plain path names the same file ([`plain_windows_path`]): users see these
+/// paths, and OpenSSH and VBoxManage do not take verbatim ones. The same as
+/// `std::fs::canonicalize` on Unix.
+pub fn canonicalize(path: &Path) -> std::io::Result<std::path::PathBuf> {
+    let canon = std::fs::canonicalize(path)?;
+    #[cfg(windows)]
+    if let Some(plain) = plain_windows_path(&canon.to_string_lossy()) {
+        return Ok(std::path::PathBuf::from(plain));
+    }
+    Ok(canon)
+}
+
+/// The plain form of a Windows verbatim path, when Windows reads the plain form as the same
+/// path: `\\?\C:\dir\file` → `C:\dir\file`, `\\?\UNC\server\share\dir` →
+/// `\\server\share\dir`. None when `verbatim` is not such a path or its plain form would mean
+/// something else: 260 characters or more, a `.` or `..` component, a `/`, a component ending in
+/// `.` or a space, or a reserved device name (`CON`, `NUL`, `COM1`, … also with an extension).
+/// Pure text, so that it is tested on every host (the rules `dunce` applies).
+pub fn plain_windows_path(verbatim: &str) -> Option<String> {
+    let rest = verbatim.strip_prefix("\\\\?\\")?;
+    let (plain, parts) = if let Some(unc) = rest.strip_prefix("UNC\\") {
+        (format!("\\\\{unc}"), unc)
+    } else {
+        let b = rest.as_bytes();
+        let drive = b.len() >= 3 && b[0].is_ascii_alphabetic() && b[1] == b':' && b[2] == b'\\';
+        if !drive {
+            return None;
+        }
+        (rest.to_string(), &rest[3..])
+    };
+    let reserved = |c: &str| {
+        let stem = c
+            .split('.')
+            .next()
+            .unwrap_or(c)
+            .trim_end()
+            .to_ascii_uppercase();
+        matches!(
+            stem.as_str(),
+            "CON" | "PRN" | "AUX" | "NUL" | "CONIN$" | "CONOUT$"
+        ) || ((stem.starts_with("COM") || stem.starts_with("LPT"))
+            && stem.len() == 4
+            && stem.as_bytes()[3].is_ascii_digit()
+            && stem.as_bytes()[3] != b'0')
+    };
+    let bad = plain.len() >= 260
+        || plain.contains('/')
+        || parts
+            .split('\\')
+            .any(|c| c == "." || c == ".." || c.ends_with('.') || c.ends_with(' ') || reserved(c));
+    (!bad).then_some(plain)
+}
+
+/// `chmod`: set a file's Unix mode. Nothing on Windows (access rights, not modes; a file gets
+/// its folder's).
+pub fn set_unix_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (path, mode);
+        Ok(())
+    }
+}
+
 /// sha256 (lowercase hex) and size of a file, read in 1 MiB blocks.
 pub fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
     let mut f = std::fs::File::open(path)?;
@@ -146,6 +245,55 @@ mod tests {
         assert_eq!(mode, 0o600);
         let left: Vec<_> = std::fs::read_dir(dir.path()).expect("ls").collect();
         assert_eq!(left.len(), 1, "no temporary file left behind");
+    }
+
+    #[test]
+    fn windows_verbatim_paths_become_plain_when_they_mean_the_same() {
+        let plain = |s: &str| plain_windows_path(s);
+        assert_eq!(
+            plain("\\\\?\\C:\\Users\\st\\lab").as_deref(),
+            Some("C:\\Users\\st\\lab")
+        );
+        assert_eq!(plain("\\\\?\\d:\\").as_deref(), Some("d:\\"));
+        assert_eq!(
+            plain("\\\\?\\UNC\\srv\\share\\lab").as_deref(),
+            Some("\\\\srv\\share\\lab")
+        );
+        // Not verbatim, or not a drive or UNC path.
+        assert_eq!(plain("C:\\Users"), None);
+        assert_eq!(plain("/home/st/lab"), None);
+        assert_eq!(plain("\\\\?\\Volume{0b1c}\\x"), None);
+        assert_eq!(plain("\\\\?\\C:"), None);
+        // The plain form would name something else.
+        for s in [
+            "\\\\?\\C:\\lab\\NUL",
+            "\\\\?\\C:\\lab\\com1.txt",
+            "\\\\?\\C:\\lab\\aux .log",
+            "\\\\?\\C:\\lab.",
+            "\\\\?\\C:\\lab \\x",
+            "\\\\?\\C:\\a\\..\\b",
+            "\\\\?\\C:\\a/b",
+        ] {
+            assert_eq!(plain(s), None, "{s}");
+        }
+        assert_eq!(
+            plain("\\\\?\\C:\\lab\\com0\\lpt").as_deref(),
+            Some("C:\\lab\\com0\\lpt")
+        );
+        let long = format!("\\\\?\\C:\\{}", "a".repeat(260));
+        assert_eq!(plain(&long), None);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn canonicalize_is_std_on_unix() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("x");
+        std::fs::create_dir(&p).expect("mkdir");
+        assert_eq!(
+            canonicalize(&p.join("..").join("x")).expect("canon"),
+            std::fs::canonicalize(&p).expect("std")
+        );
     }
 
     #[test]

@@ -29,6 +29,9 @@ pub const PROVIDERS: &[&str] = &["qemu", "virtualbox", "libvirt"];
 /// programs (`virsh` for libvirt) but does not connect: the first call does.
 pub fn open(provider: &str, host: &HostEnv) -> Result<Arc<dyn Driver>, DriverError> {
     match provider {
+        "qemu" | "libvirt" if !cfg!(unix) => Err(DriverError::NotOnWindows {
+            provider: provider.to_string(),
+        }),
         "qemu" => Ok(Arc::new(crate::qemu::QemuDriver::new(
             crate::qemu::QemuConfig::discover(host.switch_command.clone(), host.cache_dir.clone())?
                 .with_relay_command(host.relay_command.clone()),
@@ -53,6 +56,11 @@ pub fn open(provider: &str, host: &HostEnv) -> Result<Arc<dyn Driver>, DriverErr
 /// nodememstats`: free, buffers and page cache), for placing a class's labs on a host whose
 /// capacity class.toml does not give.
 pub fn libvirt_host_memory_mb(host: &HostEnv) -> Result<u64, DriverError> {
+    if !cfg!(unix) {
+        return Err(DriverError::NotOnWindows {
+            provider: "libvirt".into(),
+        });
+    }
     let cfg = crate::libvirt::LibvirtConfig::discover(
         host.uri.as_deref(),
         &host.data_dir,

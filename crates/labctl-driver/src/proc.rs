@@ -3,10 +3,19 @@
 //! A PID read from a pidfile is only a hint: after the process ended (or the host rebooted)
 //! the number may belong to anyone's process. Before a signal, [`signal_if`] pins the
 //! process with a pidfd and checks its command line, so a reused PID is never signalled.
+//!
+//! Windows: std cannot look at or signal another process by its PID, so there no process is
+//! alive, none has an argv and none is signalled ([`SUPPORTED`] is false). Their callers are
+//! refused on Windows before they get here: the QEMU and libvirt drivers (`open`), the bundle
+//! server.
 
 use std::path::Path;
 
+/// Whether this host can look at and signal processes by PID (Unix); false on Windows.
+pub const SUPPORTED: bool = cfg!(unix);
+
 /// Whether `pid` is a live (not zombie) process.
+#[cfg(unix)]
 pub fn alive(pid: u32) -> bool {
     let Some(p) = i32::try_from(pid)
         .ok()
@@ -33,6 +42,7 @@ pub fn read_pidfile(path: &Path) -> Option<u32> {
 }
 
 /// Send SIGTERM (or SIGKILL when `force`).
+#[cfg(unix)]
 pub fn signal(pid: u32, force: bool) -> bool {
     let Some(p) = i32::try_from(pid)
         .ok()
@@ -49,6 +59,7 @@ pub fn signal(pid: u32, force: bool) -> bool {
 }
 
 /// The process's arguments (`/proc/PID/cmdline`), None when it cannot be read.
+#[cfg(unix)]
 pub fn argv(pid: u32) -> Option<Vec<String>> {
     let bytes = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     Some(
@@ -61,6 +72,7 @@ pub fn argv(pid: u32) -> Option<Vec<String>> {
 }
 
 /// Whether the process's command line contains `needle` (a weak check; prefer [`is_ours`]).
+#[cfg(unix)]
 pub fn cmdline_contains(pid: u32, needle: &str) -> bool {
     match std::fs::read(format!("/proc/{pid}/cmdline")) {
         Ok(bytes) => String::from_utf8_lossy(&bytes).contains(needle),
@@ -79,6 +91,7 @@ pub fn is_ours(pid: u32, is_mark: &dyn Fn(&str) -> bool) -> bool {
 /// command line is checked, then the signal goes to the pidfd, so neither a PID reused
 /// before the check nor one reused between check and signal is hit. Returns whether the
 /// signal was sent.
+#[cfg(unix)]
 pub fn signal_if(pid: u32, force: bool, is_mark: &dyn Fn(&str) -> bool) -> bool {
     let Some(p) = i32::try_from(pid)
         .ok()
@@ -98,6 +111,33 @@ pub fn signal_if(pid: u32, force: bool, is_mark: &dyn Fn(&str) -> bool) -> bool 
     }
 }
 
+/// Windows counterparts: nothing can be seen or signalled by PID with std (see the module
+/// docs).
+#[cfg(not(unix))]
+mod not_unix {
+    pub fn alive(_pid: u32) -> bool {
+        false
+    }
+
+    pub fn signal(_pid: u32, _force: bool) -> bool {
+        false
+    }
+
+    pub fn argv(_pid: u32) -> Option<Vec<String>> {
+        None
+    }
+
+    pub fn cmdline_contains(_pid: u32, _needle: &str) -> bool {
+        false
+    }
+
+    pub fn signal_if(_pid: u32, _force: bool, _is_mark: &dyn Fn(&str) -> bool) -> bool {
+        false
+    }
+}
+#[cfg(not(unix))]
+pub use not_unix::{alive, argv, cmdline_contains, signal, signal_if};
+
 /// Wait until the process is gone, up to `timeout`.
 pub fn wait_gone(pid: u32, timeout: std::time::Duration) -> bool {
     let deadline = std::time::Instant::now() + timeout;
@@ -110,7 +150,7 @@ pub fn wait_gone(pid: u32, timeout: std::time::Duration) -> bool {
     !alive(pid)
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 #[allow(clippy::disallowed_methods)] // the tests start `sleep` to have a live process
 mod tests {
     use super::*;

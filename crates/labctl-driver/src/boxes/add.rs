@@ -206,10 +206,8 @@ impl BoxStore {
             meta.private_key = Some("private_key".into());
         }
         if let Some(k) = &meta.private_key {
-            use std::os::unix::fs::PermissionsExt;
             let p = dir.join(k);
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))
-                .map_err(io("chmod", &p))?;
+            crate::files::set_unix_mode(&p, 0o600).map_err(io("chmod", &p))?;
         }
         Ok(meta)
     }

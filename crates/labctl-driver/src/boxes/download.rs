@@ -36,14 +36,14 @@ struct CurlConfig(PathBuf);
 
 impl CurlConfig {
     fn write(path: PathBuf, url: &str) -> Result<CurlConfig, BoxError> {
+        use crate::files::UnixMode as _;
         use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
         let quoted = url.replace('\\', "\\\\").replace('"', "\\\"");
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
-            .mode(0o600)
+            .unix_mode(0o600)
             .open(&path)
             .map_err(io("write", &path))?;
         writeln!(f, "url = \"{quoted}\"").map_err(io("write", &path))?;

@@ -286,8 +286,8 @@ impl BoxStore {
             .write(true)
             .open(&path)
             .map_err(io("open", &path))?;
-        rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)
-            .map_err(|e| io("lock", &path)(e.into()))?;
+        // std's lock is flock(LOCK_EX) on Unix, LockFileEx on Windows.
+        f.lock().map_err(io("lock", &path))?;
         Ok(f)
     }
 

@@ -115,11 +115,11 @@ pub fn extract(file: &Path, dest: &Path, gzip: bool, max_total: u64) -> Result<(
         }
         let path = dest.join(&name);
         let out = {
-            use std::os::unix::fs::OpenOptionsExt;
+            use crate::files::UnixMode as _;
             std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
-                .mode(0o644)
+                .unix_mode(0o644)
                 .open(&path)
         };
         let mut out = match out {

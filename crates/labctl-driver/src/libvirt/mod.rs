@@ -36,7 +36,11 @@ pub const POOL: &str = "labctl";
 /// `qemu:///system` as root, `qemu:///session` otherwise (libvirt's own rule for
 /// unprivileged users).
 pub fn default_uri() -> &'static str {
-    if rustix::process::geteuid().is_root() {
+    #[cfg(unix)]
+    let root = rustix::process::geteuid().is_root();
+    #[cfg(not(unix))]
+    let root = false;
+    if root {
         "qemu:///system"
     } else {
         "qemu:///session"

@@ -7,7 +7,19 @@ mod error;
 mod qmp;
 pub mod relay;
 mod start;
+#[cfg(unix)]
 pub mod switch;
+/// Windows: the lab switch needs unix datagram sockets. The QEMU driver is refused there
+/// (`open`); `labctl __switch` says so.
+#[cfg(not(unix))]
+pub mod switch {
+    pub fn run(_run_dir: &std::path::Path, _networks: &[String]) -> std::io::Result<()> {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "the lab switch is not supported on Windows yet",
+        ))
+    }
+}
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
