@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::{HostOs, NOT_INSTALLED_HINT, VBoxVersion, preflight};
 use crate::DriverError;
-use crate::exec::{Cmd, find_program};
+use crate::exec::{Cmd, ToolError, find_program, is_executable};
 
 /// Where VBoxManage is and how patient to be.
 #[derive(Debug, Clone)]
@@ -97,24 +97,61 @@ pub fn vboxmanage_candidates(
     }
 }
 
+/// VBoxManage's file name on a host OS.
+pub fn vboxmanage_name(host_os: HostOs) -> &'static str {
+    if host_os == HostOs::Windows {
+        "VBoxManage.exe"
+    } else {
+        "VBoxManage"
+    }
+}
+
+/// Where VBoxManage is when `LABCTL_VBOXMANAGE` is not set: the first path `exists` accepts of
+/// [`vboxmanage_name`] in each `PATH` folder, then [`vboxmanage_candidates`] (on Windows
+/// `%VBOX_MSI_INSTALL_PATH%`, `%VBOX_INSTALL_PATH%`, then the default install folder). `env`
+/// reads the environment and `exists` the file system; `PATH` is split by the host OS's rule
+/// (`;` and quoted folders on Windows, `:` elsewhere), so that every host OS is tested on any
+/// host.
+pub fn locate_vboxmanage(
+    host_os: HostOs,
+    env: &dyn Fn(&str) -> Option<OsString>,
+    exists: &dyn Fn(&Path) -> bool,
+) -> Option<PathBuf> {
+    let path = env("PATH").map(|p| p.to_string_lossy().into_owned());
+    let name = vboxmanage_name(host_os);
+    let on_path: Vec<PathBuf> = match (host_os, path) {
+        (_, None) => Vec::new(),
+        (HostOs::Windows, Some(path)) => path
+            .split(';')
+            .map(|d| d.trim().trim_matches('"'))
+            .filter(|d| !d.is_empty())
+            .map(|d| PathBuf::from(format!("{}\\{name}", d.trim_end_matches(['\\', '/']))))
+            .collect(),
+        (_, Some(path)) => path.split(':').map(|d| Path::new(d).join(name)).collect(),
+    };
+    on_path
+        .into_iter()
+        .chain(vboxmanage_candidates(host_os, env))
+        .find(|p| exists(p))
+}
+
 impl VBoxConfig {
-    /// VBoxManage from `LABCTL_VBOXMANAGE`, PATH, or where the installers put it
-    /// ([`vboxmanage_candidates`]).
+    /// VBoxManage from `LABCTL_VBOXMANAGE` (refused when it names no executable), else
+    /// [`locate_vboxmanage`]: PATH, then where the installers put it.
     pub fn discover() -> Result<VBoxConfig, DriverError> {
         let host_os = HostOs::current();
-        let name = if host_os == HostOs::Windows {
-            "VBoxManage.exe"
+        let name = vboxmanage_name(host_os);
+        let program = if std::env::var_os("LABCTL_VBOXMANAGE").is_some_and(|v| !v.is_empty()) {
+            find_program(name, "LABCTL_VBOXMANAGE", NOT_INSTALLED_HINT)?
         } else {
-            "VBoxManage"
+            locate_vboxmanage(host_os, &|k| std::env::var_os(k), &is_executable).ok_or_else(
+                || ToolError::NotFound {
+                    program: name.to_string(),
+                    hint: Some(NOT_INSTALLED_HINT.to_string()),
+                },
+            )?
         };
-        let mut cfg = match find_program(name, "LABCTL_VBOXMANAGE", NOT_INSTALLED_HINT) {
-            Ok(p) => VBoxConfig::with_program(p),
-            Err(e) => vboxmanage_candidates(host_os, &|k| std::env::var_os(k))
-                .into_iter()
-                .find(|p| p.is_file())
-                .map(VBoxConfig::with_program)
-                .ok_or(DriverError::Tool(e))?,
-        };
+        let mut cfg = VBoxConfig::with_program(program);
         if host_os == HostOs::MacOs && cfg.host_arch == "x86_64" {
             // An x86_64 labctl under Rosetta on Apple silicon: the CPU is still arm64.
             let arm = Cmd::new("/usr/sbin/sysctl")
@@ -227,6 +264,98 @@ mod tests {
             vboxmanage_candidates(HostOs::Linux, &none)[0],
             PathBuf::from("/usr/bin/VBoxManage")
         );
+    }
+
+    #[test]
+    fn vboxmanage_is_looked_up_on_path_then_where_the_installers_put_it() {
+        let env = |path: &'static str, msi: Option<&'static str>| {
+            move |k: &str| -> Option<OsString> {
+                match k {
+                    "PATH" => Some(path.into()),
+                    "VBOX_MSI_INSTALL_PATH" => msi.map(Into::into),
+                    _ => None,
+                }
+            }
+        };
+        let only = |files: &'static [&'static str]| {
+            move |p: &Path| files.iter().any(|f| Path::new(f) == p)
+        };
+        let find = |os, e: &dyn Fn(&str) -> Option<OsString>, x: &dyn Fn(&Path) -> bool| {
+            locate_vboxmanage(os, e, x).map(|p| p.to_string_lossy().into_owned())
+        };
+        let win_path = "C:\\Windows\\system32; \"D:\\Tools\\VB\\\" ;;C:\\bin\\";
+        // Windows: VBoxManage.exe on PATH (quoted folders too) before the installer's folders.
+        let both = only(&[
+            "D:\\Tools\\VB\\VBoxManage.exe",
+            "E:\\VirtualBox\\VBoxManage.exe",
+        ]);
+        assert_eq!(
+            find(
+                HostOs::Windows,
+                &env(win_path, Some("E:\\VirtualBox")),
+                &both
+            )
+            .as_deref(),
+            Some("D:\\Tools\\VB\\VBoxManage.exe")
+        );
+        // Not on PATH: %VBOX_MSI_INSTALL_PATH%, then the default folder.
+        let msi = only(&[
+            "E:\\VirtualBox\\VBoxManage.exe",
+            "C:\\Program Files\\Oracle\\VirtualBox\\VBoxManage.exe",
+        ]);
+        assert_eq!(
+            find(
+                HostOs::Windows,
+                &env(win_path, Some("E:\\VirtualBox")),
+                &msi
+            )
+            .as_deref(),
+            Some("E:\\VirtualBox\\VBoxManage.exe")
+        );
+        let default = only(&["C:\\Program Files\\Oracle\\VirtualBox\\VBoxManage.exe"]);
+        assert_eq!(
+            find(HostOs::Windows, &env(win_path, None), &default).as_deref(),
+            Some("C:\\Program Files\\Oracle\\VirtualBox\\VBoxManage.exe")
+        );
+        // A `VBoxManage` without `.exe` is not VBoxManage on Windows.
+        assert_eq!(
+            find(
+                HostOs::Windows,
+                &env(win_path, None),
+                &only(&["C:\\bin\\VBoxManage"])
+            ),
+            None
+        );
+        // Linux and macOS: PATH, then the installers' places.
+        let unix_path = "/opt/vb/bin:/usr/local/bin";
+        assert_eq!(
+            find(
+                HostOs::Linux,
+                &env(unix_path, None),
+                &only(&["/opt/vb/bin/VBoxManage", "/usr/bin/VBoxManage"])
+            )
+            .as_deref(),
+            Some("/opt/vb/bin/VBoxManage")
+        );
+        assert_eq!(
+            find(
+                HostOs::Linux,
+                &env(unix_path, None),
+                &only(&["/usr/lib/virtualbox/VBoxManage"])
+            )
+            .as_deref(),
+            Some("/usr/lib/virtualbox/VBoxManage")
+        );
+        assert_eq!(
+            find(
+                HostOs::MacOs,
+                &env(unix_path, None),
+                &only(&["/Applications/VirtualBox.app/Contents/MacOS/VBoxManage"])
+            )
+            .as_deref(),
+            Some("/Applications/VirtualBox.app/Contents/MacOS/VBoxManage")
+        );
+        assert_eq!(find(HostOs::Linux, &env(unix_path, None), &only(&[])), None);
     }
 
     #[test]

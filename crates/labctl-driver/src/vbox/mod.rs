@@ -55,8 +55,8 @@ use crate::{
 pub use args::{Attachment, Features};
 pub use call::TranscriptEntry;
 pub use config::{
-    MIN_VERSION, VBoxConfig, child_locale, effective_arch, ovf_is_arm, vboxmanage_candidates,
-    version_problem,
+    MIN_VERSION, VBoxConfig, child_locale, effective_arch, locate_vboxmanage, ovf_is_arm,
+    vboxmanage_candidates, vboxmanage_name, version_problem,
 };
 pub use error::{NOT_INSTALLED_HINT, VBoxError};
 use lifecycle::vbox_log;
