@@ -84,19 +84,18 @@ pub fn pin(chk: &HostKeyCheck, blob: &[u8]) -> Result<Pinned, HostKeyError> {
     Ok(Pinned::Recorded)
 }
 
-/// Write a file with mode 0600, atomically.
+/// Write a file with mode 0600, atomically. Windows has no modes: the file gets its folder's
+/// access rights (the user's profile).
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     let tmp = dir.join(format!(".known_hosts.tmp-{}", std::process::id()));
     {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
+        let mut o = std::fs::OpenOptions::new();
+        o.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+        let mut f = o.open(&tmp)?;
         f.write_all(text.as_bytes())?;
         f.sync_all()?;
     }
