@@ -157,6 +157,12 @@ fn answers(port: u16) -> bool {
 
 /// Start the host's bundle server unless it runs, record `lab_id` as a user; its port.
 pub fn ensure_server(env: &Env, lab_id: &str) -> Result<u16, RunnerError> {
+    if !proc::SUPPORTED {
+        // Windows: the server's process cannot be checked or stopped by PID (proc.rs).
+        return Err(RunnerError::BundleServer {
+            reason: "not supported on Windows hosts yet".into(),
+        });
+    }
     let data_dir = &env.data_dir;
     let _lock = lock(data_dir)?;
     if let Some(mut st) = load(data_dir)

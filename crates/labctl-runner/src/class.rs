@@ -472,7 +472,7 @@ pub(crate) fn student_lab_toml(
     let shift = |p: u16| i64::from(u32::from(p) + offset);
     let abs = |p: &str| {
         let joined = base.dir.join(p);
-        std::fs::canonicalize(&joined)
+        labctl_driver::files::canonicalize(&joined)
             .unwrap_or(joined)
             .to_string_lossy()
             .into_owned()

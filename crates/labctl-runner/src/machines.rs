@@ -127,6 +127,10 @@ pub fn driver_with_uri(
             provider,
             reason: "this build has no driver for it".into(),
         },
+        labctl_driver::DriverError::NotOnWindows { provider } => RunnerError::Provider {
+            provider,
+            reason: "not supported on Windows hosts yet".into(),
+        },
         other => other.into(),
     })
 }

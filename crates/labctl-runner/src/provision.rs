@@ -63,15 +63,19 @@ pub(crate) fn escape_controls(line: &str) -> String {
 
 /// Create (or truncate) a step log readable by the user alone: steps print secrets.
 fn private_log(path: &Path) -> Option<std::fs::File> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    use labctl_driver::files::UnixMode as _;
     let f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
-        .mode(0o600)
+        .unix_mode(0o600)
         .open(path)
         .ok()?;
-    let _ = f.set_permissions(std::fs::Permissions::from_mode(0o600));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = f.set_permissions(std::fs::Permissions::from_mode(0o600));
+    }
     Some(f)
 }
 

@@ -35,7 +35,7 @@ impl LabPaths {
     }
 
     pub fn new(lab_dir: &Path, name: &str) -> LabPaths {
-        let canon = std::fs::canonicalize(lab_dir).unwrap_or_else(|_| {
+        let canon = labctl_driver::files::canonicalize(lab_dir).unwrap_or_else(|_| {
             std::path::absolute(lab_dir).unwrap_or_else(|_| lab_dir.to_path_buf())
         });
         let lab_dir = canon.as_path();
@@ -45,9 +45,7 @@ impl LabPaths {
         hex.truncate(8);
         let base = match std::env::var_os("XDG_RUNTIME_DIR") {
             Some(d) if !d.is_empty() && Path::new(&d).is_dir() => PathBuf::from(d).join("labctl"),
-            _ => {
-                std::env::temp_dir().join(format!("labctl-{}", rustix::process::getuid().as_raw()))
-            }
+            _ => std::env::temp_dir().join(private_tmp_name()),
         };
         LabPaths {
             state_dir: lab_dir.join(".labctl"),
@@ -376,6 +374,18 @@ pub fn check_not_symlink(dir: &Path) -> Result<(), RunnerError> {
     }
 }
 
+/// `labctl-<uid>` in the shared temporary directory on Unix. On Windows the temporary
+/// directory is the user's own (`%LOCALAPPDATA%\Temp`): `labctl`.
+#[cfg(unix)]
+fn private_tmp_name() -> String {
+    format!("labctl-{}", rustix::process::getuid().as_raw())
+}
+
+#[cfg(not(unix))]
+fn private_tmp_name() -> String {
+    "labctl".into()
+}
+
 /// Published values (secrets), `.labctl/values.json`, mode 0600.
 pub fn load_values(paths: &LabPaths) -> BTreeMap<String, String> {
     std::fs::read_to_string(paths.values_file())
@@ -385,7 +395,7 @@ pub fn load_values(paths: &LabPaths) -> BTreeMap<String, String> {
 }
 
 pub fn save_values(paths: &LabPaths, values: &BTreeMap<String, String>) -> Result<(), RunnerError> {
-    use std::os::unix::fs::OpenOptionsExt;
+    use labctl_driver::files::UnixMode as _;
     let path = paths.values_file();
     let text = serde_json::to_string_pretty(values).map_err(|e| RunnerError::Io {
         what: "serialize",
@@ -406,7 +416,7 @@ pub fn save_values(paths: &LabPaths, values: &BTreeMap<String, String>) -> Resul
             .write(true)
             .create(true)
             .truncate(true)
-            .mode(0o600)
+            .unix_mode(0o600)
             .open(&tmp)
             .map_err(|e| io("write", e))?;
         f.write_all(text.as_bytes()).map_err(|e| io("write", e))?;
@@ -417,6 +427,7 @@ pub fn save_values(paths: &LabPaths, values: &BTreeMap<String, String>) -> Resul
 
 /// Create `dir` (and parents) owned by this user with mode 0700, or refuse one that another
 /// user owns or others can write: it holds the VMs' control sockets.
+#[cfg(unix)]
 pub fn ensure_private_dir(dir: &Path) -> Result<(), RunnerError> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
     if !dir.exists() {
@@ -447,6 +458,28 @@ pub fn ensure_private_dir(dir: &Path) -> Result<(), RunnerError> {
     Ok(())
 }
 
+/// Windows: create `dir` (and parents); it lies in the user's own temporary directory, and
+/// there are no owner or mode bits to check. A link or file in its place is refused.
+#[cfg(not(unix))]
+pub fn ensure_private_dir(dir: &Path) -> Result<(), RunnerError> {
+    std::fs::create_dir_all(dir).map_err(|source| RunnerError::Io {
+        what: "create",
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let meta = std::fs::symlink_metadata(dir).map_err(|source| RunnerError::Io {
+        what: "inspect",
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    if !meta.is_dir() {
+        return Err(RunnerError::UnsafeDir {
+            path: dir.to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
 /// One exclusive lock per lab, held while a command changes it.
 #[derive(Debug)]
 pub struct LabLock {
@@ -455,16 +488,14 @@ pub struct LabLock {
 
 impl LabLock {
     pub fn acquire(paths: &LabPaths) -> Result<LabLock, RunnerError> {
-        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        use labctl_driver::files::UnixMode as _;
         check_not_symlink(&paths.state_dir)?;
         // `.labctl/` holds the lab key, published secrets and step logs: this user's alone.
         std::fs::DirBuilder::new()
             .recursive(true)
-            .mode(0o700)
+            .unix_mode(0o700)
             .create(&paths.state_dir)
-            .and_then(|()| {
-                std::fs::set_permissions(&paths.state_dir, std::fs::Permissions::from_mode(0o700))
-            })
+            .and_then(|()| labctl_driver::files::set_unix_mode(&paths.state_dir, 0o700))
             .map_err(|source| RunnerError::Io {
                 what: "create",
                 path: paths.state_dir.clone(),

@@ -166,8 +166,15 @@ pub(super) fn parse_meminfo(text: &str) -> Option<u64> {
         .map(|kb| kb / 1024)
 }
 
-/// Space an unprivileged user can use on the filesystem holding `path`, in MiB.
+/// Space an unprivileged user can use on the filesystem holding `path`, in MiB. Unknown on
+/// Windows (std has no statvfs counterpart).
+#[cfg(unix)]
 pub(super) fn disk_available_mb(path: &Path) -> Option<u64> {
     let s = rustix::fs::statvfs(path).ok()?;
     Some(s.f_bavail.saturating_mul(s.f_frsize) >> 20)
+}
+
+#[cfg(not(unix))]
+pub(super) fn disk_available_mb(_path: &Path) -> Option<u64> {
+    None
 }
