@@ -383,6 +383,9 @@ fn runner_hint(e: &RunnerError) -> Option<String> {
         }),
         RunnerError::Driver(d) => driver_hint(d),
         RunnerError::Box(b) => box_hint(b),
+        RunnerError::Provider { .. } if cfg!(windows) => Some(
+            "on Windows: `provider = \"virtualbox\"`, or labctl inside WSL2 for qemu (docs/virtualbox.md)".into(),
+        ),
         RunnerError::Provider { .. } => Some("providers: qemu, virtualbox".into()),
         RunnerError::BundleMissing { .. } => Some(
             "`labctl bundle list` shows the bundles on this host; `labctl bundle build --lab DIR` or `labctl bundle import FILE` makes one; or drop `bundle` / `--bundle`".into(),

@@ -2,8 +2,9 @@
 //! that the lab forwards to 127.0.0.1 (a `[[role.NAME.forward]]` with `guest = 6443`).
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+
+use labctl_driver::files::UnixMode as _;
 
 use crate::Result;
 use crate::cli::KubeconfigArgs;
@@ -83,7 +84,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .write(true)
         .create(true)
         .truncate(true)
-        .mode(0o600)
+        .unix_mode(0o600)
         .open(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;
@@ -104,6 +105,7 @@ mod tests {
         );
     }
 
+    #[cfg(unix)]
     #[test]
     fn written_file_is_private() {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -214,9 +214,13 @@ impl Drop for TermReporter {
 /// The live block's width: `COLUMNS` if set, else the terminal's own width (the live
 /// block is drawn only on a terminal), else 100.
 fn width() -> usize {
+    #[cfg(unix)]
     let tty = rustix::termios::tcgetwinsize(std::io::stderr())
         .ok()
         .map(|w| w.ws_col);
+    // Windows: std cannot ask the console for its width.
+    #[cfg(not(unix))]
+    let tty = None;
     width_from(std::env::var("COLUMNS").ok().as_deref(), tty)
 }
 
