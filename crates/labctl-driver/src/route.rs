@@ -9,7 +9,7 @@ use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use crate::exec::{Cmd, ToolError, find_program};
+use crate::exec::{ToolError, find_program};
 
 /// The SSH endpoint of a hypervisor host: `[user@]host[:port]`, and the key libvirt is told
 /// to use (`?keyfile=` in the URI), if any. The caller parses the URI (labctl-spec's
@@ -87,7 +87,7 @@ impl JumpHost {
         ssh: &std::path::Path,
         target: SocketAddr,
     ) -> Result<(std::os::unix::net::UnixStream, crate::exec::StdioProxy), ToolError> {
-        Cmd::new(ssh)
+        crate::exec::Cmd::new(ssh)
             .args(self.relay_args(target))
             .spawn_stdio_proxy()
     }

@@ -6,9 +6,8 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
-use labctl_driver::route::{GuestRoute, JumpHost, guest_route, ssh_program};
+use labctl_driver::route::{GuestRoute, JumpHost, guest_route};
 use labctl_spec::class::{HostUri, Remote, parse_uri};
 use labctl_ssh::{Target, Tunnel, Via};
 
@@ -43,12 +42,26 @@ pub fn route(provider: &str, uri: Option<&str>, port: u16) -> GuestRoute {
 fn via(jump: &JumpHost) -> Via {
     let j = jump.clone();
     let open = move |to: SocketAddr| -> std::io::Result<Tunnel> {
-        let ssh = ssh_program().map_err(std::io::Error::other)?;
-        let (stream, mut relay) = j.open_relay(&ssh, to).map_err(std::io::Error::other)?;
-        Ok(Tunnel {
-            stream,
-            relay: Box::new(move || relay.failure(Duration::from_millis(500))),
-        })
+        #[cfg(unix)]
+        {
+            use std::time::Duration;
+            let ssh = labctl_driver::route::ssh_program().map_err(std::io::Error::other)?;
+            let (stream, mut relay) = j.open_relay(&ssh, to).map_err(std::io::Error::other)?;
+            Ok(Tunnel {
+                stream,
+                relay: Box::new(move || relay.failure(Duration::from_millis(500))),
+            })
+        }
+        // Windows: no relay (the driver's stdio proxy is Unix only); jump hosts serve remote
+        // libvirt hosts, which are refused on Windows before this.
+        #[cfg(not(unix))]
+        {
+            let _ = (&j, to);
+            Err(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "SSH through a jump host is not supported on Windows yet",
+            ))
+        }
     };
     Via {
         label: jump.proxy_jump(),

@@ -26,11 +26,18 @@ pub struct Target {
 /// A connection relayed by a helper process (`ssh -W`): the stream labctl speaks SSH over,
 /// and what keeps the relay alive. Dropping `relay` ends the helper.
 pub struct Tunnel {
-    pub stream: std::os::unix::net::UnixStream,
+    pub stream: RelayStream,
     /// Why the relay ended (its exit status and stderr), or `None` while it runs. Owns the
     /// helper: dropping it stops the helper.
     pub relay: Box<dyn FnMut() -> Option<String> + Send>,
 }
+
+/// The relay's end of a [`Tunnel`]: a unix socket pair on Unix. Windows has no relay yet
+/// (`exec::StdioProxy` is Unix only); a TCP stream stands in for the type.
+#[cfg(unix)]
+pub type RelayStream = std::os::unix::net::UnixStream;
+#[cfg(not(unix))]
+pub type RelayStream = std::net::TcpStream;
 
 /// How to open a [`Tunnel`] to a target, one per connection attempt.
 #[derive(Clone)]
@@ -504,7 +511,7 @@ impl std::fmt::Debug for Conn {
 /// What ssh2 is handed (it takes any socket).
 enum Stream {
     Tcp(TcpStream),
-    Unix(std::os::unix::net::UnixStream),
+    Unix(RelayStream),
 }
 
 impl Conn {
@@ -518,11 +525,21 @@ impl Conn {
         }
     }
 
+    #[cfg(unix)]
     fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
         use std::os::fd::AsFd;
         match self {
             Conn::Tcp(t) => t.as_fd(),
             Conn::Tunnel(t) => t.stream.as_fd(),
+        }
+    }
+
+    #[cfg(windows)]
+    fn fd(&self) -> std::os::windows::io::BorrowedSocket<'_> {
+        use std::os::windows::io::AsSocket;
+        match self {
+            Conn::Tcp(t) => t.as_socket(),
+            Conn::Tunnel(t) => t.stream.as_socket(),
         }
     }
 
