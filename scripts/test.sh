@@ -18,6 +18,8 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+step "Windows type-check (every Unix-only call behind cfg(unix); skipped without the target)"
+bash scripts/check-windows.sh
 step "tests (unit, CLI, end-to-end with real guests)"
 profile=default
 [ -n "${CI:-}" ] && profile=ci
