@@ -900,3 +900,42 @@ fn a_bad_uri_or_a_uri_without_libvirt_is_refused_at_its_line() {
     assert_eq!((d[0].field.as_str(), d[0].line), ("lab.uri", 4), "{d:?}");
     assert!(d[0].message.contains("libvirt provider"), "{d:?}");
 }
+
+/// `LABCTL_PORT_OFFSET` (`Overrides::port_offset`) moves every host port of the lab, SSH
+/// ports and `forward` hosts alike, and a port it pushes out of range is refused at its line.
+#[test]
+fn a_port_offset_moves_every_host_port_and_is_range_checked() {
+    let with_forward = CLASSIC.replace(
+        "ssh_port = 60010\n",
+        "ssh_port = 60010\n[[role.master.forward]]\nguest = 6443\nhost = 60443\n",
+    );
+    let dir = lab_dir(&with_forward, &[("ok.sh.hbs", OK)]);
+    let plain = load(&dir, Overrides::default());
+    let moved = load(
+        &dir,
+        Overrides {
+            port_offset: -1000,
+            ..Default::default()
+        },
+    );
+    for (a, b) in plain.nodes.iter().zip(&moved.nodes) {
+        assert_eq!(b.ssh_port, a.ssh_port - 1000, "{}", a.name);
+        for (fa, fb) in a.forwards.iter().zip(&b.forwards) {
+            assert_eq!((fb.guest, fb.host), (fa.guest, fa.host - 1000));
+        }
+    }
+    assert_eq!(moved.node("m-k8s").expect("m").forwards[0].host, 59443);
+    let diags = load_err(
+        &dir,
+        Overrides {
+            port_offset: 5500,
+            ..Default::default()
+        },
+    );
+    assert!(
+        diags.iter().any(|d| d.field == "role.worker.ssh_port"
+            && d.line > 0
+            && d.message.contains("out of range")),
+        "{diags:?}"
+    );
+}

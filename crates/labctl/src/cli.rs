@@ -54,6 +54,17 @@ pub(crate) struct LabArgs {
     /// Classroom bundle to serve the guests (docs/bundle.md), overriding `bundle` in lab.toml.
     #[arg(long, env = "LABCTL_BUNDLE", value_name = "NAME")]
     pub(crate) bundle: Option<String>,
+    /// Added to every host port of the lab (SSH ports, `forward` hosts): tests and
+    /// side-by-side copies move their ports without editing lab.toml. Hidden: not for
+    /// everyday use.
+    #[arg(
+        long,
+        env = "LABCTL_PORT_OFFSET",
+        value_name = "N",
+        hide = true,
+        allow_negative_numbers = true
+    )]
+    pub(crate) port_offset: Option<i32>,
 }
 
 /// `--accel` values.

@@ -125,15 +125,14 @@ fn busybox_layout(work: &Path) -> PathBuf {
 
 /// A copy of the bundled k8s lab with its own ports, on a fresh host.
 fn k8s_lab(base: u16) -> Lab {
-    let lab = Lab::from_toml("");
+    let mut lab = Lab::from_toml("");
     std::fs::remove_dir_all(&lab.dir).expect("empty dir");
     lab.run_ok(&["init", "--lab", "k8s", lab.dir.to_str().expect("utf8")]);
-    let toml = std::fs::read_to_string(lab.dir.join("lab.toml")).expect("lab.toml");
-    let toml = toml
-        .replace("ssh_port = 60010", &format!("ssh_port = {base}"))
-        .replace("ssh_port = 60101", &format!("ssh_port = {}", base + 91))
-        .replace("host = 60443", &format!("host = {}", base + 433));
-    std::fs::write(lab.dir.join("lab.toml"), toml).expect("lab.toml");
+    // Its ports (60010, 60101…, API 60443) move to base, base + 91…, base + 433.
+    lab.env.push((
+        "LABCTL_PORT_OFFSET".into(),
+        (i32::from(base) - 60010).to_string(),
+    ));
     lab
 }
 

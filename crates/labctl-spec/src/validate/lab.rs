@@ -341,7 +341,7 @@ pub(crate) fn build(raw: RawLab, file: &Path, ov: Overrides, sink: &mut Sink<'_>
     };
 
     let networks_declared = !raw.networks.is_empty();
-    let (roles, nodes) = build_roles(
+    let (roles, mut nodes) = build_roles(
         &raw.roles,
         &networks,
         networks_declared,
@@ -350,6 +350,9 @@ pub(crate) fn build(raw: RawLab, file: &Path, ov: Overrides, sink: &mut Sink<'_>
         &roots,
         &mut cx,
     );
+    if ov.port_offset != 0 {
+        shift_ports(&mut nodes, ov.port_offset);
+    }
     let sink = &mut *cx.sink;
     if raw.roles.is_empty() && raw.lab_span != (0..0) {
         sink.hint(
@@ -391,4 +394,21 @@ pub(crate) fn build(raw: RawLab, file: &Path, ov: Overrides, sink: &mut Sink<'_>
         check_templates(&lab, &raw, sink);
     }
     Some(lab)
+}
+
+/// Move every host port by `offset` (`Overrides::port_offset`). A port that leaves 1-65535
+/// becomes 0, which `check_addresses` reports as out of range at the role's line.
+fn shift_ports(nodes: &mut [crate::model::Node], offset: i32) {
+    let shift = |p: u16| {
+        if p == 0 {
+            return 0;
+        }
+        u16::try_from(i64::from(p) + i64::from(offset)).unwrap_or(0)
+    };
+    for n in nodes {
+        n.ssh_port = shift(n.ssh_port);
+        for f in &mut n.forwards {
+            f.host = shift(f.host);
+        }
+    }
 }

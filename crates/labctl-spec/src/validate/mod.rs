@@ -26,6 +26,10 @@ pub struct Overrides {
     pub no_egress: bool,
     /// Defaults for keys lab.toml does not set (from the user's config file).
     pub defaults: LabDefaults,
+    /// `LABCTL_PORT_OFFSET`: added to every host port the lab forwards (each node's SSH
+    /// port and `forward` hosts), so that tests and side-by-side copies of a lab move their
+    /// ports without editing lab.toml. The result is checked like any port (1024-65535).
+    pub port_offset: i32,
 }
 
 /// Values that apply when lab.toml does not set the key: lab.toml wins over them, and they

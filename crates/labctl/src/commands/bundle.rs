@@ -185,6 +185,7 @@ fn build(store: &Store, a: &crate::cli::BundleBuildArgs, p: &Printer) -> Result<
         accel: None,
         uri: None,
         bundle: None,
+        port_offset: None,
     };
     let lab = super::load_lab(&lab_args)?;
     let name = a

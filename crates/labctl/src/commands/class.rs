@@ -53,6 +53,8 @@ fn options(no_egress: bool, accel: Option<crate::cli::AccelArg>) -> Result<Class
             workers: None,
             no_egress,
             defaults: crate::config::load()?.lab_defaults(),
+            // The class moves each student's ports by its slot itself.
+            port_offset: 0,
         },
         accel: accel.map(|a| match a {
             crate::cli::AccelArg::Auto => labctl_spec::Accel::Auto,

@@ -67,6 +67,7 @@ pub(crate) fn load_lab(args: &LabArgs) -> Result<Lab> {
         workers: args.workers,
         no_egress: args.no_egress,
         defaults: config.lab_defaults(),
+        port_offset: args.port_offset.unwrap_or(0),
     };
     let mut lab = labctl_spec::load(&path, ov)?;
     // The bundle: --bundle / LABCTL_BUNDLE, then lab.toml, then the config file.

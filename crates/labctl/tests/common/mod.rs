@@ -109,25 +109,24 @@ impl Lab {
     pub fn smoke_on(host: std::sync::Arc<Host>, port_base: u16, prep_seconds: u32) -> Lab {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("lab");
+        // The smoke lab's ports start at 60010 (master) and 60101 (workers): every labctl
+        // call of this lab moves them to `port_base` and `port_base + 91`.
         let lab = Lab {
             _tmp: tmp,
             dir,
             host,
-            env: Vec::new(),
+            env: vec![(
+                "LABCTL_PORT_OFFSET".into(),
+                (i32::from(port_base) - 60010).to_string(),
+            )],
             wrap: Vec::new(),
         };
         lab.run_ok(&["init", "--lab", "smoke", lab.dir.to_str().expect("utf8")]);
         let toml = std::fs::read_to_string(lab.dir.join("lab.toml")).expect("lab.toml");
-        let toml = toml
-            .replace("ssh_port = 60010", &format!("ssh_port = {port_base}"))
-            .replace(
-                "ssh_port = 60101",
-                &format!("ssh_port = {}", port_base + 91),
-            )
-            .replace(
-                "prep_seconds = 3",
-                &format!("prep_seconds = {prep_seconds}"),
-            );
+        let toml = toml.replace(
+            "prep_seconds = 3",
+            &format!("prep_seconds = {prep_seconds}"),
+        );
         std::fs::write(lab.dir.join("lab.toml"), toml).expect("write lab.toml");
         lab
     }
