@@ -1,13 +1,11 @@
 //! `clonevm SRC --snapshot --options link,keepnatmacs --name --basefolder --register`.
 
-use std::path::{Path, PathBuf};
-
-use serde_json::{Value, json};
+use std::path::PathBuf;
 
 use crate::PROGRESS;
 use crate::fail::{Res, fail, syntax};
 use crate::opts::options;
-use crate::state::{Fake, s};
+use crate::state::Fake;
 
 impl Fake {
     pub(crate) fn clonevm(&self, args: &[String]) -> Res {
@@ -27,9 +25,7 @@ impl Fake {
             return Err(fail(&["Linked clones need a snapshot (--snapshot)"]));
         }
         if let Some(snap) = &snapshot
-            && !src["snapshots"]
-                .as_array()
-                .is_some_and(|a| a.iter().any(|x| s(x, "name") == snap))
+            && !src.snapshots.iter().any(|x| x.name == *snap)
         {
             return Err(fail(&[
                 &format!("Could not find a snapshot named '{snap}'"),
@@ -40,19 +36,22 @@ impl Fake {
             .get("--basefolder")
             .map_or_else(|| self.state.join("VirtualBox VMs"), PathBuf::from);
         let mut vm = self.new_vm(&name, &base);
-        if Path::new(s(&vm, "cfgfile")).exists() || self.find(&name).is_some() {
+        if vm.cfgfile.exists() || self.find(&name).is_some() {
             return Err(fail(&[
                 "Could not create the clone machine",
                 &format!(
                     "Machine settings file '{}' already exists",
-                    s(&vm, "cfgfile")
+                    vm.cfgfile.display()
                 ),
                 "Details: code VBOX_E_FILE_ERROR (0x80bb0004), component MachineWrap, interface IVirtualBox",
             ]));
         }
-        for k in ["cpus", "memory", "ostype", "nested", "uart1", "uartmode1"] {
-            vm[k] = src[k].clone();
-        }
+        vm.config.cpus = src.config.cpus;
+        vm.config.memory = src.config.memory;
+        vm.ostype.clone_from(&src.ostype);
+        vm.config.nested.clone_from(&src.config.nested);
+        vm.config.uart1.clone_from(&src.config.uart1);
+        vm.config.uartmode1.clone_from(&src.config.uartmode1);
         // New MACs for every NIC unless KeepAllMACs, or KeepNATMACs for NAT ones
         // (VBoxManageMisc.cpp parseCloneOptions, case-insensitive).
         let copt = |w: &str| {
@@ -60,25 +59,25 @@ impl Fake {
                 .is_some_and(|o| o.split(',').any(|x| x.eq_ignore_ascii_case(w)))
         };
         let (keep_all, keep_nat) = (copt("keepallmacs"), copt("keepnatmacs"));
-        let mut nics = src["nics"].as_object().cloned().unwrap_or_default();
+        let mut nics = src.config.nics.clone();
         for nic in nics.values_mut() {
-            let keep = keep_all || (keep_nat && s(nic, "type") == "nat");
-            if nic["mac"].is_string() && !keep {
-                nic["mac"] = json!(self.new_mac());
+            let keep = keep_all || (keep_nat && nic.kind == "nat");
+            if !keep {
+                nic.mac = self.new_mac();
             }
         }
-        vm["nics"] = Value::Object(nics);
+        vm.config.nics = nics;
         let disk_name = if linked {
-            format!("Snapshots/{{{}}}.vmdk", s(&vm, "uuid"))
+            format!("Snapshots/{{{}}}.vmdk", vm.uuid)
         } else {
             format!("{name}-disk1.vmdk")
         };
-        vm["disk"] = json!(Self::write_vm_files(&vm, &disk_name));
+        vm.disk = Some(Self::write_vm_files(&vm, &disk_name));
         if let Some(f) = self.interrupted("clonevm") {
             return Err(f);
         }
         if linked {
-            vm["linked_to"] = json!(s(&src, "uuid"));
+            vm.linked_to = Some(src.uuid.clone());
         }
         if opts.contains_key("--register") {
             self.save(&vm);

@@ -2,14 +2,12 @@
 
 use std::fs;
 use std::io::Write;
-use std::path::PathBuf;
-
-use serde_json::{Value, json};
 
 use crate::PROGRESS;
 use crate::fail::{Res, fail, not_running, syntax};
-use crate::nat::nat_log_line;
-use crate::state::{Fake, now_ms, s};
+use crate::model::{Nic, VmState};
+use crate::nat::{nat_log_line, nat_rules};
+use crate::state::{Fake, now_ms};
 
 impl Fake {
     pub(crate) fn controlvm(&self, args: &[String]) -> Res {
@@ -17,14 +15,14 @@ impl Fake {
             return Err(syntax("Not enough parameters"));
         };
         let mut vm = self.vm(name)?;
-        let name = s(&vm, "name").to_string();
-        if s(&vm, "state") == "gurumeditation" && action == "poweroff" {
-            vm["state"] = json!("poweroff");
+        let name = vm.name.clone();
+        if vm.state == VmState::Gurumeditation && action == "poweroff" {
+            vm.state = VmState::Poweroff;
             self.save(&vm);
             eprintln!("{PROGRESS}");
             return Ok(());
         }
-        if !matches!(s(&vm, "state"), "running" | "paused") {
+        if !vm.state.in_session() {
             return Err(not_running(&name));
         }
         match action.as_str() {
@@ -32,14 +30,7 @@ impl Fake {
                 let Some(spec) = args.get(2) else {
                     return Err(syntax("Missing argument to 'natpf1'"));
                 };
-                let mut rules: Vec<String> = vm["nics"]["1"]["rules"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|r| r.as_str().map(String::from))
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let mut rules = nat_rules(&vm);
                 if spec == "delete" {
                     let Some(rule) = args.get(3) else {
                         return Err(syntax("Missing argument to 'natpf1 delete'"));
@@ -66,13 +57,13 @@ impl Fake {
                     }
                     rules.push(spec.clone());
                     // The running NAT engine binds it now, or logs that it cannot.
-                    let log = PathBuf::from(s(&vm, "dir")).join("Logs/VBox.log");
+                    let log = vm.dir.join("Logs/VBox.log");
                     if let Ok(mut lf) = fs::OpenOptions::new().create(true).append(true).open(&log)
                     {
                         let _ = lf.write_all(nat_log_line(&self.state, spec).as_bytes());
                     }
                 }
-                vm["nics"]["1"]["rules"] = json!(rules);
+                vm.config.nics.entry(1).or_insert_with(Nic::default).rules = rules;
             }
             "acpipowerbutton" => {
                 if std::env::var("FAKE_VBOX_ACPI").is_ok_and(|v| v == "ignore") {
@@ -82,17 +73,17 @@ impl Fake {
                     .ok()
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(150);
-                vm["acpi_off_at"] = json!(now_ms() + delay);
+                vm.acpi_off_at = Some(now_ms() + delay);
             }
             "poweroff" => {
-                vm["state"] = json!("poweroff");
-                vm["acpi_off_at"] = Value::Null;
+                vm.state = VmState::Poweroff;
+                vm.acpi_off_at = None;
                 eprintln!("{PROGRESS}");
             }
-            "pause" => vm["state"] = json!("paused"),
-            "resume" => vm["state"] = json!("running"),
+            "pause" => vm.state = VmState::Paused,
+            "resume" => vm.state = VmState::Running,
             "savestate" => {
-                vm["state"] = json!("saved");
+                vm.state = VmState::Saved;
                 eprintln!("{PROGRESS}");
             }
             other => return Err(syntax(&format!("Invalid parameter '{other}'"))),

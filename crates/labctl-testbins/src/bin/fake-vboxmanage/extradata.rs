@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use serde_json::{Value, json};
+use std::collections::BTreeMap;
 
 use crate::fail::{Res, syntax};
 use crate::state::{Fake, read_json, write_json};
@@ -18,13 +18,14 @@ impl Fake {
         };
         let value = args.get(2);
         if target == "global" {
-            let mut g = read_json(&self.extradata_path()).unwrap_or_else(|| json!({}));
+            let mut g: BTreeMap<String, String> =
+                read_json(&self.extradata_path()).unwrap_or_default();
             match value {
-                Some(v) => g[key.as_str()] = json!(v),
+                Some(v) => {
+                    g.insert(key.clone(), v.clone());
+                }
                 None => {
-                    if let Some(o) = g.as_object_mut() {
-                        o.remove(key);
-                    }
+                    g.remove(key);
                 }
             }
             write_json(&self.extradata_path(), &g);
@@ -32,11 +33,11 @@ impl Fake {
         }
         let mut vm = self.vm(target)?;
         match value {
-            Some(v) => vm["extradata"][key.as_str()] = json!(v),
+            Some(v) => {
+                vm.extradata.insert(key.clone(), v.clone());
+            }
             None => {
-                if let Some(o) = vm["extradata"].as_object_mut() {
-                    o.remove(key);
-                }
+                vm.extradata.remove(key);
             }
         }
         self.save(&vm);
@@ -47,12 +48,12 @@ impl Fake {
         let (Some(target), Some(key)) = (args.first(), args.get(1)) else {
             return Err(syntax("Incorrect number of parameters"));
         };
-        let data = if target == "global" {
-            read_json(&self.extradata_path()).unwrap_or_else(|| json!({}))
+        let data: BTreeMap<String, String> = if target == "global" {
+            read_json(&self.extradata_path()).unwrap_or_default()
         } else {
-            self.vm(target)?["extradata"].clone()
+            self.vm(target)?.extradata
         };
-        match data.get(key.as_str()).and_then(Value::as_str) {
+        match data.get(key.as_str()).map(String::as_str) {
             Some(v) if !v.is_empty() && self.ru => println!("[ru]Значение: {v}"),
             Some(v) if !v.is_empty() => println!("Value: {v}"),
             _ if self.ru => println!("[ru]Значение не установлено!"),

@@ -1,10 +1,9 @@
 //! `hostonlyif create|ipconfig|remove` and `hostonlynet add` (VBoxManageHostonly.cpp).
 
-use serde_json::json;
-
 use crate::fail::{Res, fail, syntax};
+use crate::model::{HostOnlyIf, HostOnlyNet};
 use crate::opts::options;
-use crate::state::{Fake, s, write_json};
+use crate::state::Fake;
 use crate::{PROGRESS, ru};
 
 impl Fake {
@@ -20,16 +19,16 @@ impl Fake {
                     ]));
                 }
                 let index = (0u64..)
-                    .find(|n| !ifs.iter().any(|i| i["index"].as_u64() == Some(*n)))
+                    .find(|n| !ifs.iter().any(|i| i.index == *n))
                     .unwrap_or(0);
                 let name = format!("vboxnet{index}");
-                ifs.push(json!({
-                    "name": name,
-                    "index": index,
-                    "guid": format!("786f6276-656e-{:04x}-8000-0a0027000000", index),
-                    "ip": format!("192.168.{}.1", 56 + index),
-                    "netmask": "255.255.255.0",
-                }));
+                ifs.push(HostOnlyIf {
+                    name: name.clone(),
+                    index,
+                    guid: format!("786f6276-656e-{index:04x}-8000-0a0027000000"),
+                    ip: format!("192.168.{}.1", 56 + index),
+                    netmask: "255.255.255.0".into(),
+                });
                 self.save_hostonlyifs(&ifs);
                 println!("{PROGRESS}");
                 if args.iter().any(|a| a == "--machinereadable") {
@@ -47,18 +46,18 @@ impl Fake {
                     return Err(syntax("No interface name was specified"));
                 };
                 let opts = options(&args[2..]);
-                let Some(i) = ifs.iter().position(|i| s(i, "name") == name) else {
+                let Some(i) = ifs.iter().position(|i| i.name == *name) else {
                     return Err(fail(&[
                         &format!("Could not find interface '{name}'"),
                         "Details: code NS_ERROR_INVALID_ARG (0x80070057), component HostWrap, interface IHost",
                     ]));
                 };
                 if let Some(ip) = opts.get("--ip") {
-                    ifs[i]["ip"] = json!(ip);
-                    ifs[i]["netmask"] = json!(
-                        opts.get("--netmask")
-                            .map_or("255.255.255.0", String::as_str)
-                    );
+                    ifs[i].ip.clone_from(ip);
+                    ifs[i].netmask = opts
+                        .get("--netmask")
+                        .map_or("255.255.255.0", String::as_str)
+                        .to_string();
                 }
                 self.save_hostonlyifs(&ifs);
                 Ok(())
@@ -67,7 +66,7 @@ impl Fake {
                 let Some(name) = args.get(1) else {
                     return Err(syntax("No interface name was specified"));
                 };
-                ifs.retain(|i| s(i, "name") != name);
+                ifs.retain(|i| i.name != *name);
                 self.save_hostonlyifs(&ifs);
                 Ok(())
             }
@@ -89,21 +88,21 @@ impl Fake {
                         return Err(syntax(&format!("The {k} parameter must be specified")));
                     }
                 }
-                if nets.iter().any(|n| s(n, "name") == get("--name")) {
+                if nets.iter().any(|n| n.name == get("--name")) {
                     return Err(fail(&[&format!(
                         "A host-only network named '{}' already exists",
                         get("--name")
                     )]));
                 }
                 let guid = self.new_uuid();
-                nets.push(json!({
-                    "name": get("--name"),
-                    "guid": guid,
-                    "netmask": get("--netmask"),
-                    "lower": get("--lower-ip"),
-                    "upper": get("--upper-ip"),
-                }));
-                write_json(&self.state.join("hostonlynets.json"), &json!(nets));
+                nets.push(HostOnlyNet {
+                    name: get("--name"),
+                    guid,
+                    netmask: get("--netmask"),
+                    lower: get("--lower-ip"),
+                    upper: get("--upper-ip"),
+                });
+                self.save_hostonlynets(&nets);
                 Ok(())
             }
             _ => Err(syntax("Unknown sub-command")),

@@ -3,12 +3,10 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use serde_json::json;
-
 use crate::PROGRESS;
 use crate::fail::{Res, fail, syntax};
 use crate::opts::options;
-use crate::state::{Fake, s};
+use crate::state::Fake;
 
 /// The NAT MAC of a box whose OVF names none.
 const BOX_MAC: &str = "080027B0C5E1";
@@ -34,11 +32,11 @@ impl Fake {
             .get("--basefolder")
             .map_or_else(|| self.state.join("VirtualBox VMs"), PathBuf::from);
         let mut vm = self.new_vm(&name, &base);
-        if Path::new(s(&vm, "cfgfile")).exists() || self.find(&name).is_some() {
+        if vm.cfgfile.exists() || self.find(&name).is_some() {
             return Err(fail(&[
                 &format!(
                     "Machine settings file '{}' already exists",
-                    s(&vm, "cfgfile")
+                    vm.cfgfile.display()
                 ),
                 "Details: code VBOX_E_FILE_ERROR (0x80bb0004), component MachineWrap, interface IMachine",
             ]));
@@ -47,9 +45,9 @@ impl Fake {
         if let Some(f) = self.interrupted("import") {
             return Err(f);
         }
-        vm["disk"] = json!(disk);
-        vm["memory"] = json!(1024);
-        vm["cpus"] = json!(2);
+        vm.disk = Some(disk);
+        vm.config.memory = 1024;
+        vm.config.cpus = 2;
         // The NAT MAC: the OVF's with --options keepnatmacs/keepallmacs, else a new one.
         let keep = opts.get("--options").is_some_and(|o| {
             o.split(',').any(|x| {
@@ -64,7 +62,9 @@ impl Fake {
                 .and_then(|r| r.split('"').next())
                 .unwrap_or(BOX_MAC)
                 .to_string();
-            vm["nics"]["1"]["mac"] = json!(mac);
+            if let Some(nat) = vm.config.nics.get_mut(&1) {
+                nat.mac = mac;
+            }
         }
         self.save(&vm);
         eprintln!("{PROGRESS}");

@@ -1,21 +1,21 @@
 //! `list vms|runningvms|hostonlyifs|hostonlynets` (VBoxManageList.cpp).
 
 use crate::fail::{Res, syntax};
-use crate::state::{Fake, s};
+use crate::state::Fake;
 
 impl Fake {
     pub(crate) fn list(&self, args: &[String]) -> Res {
         match args.first().map(String::as_str) {
             Some("vms") => {
                 for vm in self.all_vms() {
-                    println!("\"{}\" {{{}}}", s(&vm, "name"), s(&vm, "uuid"));
+                    println!("\"{}\" {{{}}}", vm.name, vm.uuid);
                 }
                 Ok(())
             }
             Some("runningvms") => {
                 for vm in self.all_vms() {
-                    if matches!(s(&vm, "state"), "running" | "paused") {
-                        println!("\"{}\" {{{}}}", s(&vm, "name"), s(&vm, "uuid"));
+                    if vm.state.in_session() {
+                        println!("\"{}\" {{{}}}", vm.name, vm.uuid);
                     }
                 }
                 Ok(())
@@ -26,20 +26,17 @@ impl Fake {
                     return Ok(());
                 }
                 for i in self.hostonlyifs() {
-                    let name = s(&i, "name");
+                    let name = i.name;
                     if self.ru {
                         // VBoxManageNls_ru.ts, context List (VBoxManageList.cpp:167-201).
                         println!("Имя:            {name}");
-                        println!("GUID:            {}", s(&i, "guid"));
+                        println!("GUID:            {}", i.guid);
                         println!("DHCP:            Отключено");
-                        println!("IP адрес:       {}", s(&i, "ip"));
-                        println!("Сетевая маска:     {}", s(&i, "netmask"));
+                        println!("IP адрес:       {}", i.ip);
+                        println!("Сетевая маска:     {}", i.netmask);
                         println!("IPV6 адрес:     ");
                         println!("Длина префикса сетевой маски IPV6: 0");
-                        println!(
-                            "Аппаратный адрес: 0a:00:27:00:00:{:02x}",
-                            i["index"].as_u64().unwrap_or(0)
-                        );
+                        println!("Аппаратный адрес: 0a:00:27:00:00:{:02x}", i.index);
                         println!("Тип носителя:      Ethernet");
                         println!("Беспроводный:        Нет");
                         println!("Статус:          Up");
@@ -47,16 +44,13 @@ impl Fake {
                         continue;
                     }
                     println!("Name:            {name}");
-                    println!("GUID:            {}", s(&i, "guid"));
+                    println!("GUID:            {}", i.guid);
                     println!("DHCP:            Disabled");
-                    println!("IPAddress:       {}", s(&i, "ip"));
-                    println!("NetworkMask:     {}", s(&i, "netmask"));
+                    println!("IPAddress:       {}", i.ip);
+                    println!("NetworkMask:     {}", i.netmask);
                     println!("IPV6Address:     ");
                     println!("IPV6NetworkMaskPrefixLength: 0");
-                    println!(
-                        "HardwareAddress: 0a:00:27:00:00:{:02x}",
-                        i["index"].as_u64().unwrap_or(0)
-                    );
+                    println!("HardwareAddress: 0a:00:27:00:00:{:02x}", i.index);
                     println!("MediumType:      Ethernet");
                     println!("Wireless:        No");
                     println!("Status:          Up");
@@ -69,23 +63,23 @@ impl Fake {
                     if self.ru {
                         // VBoxManageNls_ru.ts, context List (VBoxManageList.cpp:226-248; the
                         // last line has no translation).
-                        println!("Имя:            {}", s(&n, "name"));
-                        println!("GUID:            {}\n", s(&n, "guid"));
+                        println!("Имя:            {}", n.name);
+                        println!("GUID:            {}\n", n.guid);
                         println!("Состояние:           Включено");
-                        println!("Сетевая маска:     {}", s(&n, "netmask"));
-                        println!("Нижний IP:         {}", s(&n, "lower"));
-                        println!("Верхний IP:         {}", s(&n, "upper"));
-                        println!("VBoxNetworkName: hostonly-{}\n", s(&n, "name"));
+                        println!("Сетевая маска:     {}", n.netmask);
+                        println!("Нижний IP:         {}", n.lower);
+                        println!("Верхний IP:         {}", n.upper);
+                        println!("VBoxNetworkName: hostonly-{}\n", n.name);
                         continue;
                     }
                     // VBoxManageList.cpp listHostOnlyNetworks (7.0): note the blank line after GUID.
-                    println!("Name:            {}", s(&n, "name"));
-                    println!("GUID:            {}\n", s(&n, "guid"));
+                    println!("Name:            {}", n.name);
+                    println!("GUID:            {}\n", n.guid);
                     println!("State:           Enabled");
-                    println!("NetworkMask:     {}", s(&n, "netmask"));
-                    println!("LowerIP:         {}", s(&n, "lower"));
-                    println!("UpperIP:         {}", s(&n, "upper"));
-                    println!("VBoxNetworkName: hostonly-{}\n", s(&n, "name"));
+                    println!("NetworkMask:     {}", n.netmask);
+                    println!("LowerIP:         {}", n.lower);
+                    println!("UpperIP:         {}", n.upper);
+                    println!("VBoxNetworkName: hostonly-{}\n", n.name);
                 }
                 Ok(())
             }

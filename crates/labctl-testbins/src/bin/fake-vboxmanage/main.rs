@@ -50,6 +50,7 @@ mod fail;
 mod hostonly;
 mod import;
 mod list;
+mod model;
 mod modifyvm;
 mod nat;
 mod opts;
@@ -68,7 +69,7 @@ use std::process::ExitCode;
 use serde_json::{Value, json};
 
 use crate::fail::{Res, locked, syntax};
-use crate::state::{Fake, StateLock, env_list, read_json, s, write_json};
+use crate::state::{Fake, StateLock, env_list, read_json, write_json};
 
 const DEFAULT_VERSION: &str = "7.0.20r163906";
 pub(crate) const PROGRESS: &str = "0%...10%...20%...30%...40%...50%...60%...70%...80%...90%...100%";
@@ -139,6 +140,10 @@ fn crlf(args: &[String]) -> ExitCode {
     eprint!("{}", conv(&out.stderr));
     let _ = std::io::stdout().flush();
     ExitCode::from(u8::try_from(out.status.code().unwrap_or(1)).unwrap_or(1))
+}
+
+fn s<'a>(v: &'a Value, k: &str) -> &'a str {
+    v.get(k).and_then(Value::as_str).unwrap_or_default()
 }
 
 /// `FAKE_VBOX_REPLAY=FILE`: the first unused recorded call with this argv.

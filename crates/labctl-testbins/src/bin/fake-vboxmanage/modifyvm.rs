@@ -1,11 +1,10 @@
 //! `modifyvm VM --cpus --memory --nicN --natpfN --uart1 ...` (VBoxManageModifyVM.cpp).
 
-use serde_json::{Value, json};
-
 use crate::MAX_NICS;
 use crate::fail::{Res, fail, locked, syntax};
+use crate::model::{Nic, Vm, VmState};
 use crate::opts::{parse_num, split_index};
-use crate::state::{Fake, s};
+use crate::state::Fake;
 
 impl Fake {
     pub(crate) fn modifyvm(&self, args: &[String]) -> Res {
@@ -13,8 +12,8 @@ impl Fake {
             return Err(syntax("Not enough parameters"));
         };
         let mut vm = self.vm(name)?;
-        if !matches!(s(&vm, "state"), "poweroff" | "aborted") {
-            return Err(locked(s(&vm, "name")));
+        if !matches!(vm.state, VmState::Poweroff | VmState::Aborted) {
+            return Err(locked(&vm.name));
         }
         let mut it = args[1..].iter();
         let value = |it: &mut std::slice::Iter<'_, String>, opt: &str| {
@@ -24,18 +23,17 @@ impl Fake {
         };
         while let Some(opt) = it.next() {
             let (key, idx) = split_index(opt);
-            let nic_key = idx.to_string();
             let nic_ok = (1..=MAX_NICS).contains(&idx);
             match key {
-                "--cpus" => vm["cpus"] = json!(parse_num(&value(&mut it, opt)?)?),
-                "--memory" => vm["memory"] = json!(parse_num(&value(&mut it, opt)?)?),
-                "--groups" => vm["groups"] = json!(value(&mut it, opt)?),
+                "--cpus" => vm.config.cpus = parse_num(&value(&mut it, opt)?)?,
+                "--memory" => vm.config.memory = parse_num(&value(&mut it, opt)?)?,
+                "--groups" => vm.config.groups = value(&mut it, opt)?,
                 "--nested-hw-virt" => {
                     let v = value(&mut it, opt)?;
                     if v != "on" && v != "off" {
                         return Err(syntax(&format!("Invalid --nested-hw-virt argument '{v}'")));
                     }
-                    vm["nested"] = json!(v);
+                    vm.config.nested = v;
                 }
                 "--nic" if nic_ok => {
                     let ty = value(&mut it, opt)?;
@@ -56,26 +54,26 @@ impl Fake {
                             "Invalid type '{ty}' specfied for NIC {idx}"
                         )));
                     }
-                    nic_entry(self, &mut vm, &nic_key)["type"] = json!(ty);
+                    nic_entry(self, &mut vm, idx).kind = ty;
                 }
                 "--macaddress" if nic_ok => {
                     let mac = value(&mut it, opt)?;
                     if mac.len() != 12 || !mac.chars().all(|c| c.is_ascii_hexdigit()) {
                         return Err(fail(&[&format!("Invalid MAC address format '{mac}'")]));
                     }
-                    nic_entry(self, &mut vm, &nic_key)["mac"] = json!(mac);
+                    nic_entry(self, &mut vm, idx).mac = mac;
                 }
                 "--cableconnected" if nic_ok => {
                     let v = value(&mut it, opt)?;
-                    nic_entry(self, &mut vm, &nic_key)["cable"] = json!(v);
+                    nic_entry(self, &mut vm, idx).cable = v;
                 }
                 "--hostonlyadapter" if nic_ok => {
                     let v = value(&mut it, opt)?;
-                    nic_entry(self, &mut vm, &nic_key)["hostonly"] = json!(v);
+                    nic_entry(self, &mut vm, idx).hostonly = Some(v);
                 }
                 "--host-only-net" if nic_ok && self.major() >= 7 => {
                     let v = value(&mut it, opt)?;
-                    nic_entry(self, &mut vm, &nic_key)["hostonlynet"] = json!(v);
+                    nic_entry(self, &mut vm, idx).hostonlynet = Some(v);
                 }
                 "--nat-localhostreachable" if nic_ok && self.major() >= 7 => {
                     let v = value(&mut it, opt)?;
@@ -84,26 +82,19 @@ impl Fake {
                             "Invalid --nat-localhostreachable{idx} argument '{v}'"
                         )));
                     }
-                    nic_entry(self, &mut vm, &nic_key)["localhostreachable"] = json!(v);
+                    nic_entry(self, &mut vm, idx).localhostreachable = Some(v);
                 }
                 "--intnet" if nic_ok => {
                     let v = value(&mut it, opt)?;
-                    nic_entry(self, &mut vm, &nic_key)["intnet"] = json!(v);
+                    nic_entry(self, &mut vm, idx).intnet = Some(v);
                 }
                 "--nictype" if nic_ok => {
                     value(&mut it, opt)?;
                 }
                 "--natpf" if nic_ok => {
                     let v = value(&mut it, opt)?;
-                    let nic = nic_entry(self, &mut vm, &nic_key);
-                    let mut rules: Vec<String> = nic["rules"]
-                        .as_array()
-                        .map(|a| {
-                            a.iter()
-                                .filter_map(|r| r.as_str().map(String::from))
-                                .collect()
-                        })
-                        .unwrap_or_default();
+                    let nic = nic_entry(self, &mut vm, idx);
+                    let mut rules = nic.rules.clone();
                     if v == "delete" {
                         let rule = value(&mut it, opt)?;
                         let before = rules.len();
@@ -133,12 +124,12 @@ impl Fake {
                         }
                         rules.push(v);
                     }
-                    nic["rules"] = json!(rules);
+                    nic.rules = rules;
                 }
                 "--uart" if idx == 1 => {
                     let v = value(&mut it, opt)?;
                     if v == "off" {
-                        vm["uart1"] = json!("off");
+                        vm.config.uart1 = "off".into();
                     } else {
                         let irq = value(&mut it, opt)?;
                         let io = u32::from_str_radix(
@@ -146,16 +137,16 @@ impl Fake {
                             16,
                         )
                         .map_err(|_| syntax(&format!("Invalid I/O base '{v}'")))?;
-                        vm["uart1"] = json!(format!("{io:#06x},{irq}"));
+                        vm.config.uart1 = format!("{io:#06x},{irq}");
                     }
                 }
                 "--uartmode" if idx == 1 => {
                     let mode = value(&mut it, opt)?;
                     match mode.as_str() {
-                        "disconnected" => vm["uartmode1"] = json!("disconnected"),
+                        "disconnected" => vm.config.uartmode1 = Some("disconnected".into()),
                         "file" | "server" | "client" | "tcpserver" | "tcpclient" => {
                             let arg = value(&mut it, opt)?;
-                            vm["uartmode1"] = json!(format!("{mode},{arg}"));
+                            vm.config.uartmode1 = Some(format!("{mode},{arg}"));
                         }
                         other => {
                             return Err(syntax(&format!("Invalid --uartmode argument '{other}'")));
@@ -170,10 +161,10 @@ impl Fake {
     }
 }
 
-pub(crate) fn nic_entry<'a>(fake: &Fake, vm: &'a mut Value, key: &str) -> &'a mut Value {
-    let nics = &mut vm["nics"];
-    if nics.get(key).is_none() {
-        nics[key] = json!({"type": "none", "mac": fake.new_mac(), "cable": "on", "rules": []});
-    }
-    &mut nics[key]
+/// NIC `n` of the VM, a new unattached one (with a new MAC) if it has none.
+pub(crate) fn nic_entry<'a>(fake: &Fake, vm: &'a mut Vm, n: u8) -> &'a mut Nic {
+    vm.config
+        .nics
+        .entry(n)
+        .or_insert_with(|| Nic::new("none", fake.new_mac()))
 }

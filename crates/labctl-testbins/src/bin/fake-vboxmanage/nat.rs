@@ -3,19 +3,15 @@
 use std::fs;
 use std::path::Path;
 
-use serde_json::Value;
-
+use crate::model::Vm;
 use crate::state::env_list;
 
 /// NIC 1's NAT rules (`name,tcp,hostip,hostport,guestip,guestport`).
-pub(crate) fn nat_rules(vm: &Value) -> Vec<String> {
-    vm["nics"]["1"]["rules"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|r| r.as_str().map(String::from))
-                .collect()
-        })
+pub(crate) fn nat_rules(vm: &Vm) -> Vec<String> {
+    vm.config
+        .nics
+        .get(&1)
+        .map(|n| n.rules.clone())
         .unwrap_or_default()
 }
 

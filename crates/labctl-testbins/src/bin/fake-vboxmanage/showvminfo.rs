@@ -1,11 +1,10 @@
 //! `showvminfo [--machinereadable]` (VBoxManageInfo.cpp).
 
-use serde_json::Value;
-
 use crate::MAX_NICS;
 use crate::fail::{Res, syntax};
+use crate::model::Vm;
 use crate::snapshot::snapshot_tree;
-use crate::state::{Fake, s};
+use crate::state::Fake;
 
 impl Fake {
     pub(crate) fn showvminfo(&self, args: &[String]) -> Res {
@@ -16,29 +15,29 @@ impl Fake {
         if args.iter().any(|a| a == "--machinereadable") {
             print!("{}", self.machine_readable(&vm));
         } else {
-            println!("Name:                        {}", s(&vm, "name"));
-            println!("UUID:                        {}", s(&vm, "uuid"));
-            println!("State:                       {}", s(&vm, "state"));
+            println!("Name:                        {}", vm.name);
+            println!("UUID:                        {}", vm.uuid);
+            println!("State:                       {}", vm.state);
         }
         Ok(())
     }
 
-    pub(crate) fn machine_readable(&self, vm: &Value) -> String {
+    pub(crate) fn machine_readable(&self, vm: &Vm) -> String {
         let mut o = String::new();
         let major = self.major();
-        let dir = s(vm, "dir").to_string();
-        q(&mut o, "name", s(vm, "name"));
+        let dir = vm.dir.to_string_lossy();
+        q(&mut o, "name", &vm.name);
         if major >= 7 {
             q(&mut o, "encryption", "disabled");
         }
-        q(&mut o, "groups", s(vm, "groups"));
-        q(&mut o, "ostype", s(vm, "ostype"));
-        q(&mut o, "UUID", s(vm, "uuid"));
-        q(&mut o, "CfgFile", s(vm, "cfgfile"));
+        q(&mut o, "groups", &vm.config.groups);
+        q(&mut o, "ostype", &vm.ostype);
+        q(&mut o, "UUID", &vm.uuid);
+        q(&mut o, "CfgFile", &vm.cfgfile.to_string_lossy());
         q(&mut o, "SnapFldr", &format!("{dir}/Snapshots"));
         q(&mut o, "LogFldr", &format!("{dir}/Logs"));
-        q(&mut o, "hardwareuuid", s(vm, "uuid"));
-        n(&mut o, "memory", &vm["memory"].to_string());
+        q(&mut o, "hardwareuuid", &vm.uuid);
+        n(&mut o, "memory", &vm.config.memory.to_string());
         q(&mut o, "pagefusion", "off");
         n(&mut o, "vram", "16");
         n(&mut o, "cpuexecutioncap", "100");
@@ -46,7 +45,7 @@ impl Fake {
         q(&mut o, "cpu-profile", "host");
         q(&mut o, "chipset", "piix3");
         q(&mut o, "firmware", "BIOS");
-        n(&mut o, "cpus", &vm["cpus"].to_string());
+        n(&mut o, "cpus", &vm.config.cpus.to_string());
         for (k, v) in [
             ("pae", "on"),
             ("longmode", "on"),
@@ -56,7 +55,7 @@ impl Fake {
         ] {
             q(&mut o, k, v);
         }
-        q(&mut o, "nested-hw-virt", s(vm, "nested"));
+        q(&mut o, "nested-hw-virt", &vm.config.nested);
         n(&mut o, "cpuid-portability-level", "0");
         for (k, v) in [
             ("bootmenu", "messageandmenu"),
@@ -83,7 +82,7 @@ impl Fake {
         ] {
             q(&mut o, k, v);
         }
-        q(&mut o, "VMState", s(vm, "state"));
+        q(&mut o, "VMState", &vm.state.to_string());
         q(&mut o, "VMStateChangeTime", "2026-01-05T09:00:00.000000000");
         q(&mut o, "graphicscontroller", "vmsvga");
         n(&mut o, "monitorcount", "1");
@@ -97,32 +96,47 @@ impl Fake {
         ] {
             q(&mut o, k, v);
         }
-        q(&mut o, "\"SATA Controller-0-0\"", s(vm, "disk"));
-        let nics = vm["nics"].as_object().cloned().unwrap_or_default();
+        q(
+            &mut o,
+            "\"SATA Controller-0-0\"",
+            &vm.disk
+                .as_deref()
+                .map(|d| d.to_string_lossy())
+                .unwrap_or_default(),
+        );
+        let nics = &vm.config.nics;
         for i in 1..=MAX_NICS {
-            let Some(nic) = nics.get(&i.to_string()) else {
+            let Some(nic) = nics.get(&i) else {
                 q(&mut o, &format!("nic{i}"), "none");
                 continue;
             };
-            let ty = s(nic, "type");
+            let ty = nic.kind.as_str();
             match ty {
                 "nat" => q(&mut o, &format!("natnet{i}"), "nat"),
-                "hostonly" => q(&mut o, &format!("hostonlyadapter{i}"), s(nic, "hostonly")),
+                "hostonly" => q(
+                    &mut o,
+                    &format!("hostonlyadapter{i}"),
+                    nic.hostonly.as_deref().unwrap_or_default(),
+                ),
                 // VBoxManageInfo.cpp:1813
                 "hostonlynet" => q(
                     &mut o,
                     &format!("hostonly-network{i}"),
-                    s(nic, "hostonlynet"),
+                    nic.hostonlynet.as_deref().unwrap_or_default(),
                 ),
-                "intnet" => q(&mut o, &format!("intnet{i}"), s(nic, "intnet")),
+                "intnet" => q(
+                    &mut o,
+                    &format!("intnet{i}"),
+                    nic.intnet.as_deref().unwrap_or_default(),
+                ),
                 _ => {}
             }
             if ty == "none" {
                 q(&mut o, &format!("nic{i}"), "none");
                 continue;
             }
-            q(&mut o, &format!("macaddress{i}"), s(nic, "mac"));
-            q(&mut o, &format!("cableconnected{i}"), s(nic, "cable"));
+            q(&mut o, &format!("macaddress{i}"), &nic.mac);
+            q(&mut o, &format!("cableconnected{i}"), &nic.cable);
             // VBoxManageInfo.cpp prints the host-only network attachment as `hostonlynetwork`
             // (the modifyvm type is `hostonlynet`).
             let shown = if ty == "hostonlynet" {
@@ -143,22 +157,19 @@ impl Fake {
                 ] {
                     q(&mut o, k, v);
                 }
-                let rules = nic["rules"].as_array().cloned().unwrap_or_default();
+                let rules = &nic.rules;
                 // 7.0.0 printed no Forwarding lines for an adapter with several rules.
                 let omit = self.version.starts_with("7.0.0") && rules.len() > 1;
                 for (r, rule) in rules.iter().enumerate().filter(|_| !omit) {
                     // VirtualBox does not escape these (see the @todo in VBoxManageInfo.cpp).
-                    o.push_str(&format!(
-                        "Forwarding({r})=\"{}\"\n",
-                        rule.as_str().unwrap_or_default()
-                    ));
+                    o.push_str(&format!("Forwarding({r})=\"{rule}\"\n"));
                 }
             }
         }
         q(&mut o, "hidpointing", "ps2mouse");
         q(&mut o, "hidkeyboard", "ps2kbd");
-        q(&mut o, "uart1", s(vm, "uart1"));
-        if let Some(mode) = vm["uartmode1"].as_str() {
+        q(&mut o, "uart1", &vm.config.uart1);
+        if let Some(mode) = vm.config.uartmode1.as_deref() {
             q(&mut o, "uartmode1", mode);
             q(&mut o, "uarttype1", "16550A");
         }

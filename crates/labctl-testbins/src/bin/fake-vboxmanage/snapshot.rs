@@ -1,10 +1,9 @@
 //! `snapshot VM take|restore|delete|list` (VBoxManageSnapshot.cpp) and the snapshot tree
 //! `showvminfo` prints.
 
-use serde_json::{Map, Value, json};
-
 use crate::fail::{Fail, Res, fail, syntax};
-use crate::state::{Fake, s};
+use crate::model::{Snapshot, Vm, VmState};
+use crate::state::Fake;
 use crate::{PROGRESS, ru};
 
 impl Fake {
@@ -13,11 +12,11 @@ impl Fake {
             return Err(syntax("Not enough parameters"));
         };
         let mut vm = self.vm(name)?;
-        let mut snaps: Vec<Value> = vm["snapshots"].as_array().cloned().unwrap_or_default();
-        let find = |snaps: &[Value], n: &str| {
+        let mut snaps: Vec<Snapshot> = vm.snapshots.clone();
+        let find = |snaps: &[Snapshot], n: &str| {
             snaps
                 .iter()
-                .position(|x| s(x, "name") == n || s(x, "uuid") == n)
+                .position(|x| x.name == n || x.uuid == n)
                 .ok_or_else(|| {
                     fail(&[
                         &format!("Could not find a snapshot named '{n}'"),
@@ -31,26 +30,14 @@ impl Fake {
                     return Err(syntax("Missing snapshot name"));
                 };
                 let uuid = self.new_uuid();
-                let config: Map<String, Value> = [
-                    "cpus",
-                    "memory",
-                    "nics",
-                    "uart1",
-                    "uartmode1",
-                    "nested",
-                    "groups",
-                ]
-                .iter()
-                .map(|k| ((*k).to_string(), vm[*k].clone()))
-                .collect();
-                snaps.push(json!({
-                    "name": snap,
-                    "uuid": uuid,
-                    "parent": vm["current"].clone(),
-                    "online": matches!(s(&vm, "state"), "running" | "paused"),
-                    "config": config,
-                }));
-                vm["current"] = json!(uuid);
+                snaps.push(Snapshot {
+                    name: snap.clone(),
+                    uuid: uuid.clone(),
+                    parent: vm.current.clone(),
+                    online: vm.state.in_session(),
+                    config: vm.config.clone(),
+                });
+                vm.current = Some(uuid.clone());
                 eprintln!("{PROGRESS}");
                 if self.ru {
                     println!("{} {uuid}", ru::SNAPSHOT_TAKEN);
@@ -62,24 +49,20 @@ impl Fake {
                 let Some(snap) = args.get(2) else {
                     return Err(syntax("Expecting snapshot name only"));
                 };
-                if matches!(s(&vm, "state"), "running" | "paused") {
+                if vm.state.in_session() {
                     return Err(fail(&[
                         "Cannot restore a snapshot of a running machine (machine state: Running)",
                         "Details: code VBOX_E_INVALID_VM_STATE (0x80bb0002), component SessionMachine, interface IMachine, callee nsISupports",
                     ]));
                 }
                 let i = find(&snaps, snap)?;
-                if let Some(cfg) = snaps[i]["config"].as_object() {
-                    for (k, v) in cfg {
-                        vm[k.as_str()] = v.clone();
-                    }
-                }
-                vm["current"] = snaps[i]["uuid"].clone();
-                vm["state"] = json!(if snaps[i]["online"].as_bool() == Some(true) {
-                    "saved"
+                vm.config = snaps[i].config.clone();
+                vm.current = Some(snaps[i].uuid.clone());
+                vm.state = if snaps[i].online {
+                    VmState::Saved
                 } else {
-                    "poweroff"
-                });
+                    VmState::Poweroff
+                };
                 println!(
                     "{} '{}' ({})",
                     if self.ru {
@@ -87,8 +70,8 @@ impl Fake {
                     } else {
                         "Restoring snapshot"
                     },
-                    s(&snaps[i], "name"),
-                    s(&snaps[i], "uuid")
+                    snaps[i].name,
+                    snaps[i].uuid
                 );
                 eprintln!("{PROGRESS}");
             }
@@ -99,12 +82,12 @@ impl Fake {
                 let i = find(&snaps, snap)?;
                 let gone = snaps.remove(i);
                 for x in &mut snaps {
-                    if x["parent"] == gone["uuid"] {
-                        x["parent"] = gone["parent"].clone();
+                    if x.parent.as_deref() == Some(gone.uuid.as_str()) {
+                        x.parent.clone_from(&gone.parent);
                     }
                 }
-                if vm["current"] == gone["uuid"] {
-                    vm["current"] = gone["parent"].clone();
+                if vm.current.as_deref() == Some(gone.uuid.as_str()) {
+                    vm.current.clone_from(&gone.parent);
                 }
                 println!(
                     "{} '{}' ({})",
@@ -113,8 +96,8 @@ impl Fake {
                     } else {
                         "Deleting snapshot"
                     },
-                    s(&gone, "name"),
-                    s(&gone, "uuid")
+                    gone.name,
+                    gone.uuid
                 );
                 eprintln!("{PROGRESS}");
             }
@@ -137,15 +120,19 @@ impl Fake {
                     print!("{}", snapshot_tree(&vm));
                 } else {
                     for x in &snaps {
-                        let star = if vm["current"] == x["uuid"] { " *" } else { "" };
-                        println!("   Name: {} (UUID: {}){star}", s(x, "name"), s(x, "uuid"));
+                        let star = if vm.current.as_deref() == Some(x.uuid.as_str()) {
+                            " *"
+                        } else {
+                            ""
+                        };
+                        println!("   Name: {} (UUID: {}){star}", x.name, x.uuid);
                     }
                 }
                 return Ok(());
             }
             other => return Err(syntax(&format!("Invalid parameter '{other}'"))),
         }
-        vm["snapshots"] = json!(snaps);
+        vm.snapshots = snaps;
         self.save(&vm);
         Ok(())
     }
@@ -153,28 +140,28 @@ impl Fake {
 
 /// `SnapshotName="…"`, `SnapshotUUID="…"`, children as `SnapshotName-1`, …, then
 /// `CurrentSnapshotName`, as VBoxManageInfo.cpp's `showSnapshots` prints them.
-pub(crate) fn snapshot_tree(vm: &Value) -> String {
-    let snaps: Vec<Value> = vm["snapshots"].as_array().cloned().unwrap_or_default();
+pub(crate) fn snapshot_tree(vm: &Vm) -> String {
+    let snaps = &vm.snapshots;
     let mut out = String::new();
-    pub(crate) fn walk(snaps: &[Value], vm: &Value, node: &Value, prefix: &str, out: &mut String) {
+    fn walk(snaps: &[Snapshot], vm: &Vm, node: &Snapshot, prefix: &str, out: &mut String) {
         // Raw, as VBoxManageInfo.cpp prints snapshot names (no escaping).
-        out.push_str(&format!("SnapshotName{prefix}=\"{}\"\n", s(node, "name")));
-        out.push_str(&format!("SnapshotUUID{prefix}=\"{}\"\n", s(node, "uuid")));
-        if vm["current"] == node["uuid"] {
-            out.push_str(&format!("CurrentSnapshotName=\"{}\"\n", s(node, "name")));
-            out.push_str(&format!("CurrentSnapshotUUID=\"{}\"\n", s(node, "uuid")));
+        out.push_str(&format!("SnapshotName{prefix}=\"{}\"\n", node.name));
+        out.push_str(&format!("SnapshotUUID{prefix}=\"{}\"\n", node.uuid));
+        if vm.current.as_deref() == Some(node.uuid.as_str()) {
+            out.push_str(&format!("CurrentSnapshotName=\"{}\"\n", node.name));
+            out.push_str(&format!("CurrentSnapshotUUID=\"{}\"\n", node.uuid));
             out.push_str(&format!("CurrentSnapshotNode=\"SnapshotName{prefix}\"\n"));
         }
-        let children: Vec<&Value> = snaps
+        let children: Vec<&Snapshot> = snaps
             .iter()
-            .filter(|x| x["parent"] == node["uuid"])
+            .filter(|x| x.parent.as_deref() == Some(node.uuid.as_str()))
             .collect();
         for (i, c) in children.iter().enumerate() {
             walk(snaps, vm, c, &format!("{prefix}-{}", i + 1), out);
         }
     }
-    if let Some(root) = snaps.iter().find(|x| x["parent"].is_null()) {
-        walk(&snaps, vm, root, "", &mut out);
+    if let Some(root) = snaps.iter().find(|x| x.parent.is_none()) {
+        walk(snaps, vm, root, "", &mut out);
     }
     out
 }

@@ -2,14 +2,12 @@
 
 use std::fs;
 use std::io::Write;
-use std::path::PathBuf;
-
-use serde_json::{Value, json};
 
 use crate::fail::{Res, fail, syntax};
+use crate::model::VmState;
 use crate::nat::{nat_log_line, nat_rules};
 use crate::ru;
-use crate::state::{Fake, env_list, s};
+use crate::state::{Fake, env_list};
 
 impl Fake {
     pub(crate) fn startvm(&self, args: &[String]) -> Res {
@@ -17,8 +15,8 @@ impl Fake {
             return Err(syntax("Not enough arguments for \"startvm\" command."));
         };
         let mut vm = self.vm(name)?;
-        let name = s(&vm, "name").to_string();
-        if matches!(s(&vm, "state"), "running" | "paused") {
+        let name = vm.name.clone();
+        if vm.state.in_session() {
             return Err(fail(&[
                 &format!(
                     "The machine '{name}' is already locked by a session (or being locked or unlocked)"
@@ -37,18 +35,10 @@ impl Fake {
                 "Details: code NS_ERROR_FAILURE (0x80004005), component ConsoleWrap, interface IConsole",
             ]));
         }
-        let ifs: Vec<String> = self
-            .hostonlyifs()
-            .iter()
-            .map(|i| s(i, "name").to_string())
-            .collect();
-        let nets: Vec<String> = self
-            .hostonlynets()
-            .iter()
-            .map(|i| s(i, "name").to_string())
-            .collect();
-        for nic in vm["nics"].as_object().cloned().unwrap_or_default().values() {
-            if s(nic, "type") == "hostonly" && self.macos && self.major() >= 7 {
+        let ifs: Vec<String> = self.hostonlyifs().iter().map(|i| i.name.clone()).collect();
+        let nets: Vec<String> = self.hostonlynets().iter().map(|i| i.name.clone()).collect();
+        for nic in vm.config.nics.values() {
+            if nic.kind == "hostonly" && self.macos && self.major() >= 7 {
                 // vagrant#12959
                 return Err(fail(&[
                     "Host-only adapters are no longer supported!",
@@ -57,28 +47,28 @@ impl Fake {
                     "Details: code NS_ERROR_FAILURE (0x80004005), component ConsoleWrap, interface IConsole",
                 ]));
             }
-            if s(nic, "type") == "hostonly" && !ifs.iter().any(|i| i == s(nic, "hostonly")) {
+            let hostonly = nic.hostonly.as_deref().unwrap_or_default();
+            if nic.kind == "hostonly" && !ifs.iter().any(|i| i == hostonly) {
                 return Err(fail(&[
                     &format!(
-                        "Failed to open/create the internal network 'HostInterfaceNetworking-{}' (VERR_INTNET_FLT_IF_NOT_FOUND).",
-                        s(nic, "hostonly")
+                        "Failed to open/create the internal network 'HostInterfaceNetworking-{hostonly}' (VERR_INTNET_FLT_IF_NOT_FOUND)."
                     ),
                     "Failed to attach the network LUN (VERR_INTNET_FLT_IF_NOT_FOUND)",
                     "Details: code NS_ERROR_FAILURE (0x80004005), component ConsoleWrap, interface IConsole",
                 ]));
             }
-            if s(nic, "type") == "hostonlynet" && !nets.iter().any(|i| i == s(nic, "hostonlynet")) {
+            let hostonlynet = nic.hostonlynet.as_deref().unwrap_or_default();
+            if nic.kind == "hostonlynet" && !nets.iter().any(|i| i == hostonlynet) {
                 return Err(fail(&[
-                    &format!(
-                        "Could not find a host-only network named '{}'",
-                        s(nic, "hostonlynet")
-                    ),
+                    &format!("Could not find a host-only network named '{hostonlynet}'"),
                     "Details: code VBOX_E_OBJECT_NOT_FOUND (0x80bb0001), component ConsoleWrap, interface IConsole",
                 ]));
             }
         }
-        if let Some(path) = vm["uartmode1"]
-            .as_str()
+        if let Some(path) = vm
+            .config
+            .uartmode1
+            .as_deref()
             .and_then(|m| m.strip_prefix("file,"))
             && let Ok(mut f) = fs::OpenOptions::new().create(true).append(true).open(path)
         {
@@ -88,7 +78,7 @@ impl Fake {
             );
         }
         // A new VBox.log per start; the previous one becomes VBox.log.1.
-        let logs = PathBuf::from(s(&vm, "dir")).join("Logs");
+        let logs = vm.dir.join("Logs");
         let _ = fs::create_dir_all(&logs);
         let _ = fs::rename(logs.join("VBox.log"), logs.join("VBox.log.1"));
         let mut log = format!(
@@ -116,10 +106,14 @@ impl Fake {
             log.push_str("00:00:02.100000 !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n00:00:02.100001 !!\n00:00:02.100002 !!         VCPU0: Guru Meditation -2403 (VERR_TRPM_DONT_PANIC)\n00:00:02.100003 !!\n");
         }
         let _ = fs::write(logs.join("VBox.log"), log);
-        vm["state"] = json!(if guru { "gurumeditation" } else { "running" });
-        vm["acpi_off_at"] = Value::Null;
+        vm.state = if guru {
+            VmState::Gurumeditation
+        } else {
+            VmState::Running
+        };
+        vm.acpi_off_at = None;
         self.save(&vm);
-        let uuid = s(&vm, "uuid");
+        let uuid = &vm.uuid;
         if self.ru {
             println!("ВМ '{name}' ({uuid}) {}", ru::STARTED);
         } else {

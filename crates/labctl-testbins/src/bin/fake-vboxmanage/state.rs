@@ -4,9 +4,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::fail::{Fail, not_found};
+use crate::model::{Config, HostOnlyIf, HostOnlyNet, Nic, Vm, VmState};
 
 /// Exclusive access to the state directory for one call (a directory as a lock: std only).
 pub(crate) struct StateLock(PathBuf);
@@ -51,7 +53,7 @@ pub(crate) fn env_list(name: &str) -> Vec<String> {
         .collect()
 }
 
-pub(crate) fn write_json(path: &Path, v: &Value) {
+pub(crate) fn write_json<T: Serialize + ?Sized>(path: &Path, v: &T) {
     let tmp = path.with_extension("tmp");
     let text = serde_json::to_string_pretty(v).unwrap_or_default();
     if fs::write(&tmp, text).is_ok() {
@@ -59,12 +61,8 @@ pub(crate) fn write_json(path: &Path, v: &Value) {
     }
 }
 
-pub(crate) fn read_json(path: &Path) -> Option<Value> {
+pub(crate) fn read_json<T: DeserializeOwned>(path: &Path) -> Option<T> {
     serde_json::from_str(&fs::read_to_string(path).ok()?).ok()
-}
-
-pub(crate) fn s<'a>(v: &'a Value, k: &str) -> &'a str {
-    v.get(k).and_then(Value::as_str).unwrap_or_default()
 }
 
 impl Fake {
@@ -76,10 +74,16 @@ impl Fake {
             .unwrap_or(7)
     }
 
-    pub(crate) fn hostonlynets(&self) -> Vec<Value> {
-        read_json(&self.state.join("hostonlynets.json"))
-            .and_then(|v| v.as_array().cloned())
-            .unwrap_or_default()
+    fn hostonlynets_path(&self) -> PathBuf {
+        self.state.join("hostonlynets.json")
+    }
+
+    pub(crate) fn hostonlynets(&self) -> Vec<HostOnlyNet> {
+        read_json(&self.hostonlynets_path()).unwrap_or_default()
+    }
+
+    pub(crate) fn save_hostonlynets(&self, nets: &[HostOnlyNet]) {
+        write_json(&self.hostonlynets_path(), nets);
     }
 
     pub(crate) fn vms_dir(&self) -> PathBuf {
@@ -104,8 +108,8 @@ impl Fake {
         format!("080027{:06X}", self.next_id() & 0xff_ffff)
     }
 
-    pub(crate) fn all_vms(&self) -> Vec<Value> {
-        let mut vms: Vec<Value> = fs::read_dir(self.vms_dir())
+    pub(crate) fn all_vms(&self) -> Vec<Vm> {
+        let mut vms: Vec<Vm> = fs::read_dir(self.vms_dir())
             .map(|rd| {
                 rd.filter_map(Result::ok)
                     .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
@@ -113,86 +117,81 @@ impl Fake {
                     .collect()
             })
             .unwrap_or_default();
-        vms.sort_by_key(|v| v.get("order").and_then(Value::as_u64).unwrap_or(0));
+        vms.sort_by_key(|v| v.order);
         vms.into_iter().map(|v| self.settle(v)).collect()
     }
 
     /// Apply a pending ACPI shutdown whose time has come.
-    pub(crate) fn settle(&self, mut vm: Value) -> Value {
-        if let Some(at) = vm.get("acpi_off_at").and_then(Value::as_u64)
+    pub(crate) fn settle(&self, mut vm: Vm) -> Vm {
+        if let Some(at) = vm.acpi_off_at
             && at <= now_ms()
-            && s(&vm, "state") == "running"
+            && vm.state == VmState::Running
         {
-            vm["state"] = json!("poweroff");
-            vm["acpi_off_at"] = Value::Null;
+            vm.state = VmState::Poweroff;
+            vm.acpi_off_at = None;
             self.save(&vm);
         }
         vm
     }
 
-    pub(crate) fn find(&self, name_or_uuid: &str) -> Option<Value> {
+    pub(crate) fn find(&self, name_or_uuid: &str) -> Option<Vm> {
         self.all_vms()
             .into_iter()
-            .find(|v| s(v, "name") == name_or_uuid || s(v, "uuid") == name_or_uuid)
+            .find(|v| v.name == name_or_uuid || v.uuid == name_or_uuid)
     }
 
-    pub(crate) fn vm(&self, name_or_uuid: &str) -> Result<Value, Fail> {
+    pub(crate) fn vm(&self, name_or_uuid: &str) -> Result<Vm, Fail> {
         self.find(name_or_uuid)
             .ok_or_else(|| not_found(name_or_uuid))
     }
 
-    pub(crate) fn save(&self, vm: &Value) {
+    pub(crate) fn save(&self, vm: &Vm) {
         let _ = fs::create_dir_all(self.vms_dir());
-        write_json(&self.vms_dir().join(format!("{}.json", s(vm, "uuid"))), vm);
+        write_json(&self.vms_dir().join(format!("{}.json", vm.uuid)), vm);
     }
 
-    pub(crate) fn hostonlyifs(&self) -> Vec<Value> {
-        read_json(&self.state.join("hostonlyifs.json"))
-            .and_then(|v| v.as_array().cloned())
-            .unwrap_or_default()
+    pub(crate) fn hostonlyifs(&self) -> Vec<HostOnlyIf> {
+        read_json(&self.state.join("hostonlyifs.json")).unwrap_or_default()
     }
 
-    pub(crate) fn save_hostonlyifs(&self, ifs: &[Value]) {
-        write_json(&self.state.join("hostonlyifs.json"), &json!(ifs));
+    pub(crate) fn save_hostonlyifs(&self, ifs: &[HostOnlyIf]) {
+        write_json(&self.state.join("hostonlyifs.json"), ifs);
     }
 
-    pub(crate) fn new_vm(&self, name: &str, basefolder: &Path) -> Value {
+    pub(crate) fn new_vm(&self, name: &str, basefolder: &Path) -> Vm {
         let dir = basefolder.join(name);
         let uuid = self.new_uuid();
-        let mut nics = Map::new();
-        nics.insert(
-            "1".into(),
-            json!({"type": "nat", "mac": self.new_mac(), "cable": "on", "rules": []}),
-        );
-        json!({
-            "order": self.next_id(),
-            "name": name,
-            "uuid": uuid,
-            "dir": dir,
-            "cfgfile": dir.join(format!("{name}.vbox")),
-            "ostype": "Debian (64-bit)",
-            "state": "poweroff",
-            "cpus": 1,
-            "memory": 512,
-            "groups": "/",
-            "nested": "off",
-            "nics": nics,
-            "uart1": "off",
-            "uartmode1": null,
-            "extradata": {},
-            "snapshots": [],
-            "current": null,
-            "acpi_off_at": null,
-            "linked_to": null,
-            "disk": null,
-        })
+        let nat = Nic::new("nat", self.new_mac());
+        Vm {
+            order: self.next_id(),
+            name: name.to_string(),
+            uuid,
+            cfgfile: dir.join(format!("{name}.vbox")),
+            dir,
+            ostype: "Debian (64-bit)".into(),
+            state: VmState::Poweroff,
+            config: Config {
+                cpus: 1,
+                memory: 512,
+                groups: "/".into(),
+                nested: "off".into(),
+                nics: [(1, nat)].into_iter().collect(),
+                uart1: "off".into(),
+                uartmode1: None,
+            },
+            extradata: Default::default(),
+            snapshots: Vec::new(),
+            current: None,
+            acpi_off_at: None,
+            linked_to: None,
+            disk: None,
+        }
     }
 
-    pub(crate) fn write_vm_files(vm: &Value, disk_name: &str) -> PathBuf {
-        let dir = PathBuf::from(s(vm, "dir"));
-        let _ = fs::create_dir_all(dir.join("Logs"));
-        let _ = fs::write(s(vm, "cfgfile"), "<VirtualBox/>\n");
-        let disk = dir.join(disk_name);
+    pub(crate) fn write_vm_files(vm: &Vm, disk_name: &str) -> PathBuf {
+        let _ = fs::create_dir_all(vm.dir.join("Logs"));
+        let _ = fs::write(&vm.cfgfile, "<VirtualBox/>\n");
+        let disk = vm.dir.join(disk_name);
         if let Some(parent) = disk.parent() {
             let _ = fs::create_dir_all(parent);
         }

@@ -4,7 +4,7 @@ use std::fs;
 
 use crate::PROGRESS;
 use crate::fail::{Res, fail, syntax};
-use crate::state::{Fake, s};
+use crate::state::Fake;
 
 impl Fake {
     pub(crate) fn unregistervm(&self, args: &[String]) -> Res {
@@ -12,18 +12,18 @@ impl Fake {
             return Err(syntax("VM name required"));
         };
         let vm = self.vm(name)?;
-        let name = s(&vm, "name").to_string();
-        if matches!(s(&vm, "state"), "running" | "paused") {
+        let name = vm.name.clone();
+        if vm.state.in_session() {
             return Err(fail(&[
                 &format!("Cannot unregister the machine '{name}' while it is locked"),
                 "Details: code VBOX_E_INVALID_OBJECT_STATE (0x80bb0007), component MachineWrap, interface IMachine, callee nsISupports",
             ]));
         }
-        let uuid = s(&vm, "uuid").to_string();
+        let uuid = vm.uuid.clone();
         let clones = self
             .all_vms()
             .iter()
-            .filter(|v| s(v, "linked_to") == uuid)
+            .filter(|v| v.linked_to.as_deref() == Some(uuid.as_str()))
             .count();
         let delete = args.iter().any(|a| a == "--delete" || a == "--delete-all");
         if clones > 0 && delete {
@@ -34,7 +34,7 @@ impl Fake {
         }
         let _ = fs::remove_file(self.vms_dir().join(format!("{uuid}.json")));
         if delete {
-            let _ = fs::remove_dir_all(s(&vm, "dir"));
+            let _ = fs::remove_dir_all(&vm.dir);
             eprintln!("{PROGRESS}");
         }
         Ok(())
