@@ -431,8 +431,8 @@ pub(crate) fn is_executable(p: &Path) -> bool {
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// Windows has no execute bit: a file is enough (callers name `.exe` files). Not verified: this
-/// code has never been built for Windows.
+/// Windows has no execute bit: a file is enough (callers name `.exe` files). Type-checked for
+/// Windows (scripts/check-windows.sh), never run there.
 #[cfg(not(unix))]
 pub(crate) fn is_executable(p: &Path) -> bool {
     std::fs::metadata(p).is_ok_and(|m| m.is_file())
