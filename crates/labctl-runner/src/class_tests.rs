@@ -514,7 +514,10 @@ fn status_reset_of_some_students_and_destroy() {
 
     let rows = class_status_with(&class, &*ops).expect("status");
     assert_eq!(rows.len(), 6, "{rows:?}");
-    assert!(rows.iter().all(|r| r.state == "running"), "{rows:?}");
+    assert!(
+        rows.iter().all(|r| r.state == ClassNodeState::Running),
+        "{rows:?}"
+    );
     let bob_m = rows
         .iter()
         .find(|r| r.student == "bob" && r.node == "m")
@@ -569,7 +572,10 @@ fn status_reset_of_some_students_and_destroy() {
     assert!(f.state().is_none());
     assert!(!f.dir.path().join("class/.labctl").exists());
     let rows = class_status_with(&class, &*ops).expect("status");
-    assert!(rows.iter().all(|r| r.state == "not_placed"), "{rows:?}");
+    assert!(
+        rows.iter().all(|r| r.state == ClassNodeState::NotPlaced),
+        "{rows:?}"
+    );
 }
 
 #[test]

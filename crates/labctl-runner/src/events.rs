@@ -63,7 +63,7 @@ pub enum StepOutcome {
 #[serde(rename_all = "snake_case", tag = "notice")]
 pub enum Notice {
     /// `egress = false`, and the provider's NAT cannot cut the guests off the internet.
-    EgressNotEnforced { provider: String },
+    EgressNotEnforced { provider: labctl_spec::Provider },
     /// A stopped node's host port was in use before the start: it moved to `new`.
     PortInUse { port: u16, new: u16 },
     /// The machine did not start because its host port `port` was taken: it moved to `new`.

@@ -12,8 +12,7 @@ pub struct ClassNodeRow {
     pub lab: String,
     /// Empty when the lab has no node yet.
     pub node: String,
-    /// running, stopped, not_created, not_placed, error
-    pub state: String,
+    pub state: ClassNodeState,
     /// `127.0.0.1:PORT` on the host.
     pub ssh: String,
     /// The jump host (`user@host`) when the host is remote.
@@ -22,6 +21,44 @@ pub struct ClassNodeRow {
     pub removed: bool,
     /// Why the lab's state could not be read.
     pub error: Option<String>,
+}
+
+/// A row's state (`"running"`, `"stopped"`, `"not_created"`, `"not_placed"`, `"error"` in
+/// JSON).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClassNodeState {
+    Running,
+    Stopped,
+    /// The lab is placed but has no machine yet.
+    NotCreated,
+    /// The student has no host yet.
+    NotPlaced,
+    /// The lab's state cannot be read (the row's `error` says why).
+    Error,
+}
+
+impl ClassNodeState {
+    /// The word `class status --json` uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClassNodeState::Running => "running",
+            ClassNodeState::Stopped => "stopped",
+            ClassNodeState::NotCreated => "not_created",
+            ClassNodeState::NotPlaced => "not_placed",
+            ClassNodeState::Error => "error",
+        }
+    }
+}
+
+impl From<crate::ops::RunState> for ClassNodeState {
+    fn from(s: crate::ops::RunState) -> Self {
+        match s {
+            crate::ops::RunState::Running => ClassNodeState::Running,
+            crate::ops::RunState::Stopped => ClassNodeState::Stopped,
+            crate::ops::RunState::NotCreated => ClassNodeState::NotCreated,
+        }
+    }
 }
 
 /// `class status`: one row per node of every recorded lab; no SSH, no placement.
@@ -43,7 +80,7 @@ pub(crate) fn class_status_with(
                 student: s.name.clone(),
                 lab: class.lab_name(&s.name),
                 node: String::new(),
-                state: "not_placed".into(),
+                state: ClassNodeState::NotPlaced,
                 ssh: String::new(),
                 via: None,
                 removed: false,
@@ -54,24 +91,26 @@ pub(crate) fn class_status_with(
     for (student, host) in chosen(class, &st, &[])? {
         let lab = class.lab_name(&student);
         let removed = !class.students.iter().any(|s| s.name == student);
-        let row = |node: String, state: String, ssh: String, error: Option<String>| ClassNodeRow {
-            host: host.clone(),
-            student: student.clone(),
-            lab: lab.clone(),
-            node,
-            state,
-            ssh,
-            via: class
-                .host(&host)
-                .and_then(|h| h.uri.remote())
-                .map(|r| crate::route::jump_host(r).proxy_jump()),
-            removed,
-            error,
+        let row = |node: String, state: ClassNodeState, ssh: String, error: Option<String>| {
+            ClassNodeRow {
+                host: host.clone(),
+                student: student.clone(),
+                lab: lab.clone(),
+                node,
+                state,
+                ssh,
+                via: class
+                    .host(&host)
+                    .and_then(|h| h.uri.remote())
+                    .map(|r| crate::route::jump_host(r).proxy_jump()),
+                removed,
+                error,
+            }
         };
         let Some(h) = class.host(&host) else {
             rows.push(row(
                 String::new(),
-                "error".into(),
+                ClassNodeState::Error,
                 String::new(),
                 Some(format!("host `{host}` is no longer in class.toml")),
             ));
@@ -82,19 +121,19 @@ pub(crate) fn class_status_with(
             Ok(nodes) if nodes.is_empty() => {
                 rows.push(row(
                     String::new(),
-                    "not_created".into(),
+                    ClassNodeState::NotCreated,
                     String::new(),
                     None,
                 ));
             }
             Ok(nodes) => {
                 for n in nodes {
-                    rows.push(row(n.name, n.state.as_str().into(), n.ssh, None));
+                    rows.push(row(n.name, n.state.into(), n.ssh, None));
                 }
             }
             Err(e) => rows.push(row(
                 String::new(),
-                "error".into(),
+                ClassNodeState::Error,
                 String::new(),
                 Some(e.to_string()),
             )),

@@ -62,9 +62,7 @@ pub(crate) fn up_with(
         emit_lab(
             &*reporter,
             EventKind::Notice {
-                notice: Notice::EgressNotEnforced {
-                    provider: provider.to_string(),
-                },
+                notice: Notice::EgressNotEnforced { provider },
             },
         );
     }

@@ -262,7 +262,7 @@ pub(crate) fn status_lines(rows: &[ClassNodeRow]) -> Vec<String> {
     let hw = width(&|r| r.host.len(), 4);
     let sw = width(&|r| r.student.len() + if r.removed { 10 } else { 0 }, 7);
     let nw = width(&|r| r.node.len(), 4);
-    let tw = width(&|r| r.state.len(), 5);
+    let tw = width(&|r| r.state.as_str().len(), 5);
     let mut out = vec![format!(
         "{:<hw$}  {:<sw$}  {:<nw$}  {:<tw$}  SSH",
         "HOST", "STUDENT", "NODE", "STATE"
@@ -284,7 +284,7 @@ pub(crate) fn status_lines(rows: &[ClassNodeRow]) -> Vec<String> {
         out.push(
             format!(
                 "{host:<hw$}  {student:<sw$}  {node:<nw$}  {:<tw$}  {ssh}",
-                r.state.replace('_', " ")
+                r.state.as_str().replace('_', " ")
             )
             .trim_end()
             .to_string(),
