@@ -238,6 +238,8 @@ pub fn release(env: &Env, lab_id: &str) -> Result<(), RunnerError> {
     {
         proc::signal_if(st.pid, true, &mark(data_dir));
     }
+    // The server is stopped; a record left behind is harmless: the next attach finds its
+    // pid not ours (or not answering) and starts a new server.
     let _ = std::fs::remove_file(state_path(data_dir));
     let _ = std::fs::remove_file(port_file(data_dir));
     Ok(())

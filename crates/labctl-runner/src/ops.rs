@@ -417,8 +417,16 @@ pub(crate) fn destroy_with(
     let lock = LabLock::acquire(paths)?;
     let Some(mut st) = LabState::load_checked(paths, env)? else {
         drop(lock);
-        let _ = std::fs::remove_dir_all(&paths.state_dir);
-        return Ok(());
+        // Nothing recorded, but what is left of `.labctl/` (keys, lock) goes: propagated,
+        // so `destroy` never says done while the directory stays.
+        return match std::fs::remove_dir_all(&paths.state_dir) {
+            Err(source) if source.kind() != std::io::ErrorKind::NotFound => Err(RunnerError::Io {
+                what: "remove",
+                path: paths.state_dir.clone(),
+                source,
+            }),
+            _ => Ok(()),
+        };
     };
     let driver = driver_for(st.provider, st.uri.as_deref())?;
     let names = st.select(nodes)?;
@@ -452,6 +460,7 @@ pub(crate) fn destroy_with(
             if st.golden.as_ref().is_some_and(|g| g.nodes.contains(name)) {
                 st.golden = None;
             }
+            // Logs only (not state): a leftover log directory is overwritten by the next up.
             let _ = std::fs::remove_dir_all(paths.log_dir(name));
         }
     }
@@ -463,6 +472,7 @@ pub(crate) fn destroy_with(
     if st.nodes.is_empty() {
         driver.networks_down(&st.run_dir, &st.networks)?;
         crate::bundle::release(env, &st.id)?;
+        // Sockets of machines that are gone (not state): nothing reads them again.
         let _ = std::fs::remove_dir_all(&st.run_dir);
         // The lab is gone by now: failing `destroy` over its registry entry would report a
         // failure that did not happen. A stale entry is harmless (readers skip labs without

@@ -530,6 +530,8 @@ impl LabLock {
                 });
             }
         }
+        // The holder's pid, only for the message another labctl shows while it waits; the
+        // lock itself is the flock above, so a failed write here changes nothing.
         let _ = file.set_len(0);
         let _ = writeln!(file, "pid {}", std::process::id());
         Ok(LabLock { _file: file })
