@@ -13,12 +13,15 @@ use assert_cmd::Command;
 /// directories, so that no box, verdict or lab of this host is seen.
 struct World {
     tmp: tempfile::TempDir,
+    /// `LABCTL_PORT_OFFSET` for every labctl call (the lab's ports moved without editing it).
+    port_offset: std::cell::Cell<i32>,
 }
 
 impl World {
     fn new() -> World {
         let w = World {
             tmp: tempfile::tempdir().expect("tempdir"),
+            port_offset: std::cell::Cell::new(0),
         };
         for d in ["home", "cache", "run"] {
             std::fs::create_dir_all(w.tmp.path().join(d)).expect("mkdir");
@@ -62,7 +65,8 @@ impl World {
             .env("LABCTL_WORKERS", "1")
             .env("LABCTL_NO_EGRESS", "1")
             .env("NO_COLOR", "1")
-            .env("COLUMNS", "100");
+            .env("COLUMNS", "100")
+            .env("LABCTL_PORT_OFFSET", self.port_offset.get().to_string());
         if self.lab().is_dir() {
             c.current_dir(self.lab());
         }
@@ -274,14 +278,6 @@ fn copied_lab() {
 
 // ---------------------------------------------------------------- doctor
 
-/// A port nothing listens on right now (bound, then released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
 fn doctor_json(w: &World, env: &[(&str, &str)]) -> (Option<i32>, serde_json::Value) {
     let mut c = w.labctl();
     c.args(["doctor", "--json"]);
@@ -312,18 +308,22 @@ fn doctor() {
         .output()
         .expect("box add");
     assert!(added.status.success(), "{}", text(&added.stderr));
-    // The lab: that box, TCG fixed (no probe), the master's SSH port free and the worker's
-    // held by this test.
-    let held = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let held_port = held.local_addr().expect("addr").port();
+    // The lab: that box, TCG fixed (no probe), the worker's SSH port (60101 in lab.toml) held
+    // by this test and the master's (60010: 91 below) free, both moved there by
+    // LABCTL_PORT_OFFSET.
+    let (held, held_port) = loop {
+        let held = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = held.local_addr().expect("addr").port();
+        if port > 1024 + 91 && std::net::TcpListener::bind(("127.0.0.1", port - 91)).is_ok() {
+            break (held, port);
+        }
+    };
+    w.port_offset.set(i32::from(held_port) - 60101);
     let toml = std::fs::read_to_string(w.lab().join("lab.toml")).expect("lab.toml");
-    let toml = toml
-        .replace(
-            "box = \"labctl/debian-12\"",
-            "box = \"test/tiny\"\naccel = \"tcg\"",
-        )
-        .replace("ssh_port = 60010", &format!("ssh_port = {}", free_port()))
-        .replace("ssh_port = 60101", &format!("ssh_port = {held_port}"));
+    let toml = toml.replace(
+        "box = \"labctl/debian-12\"",
+        "box = \"test/tiny\"\naccel = \"tcg\"",
+    );
     std::fs::write(w.lab().join("lab.toml"), toml).expect("lab.toml");
 
     let settings = {
