@@ -185,3 +185,32 @@ fn list_drops_a_lab_whose_state_is_gone_and_keeps_the_others() {
     );
     assert_eq!(crate::find_lab(&f.env, "t"), [paths.lab_dir()]);
 }
+
+#[test]
+fn labs_registered_at_once_are_all_kept() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let env = crate::Env {
+        data_dir: dir.path().join("home"),
+        cache_dir: dir.path().join("cache"),
+        switch_command: Vec::new(),
+        uri: None,
+        relay_command: Vec::new(),
+        bundle_server_command: Vec::new(),
+    };
+    let labs: Vec<LabPaths> = (0..16)
+        .map(|i| LabPaths::new(&dir.path().join(format!("lab{i}")), &format!("l{i}")))
+        .collect();
+    std::thread::scope(|s| {
+        for (i, p) in labs.iter().enumerate() {
+            let env = &env;
+            s.spawn(move || crate::registry::register(env, p, &format!("l{i}")).expect("register"));
+        }
+    });
+    for (i, p) in labs.iter().enumerate() {
+        assert_eq!(
+            crate::find_lab(&env, &format!("l{i}")),
+            [p.lab_dir()],
+            "l{i}"
+        );
+    }
+}

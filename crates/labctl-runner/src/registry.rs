@@ -74,9 +74,20 @@ fn write_registry(env: &Env, reg: &BTreeMap<String, LabEntry>) -> Result<(), Run
     })
 }
 
-/// Read, change and write the registry. A registry that exists but cannot be read is not
-/// overwritten (that would forget every other lab).
+/// Read, change and write the registry, under `labs.json.lock`: labs brought up at once
+/// (`labctl class up` runs several per host) must not drop each other's entries. A registry
+/// that exists but cannot be read is not overwritten (that would forget every other lab).
 fn update(env: &Env, f: impl FnOnce(&mut BTreeMap<String, LabEntry>)) -> Result<(), RunnerError> {
+    let io = |what, path: PathBuf| move |source| RunnerError::Io { what, path, source };
+    std::fs::create_dir_all(&env.data_dir).map_err(io("create", env.data_dir.clone()))?;
+    let lock_path = env.data_dir.join("labs.json.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io("open", lock_path.clone()))?;
+    lock.lock().map_err(io("lock", lock_path))?;
     let mut reg = load_registry(env)?;
     f(&mut reg);
     write_registry(env, &reg)
