@@ -223,7 +223,7 @@ fn up(
         json: json_out,
     });
     let cancel = Arc::new(AtomicBool::new(false));
-    let env = super::env();
+    let env = class_env();
     let p2 = p.clone();
     let c = cancel.clone();
     let r = super::with_ctrl_c(
@@ -295,7 +295,7 @@ pub(crate) fn status_lines(rows: &[ClassNodeRow]) -> Vec<String> {
 
 fn status(args: &ClassArgs, json_out: bool, p: &Printer) -> Result<u8> {
     let class = load(args)?;
-    let rows = labctl_runner::class::class_status(&class, &super::env())?;
+    let rows = labctl_runner::class::class_status(&class, &class_env())?;
     if json_out {
         p.out(json::text(&json::document(
             "class-status",
@@ -320,7 +320,7 @@ fn reset(args: &ClassArgs, students: &[String], no_egress: bool, p: &Printer) ->
     });
     let s = labctl_runner::class::class_reset(
         &class,
-        &super::env(),
+        &class_env(),
         students,
         &opts,
         reporter,
@@ -354,14 +354,14 @@ fn destroy(args: &ClassArgs, force: bool, p: &Printer) -> Result<u8> {
         term: term.clone(),
         json: false,
     });
-    let s = labctl_runner::class::class_destroy(&class, &super::env(), reporter)?;
+    let s = labctl_runner::class::class_destroy(&class, &class_env(), reporter)?;
     term.finish();
     finish("destroyed", &s, false, p)
 }
 
 fn ssh_config(args: &ClassArgs, out: Option<&Path>, p: &Printer) -> Result<u8> {
     let class = load(args)?;
-    let configs = labctl_runner::class::class_ssh_config(&class, &super::env())?;
+    let configs = labctl_runner::class::class_ssh_config(&class, &class_env())?;
     if configs.is_empty() {
         p.info("no student has a lab yet: `labctl class up` first");
         return Ok(code::OK);
@@ -381,4 +381,13 @@ fn ssh_config(args: &ClassArgs, out: Option<&Path>, p: &Printer) -> Result<u8> {
     }
     p.info("log in with `ssh -F FILE NODE`");
     Ok(code::OK)
+}
+
+/// Host settings for the class commands. Each student's lab runs on the host class.toml placed
+/// it on, with that host's URI in the lab's own lab.toml: `LABCTL_URI`, which names one lab's
+/// libvirt host, must not send every student's lab (and its SSH route) to one host.
+fn class_env() -> labctl_runner::Env {
+    let mut env = super::env();
+    env.uri = None;
+    env
 }
