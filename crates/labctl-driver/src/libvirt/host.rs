@@ -51,7 +51,11 @@ pub(crate) fn available_kib(text: &str) -> Option<u64> {
         })
     };
     let free = field("free")?;
-    Some(free + field("buffers").unwrap_or(0) + field("cached").unwrap_or(0))
+    // Saturating: the numbers come from another machine.
+    Some(
+        free.saturating_add(field("buffers").unwrap_or(0))
+            .saturating_add(field("cached").unwrap_or(0)),
+    )
 }
 
 #[cfg(test)]
@@ -78,6 +82,8 @@ mod tests {
         assert_eq!(available_kib("total  :     2048 KiB\n"), None);
         assert_eq!(available_kib(""), None);
         assert_eq!(available_kib("free   :  lots KiB\n"), None);
+        let huge = format!("free   : {} KiB\ncached : {} KiB\n", u64::MAX, u64::MAX);
+        assert_eq!(available_kib(&huge), Some(u64::MAX));
     }
 
     /// A stand-in `virsh` (a shell script) that checks its argv and answers as told.
