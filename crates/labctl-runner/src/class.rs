@@ -327,6 +327,8 @@ pub(crate) fn class_up_with(
 ) -> Result<ClassSummary, ClassError> {
     let started = Instant::now();
     let paths = ClassPaths::new(class);
+    // One class command that changes labs at a time (status and ssh-config only read).
+    let _lock = crate::state::LabLock::acquire_dir(&paths.state_dir)?;
     let (base, need) = base_lab(class, opts)?;
     let (_, plan) = plan(class, &paths, need, ops, &*reporter)?;
     ops.prepare(&base)?;
@@ -418,6 +420,8 @@ pub(crate) fn class_reset_with(
 ) -> Result<ClassSummary, ClassError> {
     let started = Instant::now();
     let paths = ClassPaths::new(class);
+    // One class command that changes labs at a time (status and ssh-config only read).
+    let _lock = crate::state::LabLock::acquire_dir(&paths.state_dir)?;
     let st = ClassState::load(&paths, class)?;
     let jobs = chosen(class, &st, students)?;
     let (base, _) = base_lab(class, opts)?;
@@ -465,6 +469,8 @@ pub(crate) fn class_destroy_with(
 ) -> Result<ClassSummary, ClassError> {
     let started = Instant::now();
     let paths = ClassPaths::new(class);
+    // One class command that changes labs at a time (status and ssh-config only read).
+    let _lock = crate::state::LabLock::acquire_dir(&paths.state_dir)?;
     let mut st = ClassState::load(&paths, class)?;
     let jobs = chosen(class, &st, &[])?;
     // Labs on hosts no longer in class.toml cannot be reached: they are reported, kept.
@@ -524,6 +530,9 @@ pub(crate) fn class_destroy_with(
                 });
             }
         }
+        // The lock file goes too (while held; nothing waits on it: a second command is
+        // refused at once), so that the class directory is left as before `class up`.
+        let _ = std::fs::remove_file(paths.state_dir.join("lock"));
         let _ = std::fs::remove_dir(&paths.state_dir);
     } else {
         st.save(&paths)?;

@@ -455,6 +455,24 @@ fn placement_is_stable_across_runs_and_new_students_are_added() {
 }
 
 #[test]
+fn a_second_class_command_is_refused_while_one_holds_the_class() {
+    let f = Fixture::new();
+    let class = f.class(&class_toml(r#"["ann"]"#, TWO_HOSTS));
+    let held =
+        crate::state::LabLock::acquire_dir(&ClassPaths::new(&class).state_dir).expect("first lock");
+    let ops = Arc::new(FakeOps::default());
+    let (r, _) = up(&class, &ops);
+    assert!(
+        matches!(r, Err(ClassError::Runner(RunnerError::Locked { .. }))),
+        "{r:?}"
+    );
+    assert!(ops.worlds.lock().expect("w").is_empty(), "nothing started");
+    drop(held);
+    let (r, _) = up(&class, &ops);
+    r.expect("class up once the other command is done");
+}
+
+#[test]
 fn a_student_that_does_not_fit_fails_before_anything_starts() {
     let f = Fixture::new();
     let class = f.class(&class_toml(

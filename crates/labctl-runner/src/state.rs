@@ -488,20 +488,25 @@ pub struct LabLock {
 
 impl LabLock {
     pub fn acquire(paths: &LabPaths) -> Result<LabLock, RunnerError> {
+        LabLock::acquire_dir(&paths.state_dir)
+    }
+
+    /// The lock of a state directory (`<dir>/lock`): a lab's `.labctl`, or a class's.
+    pub fn acquire_dir(state_dir: &Path) -> Result<LabLock, RunnerError> {
         use labctl_driver::files::UnixMode as _;
-        check_not_symlink(&paths.state_dir)?;
+        check_not_symlink(state_dir)?;
         // `.labctl/` holds the lab key, published secrets and step logs: this user's alone.
         std::fs::DirBuilder::new()
             .recursive(true)
             .unix_mode(0o700)
-            .create(&paths.state_dir)
-            .and_then(|()| labctl_driver::files::set_unix_mode(&paths.state_dir, 0o700))
+            .create(state_dir)
+            .and_then(|()| labctl_driver::files::set_unix_mode(state_dir, 0o700))
             .map_err(|source| RunnerError::Io {
                 what: "create",
-                path: paths.state_dir.clone(),
+                path: state_dir.to_path_buf(),
                 source,
             })?;
-        let path = paths.state_dir.join("lock");
+        let path = state_dir.join("lock");
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
