@@ -13,7 +13,8 @@ bash scripts/setup.sh
 step "box (built once, then cached)"
 bash scripts/build-box.sh
 step "shellcheck (scripts and test stand-ins)"
-shellcheck scripts/*.sh scripts/bench/*.sh scripts/bench/vagrant/*.sh crates/labctl/tests/standins/*
+shellcheck scripts/*.sh scripts/bench/*.sh scripts/bench/vagrant/*.sh crates/labctl/tests/standins/* \
+  crates/labctl/tests/data/*.sh
 step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy"
