@@ -17,6 +17,7 @@ mod provision;
 mod registry;
 mod reset;
 pub mod route;
+mod ssh_config;
 pub mod state;
 #[cfg(test)]
 mod testing;
@@ -35,6 +36,7 @@ pub use registry::{
 pub use reset::{
     GOLDEN, NodeReset, ResetHow, ResetOptions, ResetSummary, SnapshotCmd, reset, snapshot,
 };
+pub use ssh_config::*;
 pub use up::{NodeSummary, Selection, StepSummary, UpOptions, UpSummary, up};
 
 /// Runner errors.

@@ -171,7 +171,7 @@ pub fn class_ssh_config(class: &Class, env: &Env) -> Result<Vec<StudentSshConfig
     let mut out = Vec::new();
     for (student, host) in chosen(class, &st, &[])? {
         let lab_paths = LabPaths::new(&paths.lab_dir(&student), &class.lab_name(&student));
-        let infos: Vec<SshInfo> = match crate::ops::ssh_info(&lab_paths, env, None) {
+        let infos: Vec<SshInfo> = match crate::ssh_config::ssh_info(&lab_paths, env, None) {
             Ok(i) => i,
             Err(RunnerError::NotUp) => continue,
             Err(e) => return Err(e.into()),
