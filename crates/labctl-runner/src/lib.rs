@@ -106,6 +106,10 @@ pub enum RunnerError {
     Ssh(#[from] labctl_ssh::SshError),
     #[error("provider `{provider}` is not available: {reason}")]
     Provider { provider: String, reason: String },
+    /// A libvirt connection URI labctl cannot route guests through: the SSH endpoint of the
+    /// host it names is unknown, so no connection to a guest is made.
+    #[error("libvirt URI `{uri}`: {reason}")]
+    UnroutableUri { uri: String, reason: String },
     #[error("{0}")]
     Render(#[from] labctl_spec::RenderFailure),
     #[error("interrupted")]

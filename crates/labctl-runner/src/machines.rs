@@ -83,9 +83,15 @@ pub fn driver_for(provider: Provider, env: &Env) -> Result<Arc<dyn Driver>, Runn
     driver_with_uri(provider, env.uri.as_deref(), env)
 }
 
+/// The libvirt URI of a lab that is up: `env.uri` (`--uri`, `LABCTL_URI`) wins over the
+/// recorded one. The driver and the route to the guests both use this.
+pub(crate) fn effective_uri<'a>(env: &'a Env, st: &'a LabState) -> Option<&'a str> {
+    env.uri.as_deref().or(st.uri.as_deref())
+}
+
 /// The driver of a lab that is up: its recorded libvirt URI unless `env.uri` overrides it.
 pub fn driver_for_state(st: &LabState, env: &Env) -> Result<Arc<dyn Driver>, RunnerError> {
-    driver_with_uri(st.provider, env.uri.as_deref().or(st.uri.as_deref()), env)
+    driver_with_uri(st.provider, effective_uri(env, st), env)
 }
 
 /// The production [`crate::up::OpenDriver`]: `env.uri` (`--uri`, `LABCTL_URI`) wins over the

@@ -153,15 +153,15 @@ pub fn snapshot(
 }
 
 /// The SSH target of a node of a lab that is up (through its hypervisor host when remote).
-fn node_target(paths: &LabPaths, st: &LabState, node: &str) -> Target {
+fn node_target(paths: &LabPaths, st: &LabState, node: &str) -> Result<Target, RunnerError> {
     let n = &st.nodes[node];
-    crate::route::target(
+    Ok(crate::route::target(
         node,
-        &crate::route::route(st.provider.as_str(), st.uri.as_deref(), n.machine.ssh.host),
+        &crate::route::route(st.provider.as_str(), st.uri.as_deref(), n.machine.ssh.host)?,
         &n.user,
         vec![paths.key()],
         paths.host_key_check(node, false),
-    )
+    ))
 }
 
 pub(crate) fn session(
@@ -170,7 +170,7 @@ pub(crate) fn session(
     node: &str,
     deadline: Duration,
 ) -> Result<Session, RunnerError> {
-    let target = node_target(paths, st, node);
+    let target = node_target(paths, st, node)?;
     let never = AtomicBool::new(false);
     Ok(Session::wait_ready(&target, deadline, &never, &|| Ok(()))?)
 }
@@ -183,7 +183,7 @@ fn login(
     node: &str,
     deadline: Duration,
 ) -> Result<Box<dyn Guest>, RunnerError> {
-    let target = node_target(paths, st, node);
+    let target = node_target(paths, st, node)?;
     let never = AtomicBool::new(false);
     Ok(connect.wait_ready(&target, deadline, &never, &|| Ok(()))?)
 }

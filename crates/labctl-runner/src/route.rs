@@ -8,8 +8,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use labctl_driver::route::{GuestRoute, JumpHost, guest_route};
-use labctl_spec::class::{HostUri, Remote, parse_uri};
+use labctl_spec::class::{HostUri, Remote, UriError, parse_uri};
 use labctl_ssh::{Target, Tunnel, Via};
+
+use crate::RunnerError;
 
 /// The jump host of a parsed `qemu+ssh://` URI.
 pub fn jump_host(r: &Remote) -> JumpHost {
@@ -22,19 +24,35 @@ pub fn jump_host(r: &Remote) -> JumpHost {
 }
 
 /// The SSH endpoint of a lab's connection URI: `Some` for `qemu+ssh://` URIs, `None` for a
-/// local one (or a URI labctl does not parse; its driver reports the error).
-pub fn jump_of_uri(uri: Option<&str>) -> Option<JumpHost> {
-    match parse_uri(uri?) {
+/// local one or none. A URI labctl does not parse is refused: its host is unknown, and
+/// falling back to this machine's loopback would reach (and trust) whatever listens there.
+pub fn jump_of_uri(uri: Option<&str>) -> Result<Option<JumpHost>, RunnerError> {
+    let Some(uri) = uri else { return Ok(None) };
+    match parse_uri(uri) {
         Ok(HostUri::Libvirt {
             remote: Some(r), ..
-        }) => Some(jump_host(&r)),
-        _ => None,
+        }) => Ok(Some(jump_host(&r))),
+        Ok(HostUri::Libvirt { remote: None, .. }) => Ok(None),
+        Ok(HostUri::Local) => Err(RunnerError::UnroutableUri {
+            uri: uri.to_string(),
+            reason: "`local` is a class.toml host, not a libvirt URI".into(),
+        }),
+        Err(UriError(reason)) => Err(RunnerError::UnroutableUri {
+            uri: uri.to_string(),
+            reason,
+        }),
     }
 }
 
 /// Where the guest whose SSH port the hypervisor forwards to its 127.0.0.1:`port` is reached.
-pub fn route(provider: &str, uri: Option<&str>, port: u16) -> GuestRoute {
-    guest_route(provider, jump_of_uri(uri).as_ref(), port)
+/// Only the libvirt provider's URI is looked at (other providers' guests are on this machine).
+pub fn route(provider: &str, uri: Option<&str>, port: u16) -> Result<GuestRoute, RunnerError> {
+    let jump = if provider == "libvirt" {
+        jump_of_uri(uri)?
+    } else {
+        None
+    };
+    Ok(guest_route(provider, jump.as_ref(), port))
 }
 
 /// A relay through `jump`: each connection attempt starts `ssh -W` (found once, when the
@@ -120,16 +138,24 @@ mod tests {
     #[test]
     fn routes_from_recorded_provider_and_uri() {
         let local = SocketAddr::from(([127, 0, 0, 1], 61010));
-        assert_eq!(route("qemu", None, 61010), GuestRoute::Direct(local));
         assert_eq!(
-            route("libvirt", Some("qemu:///system"), 61010),
+            route("qemu", None, 61010).expect("route"),
+            GuestRoute::Direct(local)
+        );
+        assert_eq!(
+            route("libvirt", Some("qemu:///system"), 61010).expect("route"),
+            GuestRoute::Direct(local)
+        );
+        assert_eq!(
+            route("libvirt", None, 61010).expect("route"),
             GuestRoute::Direct(local)
         );
         let r = route(
             "libvirt",
             Some("qemu+ssh://root@10.254.1.2:2222/system?keyfile=/tmp/k/id_ed25519"),
             61010,
-        );
+        )
+        .expect("route");
         assert_eq!(
             r,
             GuestRoute::Via {
@@ -142,16 +168,42 @@ mod tests {
                 target: local,
             }
         );
-        // A transport labctl does not parse gets no jump (its driver reports the error).
+    }
+
+    #[test]
+    fn a_remote_uri_labctl_cannot_parse_is_refused_not_routed_to_loopback() {
+        for uri in [
+            "qemu+tls://h1/system",
+            "qemu+tcp://10.0.0.2/system",
+            "qemu+libssh2://root@h1/system",
+            "qemu+libssh://root@h1/system",
+            "qemu+ssh:///system",
+            "qemu+ssh://root@h1/system?keyfile=/k/%zz",
+            "qemu+ssh://root@h1/system?keyfile=/k/%4",
+            "qemu://h1/system",
+            "local",
+        ] {
+            match route("libvirt", Some(uri), 61010) {
+                Err(RunnerError::UnroutableUri { uri: u, reason }) => {
+                    assert_eq!(u, uri);
+                    assert!(!reason.is_empty(), "{uri}");
+                }
+                other => panic!("{uri}: {other:?}"),
+            }
+            assert!(jump_of_uri(Some(uri)).is_err(), "{uri}");
+        }
+        // The qemu provider's guests are on this machine whatever URI the environment holds.
         assert_eq!(
-            route("libvirt", Some("qemu+tls://h/system"), 61010),
-            GuestRoute::Direct(local)
+            route("qemu", Some("qemu+tls://h1/system"), 61010).expect("route"),
+            GuestRoute::Direct(SocketAddr::from(([127, 0, 0, 1], 61010)))
         );
     }
 
     #[test]
     fn the_jump_option_names_the_key_when_the_uri_does() {
-        let j = jump_of_uri(Some("qemu+ssh://root@10.254.1.2/system")).expect("remote");
+        let j = jump_of_uri(Some("qemu+ssh://root@10.254.1.2/system"))
+            .expect("parsed")
+            .expect("remote");
         assert_eq!(
             jump_option(&j),
             ("ProxyJump", "root@10.254.1.2".to_string())
@@ -159,6 +211,7 @@ mod tests {
         let j = jump_of_uri(Some(
             "qemu+ssh://lab@h1:2222/system?keyfile=/home/it's%25/id",
         ))
+        .expect("parsed")
         .expect("remote");
         assert_eq!(
             jump_option(&j),
@@ -176,11 +229,12 @@ mod tests {
             alias: "a".into(),
             replace: false,
         };
-        let r = route("libvirt", Some("qemu+ssh://root@h1/system"), 61010);
+        let r = route("libvirt", Some("qemu+ssh://root@h1/system"), 61010).expect("route");
         let t = target("m", &r, "root", Vec::new(), check.clone());
         assert_eq!(t.addr, SocketAddr::from(([127, 0, 0, 1], 61010)));
         assert_eq!(t.via.as_ref().map(|v| v.label.as_str()), Some("root@h1"));
-        let t = target("m", &route("qemu", None, 61010), "root", Vec::new(), check);
+        let r = route("qemu", None, 61010).expect("route");
+        let t = target("m", &r, "root", Vec::new(), check);
         assert!(t.via.is_none());
     }
 
@@ -192,7 +246,10 @@ mod tests {
             key: PathBuf::from("/lab/.labctl/ssh/id_ed25519"),
             known_hosts: PathBuf::from("/lab/.labctl/known_hosts"),
             host_key_alias: "labctl-1a2b-m".into(),
-            jump: route("libvirt", Some(uri), 61010).jump().cloned(),
+            jump: route("libvirt", Some(uri), 61010)
+                .expect("route")
+                .jump()
+                .cloned(),
         }
     }
 

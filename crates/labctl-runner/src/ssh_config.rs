@@ -37,30 +37,27 @@ pub fn ssh_info(
             known: st.nodes.keys().cloned().collect(),
         });
     }
-    Ok(st
-        .nodes
+    let uri = crate::machines::effective_uri(env, &st);
+    st.nodes
         .iter()
         .filter(|(name, _)| node.is_none_or(|n| n == name.as_str()))
-        .map(|(name, n)| SshInfo {
-            node: name.clone(),
-            port: n.machine.ssh.host,
-            user: n.user.clone(),
-            key: if n.configured {
-                own.key()
-            } else {
-                n.box_key.clone().unwrap_or_else(|| own.key())
-            },
-            known_hosts: own.known_hosts(),
-            host_key_alias: own.host_key_alias(name),
-            jump: crate::route::route(
-                st.provider.as_str(),
-                env.uri.as_deref().or(st.uri.as_deref()),
-                n.machine.ssh.host,
-            )
-            .jump()
-            .cloned(),
+        .map(|(name, n)| {
+            let route = crate::route::route(st.provider.as_str(), uri, n.machine.ssh.host)?;
+            Ok(SshInfo {
+                node: name.clone(),
+                port: n.machine.ssh.host,
+                user: n.user.clone(),
+                key: if n.configured {
+                    own.key()
+                } else {
+                    n.box_key.clone().unwrap_or_else(|| own.key())
+                },
+                known_hosts: own.known_hosts(),
+                host_key_alias: own.host_key_alias(name),
+                jump: route.jump().cloned(),
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// A value for ssh_config or `ssh -o`: double-quoted, `%` doubled (OpenSSH expands `%`

@@ -901,6 +901,47 @@ fn a_bad_uri_or_a_uri_without_libvirt_is_refused_at_its_line() {
     assert!(d[0].message.contains("libvirt provider"), "{d:?}");
 }
 
+/// `lab.uri` is parsed as class.toml's hosts are: a transport labctl cannot route guests
+/// through (its SSH endpoint unknown) is refused at its line, not discovered at `up`.
+#[test]
+fn a_uri_labctl_cannot_route_is_refused_at_its_line() {
+    for (uri, why) in [
+        (
+            "qemu+tls://h1/system",
+            "transport `qemu+tls` is not supported",
+        ),
+        ("qemu+tcp://10.0.0.2/system", "transport `qemu+tcp`"),
+        ("qemu+libssh2://lab@h1/system", "transport `qemu+libssh2`"),
+        ("qemu+ssh:///system", "is not a host name"),
+        (
+            "qemu+ssh://lab@h1/system?keyfile=/k/%zz",
+            "`keyfile` is not a file name",
+        ),
+        ("qemu://h1/system", "needs a transport"),
+        ("local", "not a libvirt URI"),
+    ] {
+        let bad = LIBVIRT_LAB.replace("qemu+ssh://lab@h1/system", uri);
+        let dir = lab_dir(&bad, &[("k8s/install.sh.hbs", OK)]);
+        let d = load_err(&dir, Overrides::default());
+        assert_eq!(
+            (d[0].field.as_str(), d[0].line),
+            ("lab.uri", 4),
+            "{uri}: {d:?}"
+        );
+        assert!(d[0].message.contains(uri), "{uri}: {d:?}");
+        assert!(d[0].message.contains(why), "{uri}: {d:?}");
+    }
+    for ok in [
+        "qemu:///system",
+        "qemu:///session",
+        "qemu+ssh://lab@h1:2222/system?keyfile=/k/id",
+    ] {
+        let good = LIBVIRT_LAB.replace("qemu+ssh://lab@h1/system", ok);
+        let dir = lab_dir(&good, &[("k8s/install.sh.hbs", OK)]);
+        assert_eq!(load(&dir, Overrides::default()).uri.as_deref(), Some(ok));
+    }
+}
+
 /// `LABCTL_PORT_OFFSET` (`Overrides::port_offset`) moves every host port of the lab, SSH
 /// ports and `forward` hosts alike, and a port it pushes out of range is refused at its line.
 #[test]

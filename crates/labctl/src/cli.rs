@@ -49,7 +49,7 @@ pub(crate) struct LabArgs {
     pub(crate) accel: Option<AccelArg>,
     /// libvirt connection URI (provider = "libvirt"), overriding `uri` in lab.toml and the
     /// one a lab was brought up with: qemu:///system, qemu+ssh://user@host/system.
-    #[arg(long, env = "LABCTL_URI", value_name = "URI")]
+    #[arg(long, env = "LABCTL_URI", value_name = "URI", value_parser = libvirt_uri)]
     pub(crate) uri: Option<String>,
     /// Classroom bundle to serve the guests (docs/bundle.md), overriding `bundle` in lab.toml.
     #[arg(long, env = "LABCTL_BUNDLE", value_name = "NAME")]
@@ -68,6 +68,23 @@ pub(crate) struct LabArgs {
 }
 
 /// `--accel` values.
+/// `--uri`/`LABCTL_URI`: a libvirt URI labctl can route guests through (the one parser,
+/// `labctl_spec::class::parse_uri`, as for class.toml and lab.toml); empty means unset.
+fn libvirt_uri(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        return Ok(s.to_string());
+    }
+    match labctl_spec::class::parse_uri(s) {
+        Ok(labctl_spec::class::HostUri::Libvirt { .. }) => Ok(s.to_string()),
+        Ok(labctl_spec::class::HostUri::Local) => {
+            Err("`local` is a class.toml host, not a libvirt URI: use `qemu:///system`".to_string())
+        }
+        Err(labctl_spec::class::UriError(m)) => Err(format!(
+            "{m} (labctl accepts `qemu:///system`, `qemu:///session`, `qemu+ssh://user@host/system`)"
+        )),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum AccelArg {
     Auto,

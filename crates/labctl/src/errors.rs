@@ -132,7 +132,9 @@ fn runner_code(r: &RunnerError) -> u8 {
         r if r.is_host_tool() => code::HOST_TOOL,
         RunnerError::Hook { .. } => code::NODE_FAILED,
         RunnerError::Interrupted => code::INTERRUPTED,
-        RunnerError::UnknownNode { .. } | RunnerError::UnknownStep { .. } => code::USAGE,
+        RunnerError::UnknownNode { .. }
+        | RunnerError::UnknownStep { .. }
+        | RunnerError::UnroutableUri { .. } => code::USAGE,
         RunnerError::Nodes { failures, .. } => nodes_code(failures),
         _ => code::OTHER,
     }
@@ -336,6 +338,12 @@ fn runner_hint(e: &RunnerError) -> Option<String> {
         } => Some(build_box_hint(path)),
         RunnerError::BoxMissing { name, built: None } => Some(add_box_hint(name)),
         RunnerError::NotUp => Some("run `labctl up` first".into()),
+        RunnerError::UnroutableUri { .. } => Some(
+            "labctl reaches a remote host's guests through `qemu+ssh://user@host/system`; \
+             use that URI (or `qemu:///system` on this machine) with `--uri`, LABCTL_URI or \
+             lab.toml"
+                .into(),
+        ),
         RunnerError::ForeignState { .. } => Some(
             "if the lab was moved here, `labctl adopt` makes this directory its home; if it is a copy, `labctl destroy --forget` drops the copied state (it stops and deletes nothing outside this directory), then `labctl up` builds the copy's own VMs".into(),
         ),

@@ -86,6 +86,32 @@ fn bad_usage_exits_2() {
     labctl().assert().code(USAGE);
 }
 
+/// `--uri` and `LABCTL_URI` take only URIs labctl can route guests through (`qemu`,
+/// `qemu+ssh`): a remote transport it cannot parse is a usage error, before anything runs.
+#[test]
+fn a_uri_labctl_cannot_route_is_a_usage_error() {
+    for uri in [
+        "qemu+tls://h1/system",
+        "qemu+tcp://10.0.0.2/system",
+        "qemu+libssh2://root@h1/system",
+        "qemu+ssh:///system",
+        "qemu+ssh://root@h1/system?keyfile=/k/%zz",
+        "local",
+    ] {
+        labctl()
+            .args(["status", "--uri", uri])
+            .assert()
+            .code(USAGE)
+            .stderr(predicate::str::contains(uri));
+        labctl()
+            .arg("status")
+            .env("LABCTL_URI", uri)
+            .assert()
+            .code(USAGE)
+            .stderr(predicate::str::contains(uri));
+    }
+}
+
 // ---------------------------------------------------------------- validate
 
 #[test]

@@ -111,13 +111,13 @@ pub(super) fn bring_up(
         .ok()
         .map(|g| {
             let route =
-                crate::route::route(g.0.provider.as_str(), g.0.uri.as_deref(), machine.ssh.host);
-            match g.0.nodes.get(name) {
+                crate::route::route(g.0.provider.as_str(), g.0.uri.as_deref(), machine.ssh.host)?;
+            Ok::<_, RunnerError>(match g.0.nodes.get(name) {
                 Some(n) => (n.user.clone(), n.configured, route),
                 None => (sh.box_user.clone(), false, route),
-            }
+            })
         })
-        .ok_or(POISONED)?;
+        .ok_or(POISONED)??;
     let mut keys = vec![sh.lab_key.clone()];
     keys.extend(sh.box_key.clone());
     // labctl has just started this VM and its disk is new (or rebuilt): whatever answers on

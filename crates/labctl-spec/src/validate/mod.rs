@@ -61,8 +61,8 @@ fn dns_label_ok(s: &str) -> bool {
         && s.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
 
-/// `lab.uri`: a libvirt connection URI (`driver[+transport]://[user@][host][:port]/path`),
-/// only with `provider = "libvirt"`.
+/// `lab.uri`: a libvirt connection URI that `class::parse_uri` accepts (`qemu:///system`,
+/// `qemu+ssh://[user@]host[:port]/system`), only with `provider = "libvirt"`.
 fn uri_value(u: &S<String>, provider: Provider, sink: &mut Sink<'_>) -> Option<String> {
     if provider != Provider::Libvirt {
         sink.hint(
@@ -76,21 +76,21 @@ fn uri_value(u: &S<String>, provider: Provider, sink: &mut Sink<'_>) -> Option<S
         );
         return None;
     }
-    let ok = u.v.split_once("://").is_some_and(|(scheme, rest)| {
-        !scheme.is_empty()
-            && scheme
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '+')
-            && rest.contains('/')
-            && !rest.chars().any(char::is_whitespace)
-    });
-    if !ok {
+    // The one parser of libvirt URIs (as class.toml's hosts): labctl reaches the guests of
+    // a remote host through its SSH endpoint, so only URIs it can route are accepted.
+    let refused = match crate::class::parse_uri(&u.v) {
+        Ok(crate::class::HostUri::Libvirt { .. }) => None,
+        Ok(crate::class::HostUri::Local) => {
+            Some("`local` is a class.toml host, not a libvirt URI".to_string())
+        }
+        Err(crate::class::UriError(m)) => Some(m),
+    };
+    if let Some(m) = refused {
         sink.hint(
             &u.span,
             "lab.uri",
-            format!("`{}` is not a libvirt URI", u.v),
-            "use e.g. `qemu:///system`, `qemu:///session` or `qemu+ssh://user@host/system`"
-                .to_string(),
+            format!("`{}` is not a libvirt URI labctl can use: {m}", u.v),
+            "use `qemu:///system`, `qemu:///session` or `qemu+ssh://user@host/system`".to_string(),
         );
         return None;
     }
