@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use labctl::vbox_hint;
 use labctl_driver::exec::ToolError;
 use labctl_driver::vbox::{self, HostOs, VBoxConfig, VBoxDriver, VBoxError};
 use labctl_driver::{
@@ -381,7 +382,7 @@ fn missing_vtx_is_a_clear_error() {
         "{v:?}"
     );
     assert!(err.to_string().contains("VT-x"), "{err}");
-    let hint = v.hint().expect("hint");
+    let hint = vbox_hint(v).expect("hint");
     assert!(hint.contains("BIOS") && hint.contains("Hyper-V"), "{hint}");
 }
 
@@ -639,8 +640,7 @@ fn hostonly_ranges_virtualbox_would_refuse_are_caught_before_anything_is_created
     assert!(msg.contains("/etc/vbox/networks.conf"), "{msg}");
     assert!(msg.contains("cidr = \"192.168.56.0/24\""), "{msg}");
     assert!(
-        vbox_err(&err)
-            .hint()
+        vbox_hint(vbox_err(&err))
             .expect("hint")
             .contains("sudo tee -a /etc/vbox/networks.conf")
     );
@@ -702,7 +702,7 @@ fn versions_before_6_1_and_7_0_0_are_refused_before_anything_is_created() {
         );
         let msg = err.to_string();
         assert!(msg.contains(version) && msg.contains(why), "{msg}");
-        assert!(v.hint().expect("hint").contains("virtualbox.org"));
+        assert!(vbox_hint(v).expect("hint").contains("virtualbox.org"));
         assert_eq!(lab.calls(), "--version\n", "{version}: nothing else ran");
         let err = d.networks_up(&lab.run_dir(), &lab.nets()).unwrap_err();
         assert!(matches!(

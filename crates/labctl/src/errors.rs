@@ -10,6 +10,10 @@ use labctl_runner::{NoGolden, NodeFailure, NodesOp, RunnerError};
 use labctl_spec::SpecError;
 use labctl_spec::class::PlaceError;
 
+mod driver;
+
+pub use driver::{libvirt_hint, vbox_hint};
+
 /// Exit codes, documented in docs/internals.md.
 pub(crate) mod code {
     pub(crate) const OK: u8 = 0;
@@ -448,8 +452,8 @@ fn not_running_hint(nodes: &[(String, MachineStatus)]) -> String {
 fn driver_hint(e: &DriverError) -> Option<String> {
     match e {
         DriverError::Tool(t) => tool_hint(t),
-        DriverError::VirtualBox(v) => v.hint(),
-        DriverError::Libvirt(l) => l.hint(),
+        DriverError::VirtualBox(v) => vbox_hint(v),
+        DriverError::Libvirt(l) => libvirt_hint(l),
         _ => None,
     }
 }

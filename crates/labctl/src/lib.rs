@@ -19,6 +19,9 @@ use clap::Parser;
 
 use crate::cli::{Cli, Command};
 use crate::errors::{ExpectedError, code};
+
+/// Advice for the drivers' typed errors, as the binary words it (for tests in other crates).
+pub use crate::errors::{libvirt_hint, vbox_hint};
 use crate::output::Printer;
 
 /// Parse the command line, run the command, render any error, and return the exit code.

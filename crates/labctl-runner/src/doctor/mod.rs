@@ -14,7 +14,6 @@ use serde::Serialize;
 
 use crate::machines::Env;
 
-pub use programs::hostonly_hint;
 use programs::{accel_finding, program, virtualbox};
 use resources::{boxes, needs};
 
@@ -72,7 +71,7 @@ impl Tool {
 }
 
 /// What is wrong with a program.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "snake_case", tag = "problem")]
 pub enum ToolProblem {
     /// Not on PATH, or the override names no executable (`env_value` is then its value).
@@ -80,8 +79,9 @@ pub enum ToolProblem {
     /// It is there but does not run, or answers something unexpected.
     Broken {
         message: String,
-        /// The driver's advice, when it has some (VirtualBox).
-        hint: Option<String>,
+        /// The driver's typed error (VirtualBox), for the binary to word its advice.
+        #[serde(skip)]
+        cause: Option<std::sync::Arc<labctl_driver::vbox::VBoxError>>,
     },
     /// Older than labctl needs.
     TooOld { minimum: String },

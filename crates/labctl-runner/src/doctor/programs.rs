@@ -6,7 +6,7 @@ use std::time::Duration;
 use labctl_driver::exec::{Cmd, ToolError, find_program};
 use labctl_driver::qemu::accel::Engine;
 use labctl_driver::qemu::{QemuConfig, QemuDriver};
-use labctl_driver::vbox::{PreflightError, VBoxDriver, VBoxError};
+use labctl_driver::vbox::{VBoxDriver, VBoxError};
 use labctl_driver::{BootImage, Driver, DriverError};
 use labctl_spec::Lab;
 
@@ -51,7 +51,7 @@ pub(super) fn program(tool: Tool, version_args: &[&str]) -> Finding {
             None,
             Some(ToolProblem::Broken {
                 message: e.to_string(),
-                hint: None,
+                cause: None,
             }),
         ),
     };
@@ -72,7 +72,7 @@ fn not_found(tool: Tool, e: &ToolError) -> ToolProblem {
         },
         other => ToolProblem::Broken {
             message: other.to_string(),
-            hint: None,
+            cause: None,
         },
     }
 }
@@ -186,7 +186,7 @@ pub(super) fn virtualbox(lab: Option<&Lab>) -> Vec<Finding> {
                 version: None,
                 problem: Some(ToolProblem::Broken {
                     message: e.to_string(),
-                    hint: None,
+                    cause: None,
                 }),
             }];
         }
@@ -201,7 +201,7 @@ pub(super) fn virtualbox(lab: Option<&Lab>) -> Vec<Finding> {
                 version: None,
                 problem: Some(ToolProblem::Broken {
                     message: e.to_string(),
-                    hint: e.hint(),
+                    cause: Some(std::sync::Arc::new(e)),
                 }),
             }];
         }
@@ -230,9 +230,4 @@ pub(super) fn virtualbox(lab: Option<&Lab>) -> Vec<Finding> {
         });
     }
     out
-}
-
-/// The advice VirtualBox's driver gives for a refused host-only range.
-pub fn hostonly_hint(e: &PreflightError) -> Option<String> {
-    VBoxError::HostOnlyRange(e.clone()).hint()
 }

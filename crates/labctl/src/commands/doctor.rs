@@ -45,15 +45,7 @@ pub(crate) fn run(args: &DoctorArgs, p: &Printer) -> Result<u8> {
         let checks: Vec<serde_json::Value> = findings
             .iter()
             .zip(&worded)
-            .map(|(f, (level, message, fix))| {
-                let mut v = serde_json::to_value(f).unwrap_or_default();
-                if let Some(o) = v.as_object_mut() {
-                    o.insert("level".into(), serde_json::json!(level));
-                    o.insert("message".into(), serde_json::json!(message));
-                    o.insert("fix".into(), serde_json::json!(fix));
-                }
-                v
-            })
+            .map(|(f, (level, message, fix))| json_check(f, *level, message, fix.as_deref()))
             .collect();
         let doc = crate::output::json::document(
             "doctor",
@@ -289,10 +281,38 @@ fn word(f: &Finding) -> (String, Option<String>) {
             ),
             Some(e) => (
                 format!("VirtualBox: {e}"),
-                labctl_runner::doctor::hostonly_hint(e),
+                crate::errors::vbox_hint(&labctl_driver::vbox::VBoxError::HostOnlyRange(e.clone())),
             ),
         },
     }
+}
+
+/// One check of `doctor --json`: the finding, its `problem.hint` for a broken program (the
+/// driver's advice, worded here), its level, message and fix.
+fn json_check(f: &Finding, level: Level, message: &str, fix: Option<&str>) -> serde_json::Value {
+    let mut v = serde_json::to_value(f).unwrap_or_default();
+    if let Finding::Program {
+        problem: Some(ToolProblem::Broken { cause, .. }),
+        ..
+    } = f
+        && let Some(p) = v.get_mut("problem").and_then(|p| p.as_object_mut())
+    {
+        p.insert(
+            "hint".into(),
+            serde_json::json!(broken_hint(cause.as_deref())),
+        );
+    }
+    if let Some(o) = v.as_object_mut() {
+        o.insert("level".into(), serde_json::json!(level));
+        o.insert("message".into(), serde_json::json!(message));
+        o.insert("fix".into(), serde_json::json!(fix));
+    }
+    v
+}
+
+/// The driver's advice for a program that does not run, when it has some (VirtualBox).
+fn broken_hint(cause: Option<&labctl_driver::vbox::VBoxError>) -> Option<String> {
+    cause.and_then(crate::errors::vbox_hint)
 }
 
 fn setting_name(s: AccelSetting) -> &'static str {
@@ -335,9 +355,9 @@ fn word_program(
             ),
             Some(format!("correct it, or unset it to use `{name}` from PATH")),
         ),
-        Some(ToolProblem::Broken { message, hint }) => (
+        Some(ToolProblem::Broken { message, cause }) => (
             format!("{name} does not run: {message}"),
-            Some(hint.clone().unwrap_or(install)),
+            Some(broken_hint(cause.as_deref()).unwrap_or(install)),
         ),
         Some(ToolProblem::TooOld { minimum }) => (
             format!(
@@ -441,6 +461,52 @@ fn word_box(
 mod tests {
     use super::*;
     use crate::settings::{Setting, Source};
+    use labctl_driver::vbox::VBoxError;
+
+    fn broken(cause: Option<VBoxError>) -> Finding {
+        Finding::Program {
+            tool: Tool::VBoxManage,
+            path: None,
+            version: None,
+            problem: Some(ToolProblem::Broken {
+                message: "m".into(),
+                cause: cause.map(std::sync::Arc::new),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_broken_virtualbox_gets_the_drivers_advice_in_text_and_json() {
+        let f = broken(Some(VBoxError::UnsupportedVersion {
+            found: "6.0.24".into(),
+            reason: "too old".into(),
+        }));
+        let (message, fix) = word(&f);
+        assert_eq!(message, "VBoxManage does not run: m");
+        let fix = fix.unwrap_or_default();
+        assert!(
+            fix.starts_with("install the current VirtualBox 7.1"),
+            "{fix}"
+        );
+        let v = json_check(&f, f.level(), &message, Some(&fix));
+        assert_eq!(v["problem"]["problem"], "broken");
+        assert_eq!(v["problem"]["message"], "m");
+        assert_eq!(v["problem"]["hint"], serde_json::json!(fix));
+        assert_eq!(v["fix"], serde_json::json!(fix));
+    }
+
+    #[test]
+    fn a_broken_program_without_advice_falls_back_to_installing_it() {
+        let f = broken(None);
+        let (_, fix) = word(&f);
+        assert_eq!(
+            fix.as_deref(),
+            Some(labctl_driver::vbox::NOT_INSTALLED_HINT)
+        );
+        let v = json_check(&f, f.level(), "m", fix.as_deref());
+        assert_eq!(v["problem"]["hint"], serde_json::Value::Null);
+        assert!(v["problem"].get("cause").is_none(), "{v}");
+    }
 
     #[test]
     fn settings_are_worded_with_their_source() {
