@@ -1,4 +1,4 @@
-//! libvirt driver errors, each with a hint for the user.
+//! libvirt driver errors (the binary words the advice for them).
 
 use crate::DriverError;
 use crate::exec::ToolError;
@@ -28,29 +28,6 @@ pub enum LibvirtError {
     },
     #[error(transparent)]
     Tool(ToolError),
-}
-
-impl LibvirtError {
-    /// What the user can do about it.
-    pub fn hint(&self) -> Option<String> {
-        match self {
-            LibvirtError::NotInstalled { .. } => Some(NOT_INSTALLED_HINT.into()),
-            LibvirtError::Connect { uri, .. } if uri.contains("+ssh://") => Some(format!(
-                "check `virsh -c {uri} version` works from this shell (key-based SSH login, libvirtd running on the host, your user in the `libvirt` group there); docs/libvirt.md"
-            )),
-            LibvirtError::Connect { uri, .. } => Some(format!(
-                "start libvirt (`systemctl start libvirtd`, or `virtqemud` on split-daemon hosts) and check `virsh -c {uri} version`; for qemu:///system without root, add your user to the `libvirt` group; or set `uri` in lab.toml / `--uri`"
-            )),
-            LibvirtError::ForeignDomain { name } => Some(format!(
-                "remove or rename that domain (`virsh undefine {name}`), or give the lab another name"
-            )),
-            LibvirtError::Tool(ToolError::Timeout { .. }) => Some(
-                "libvirt did not answer in time; check the daemon (`virsh version`) and, for a remote URI, the SSH connection"
-                    .into(),
-            ),
-            _ => None,
-        }
-    }
 }
 
 impl From<ToolError> for LibvirtError {
@@ -95,19 +72,5 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-    }
-
-    #[test]
-    fn connect_hints_differ_for_local_and_ssh_uris() {
-        let local = LibvirtError::Connect {
-            uri: "qemu:///system".into(),
-            detail: "x".into(),
-        };
-        assert!(local.hint().unwrap_or_default().contains("libvirt` group"));
-        let remote = LibvirtError::Connect {
-            uri: "qemu+ssh://lab@h1/system".into(),
-            detail: "x".into(),
-        };
-        assert!(remote.hint().unwrap_or_default().contains("SSH"));
     }
 }

@@ -1,4 +1,4 @@
-//! VirtualBox driver errors, each with a hint for the user.
+//! VirtualBox driver errors (the binary words the advice for them).
 
 use std::path::PathBuf;
 
@@ -60,55 +60,6 @@ pub enum VBoxError {
 }
 
 impl VBoxError {
-    /// What the user can do about it.
-    pub fn hint(&self) -> Option<String> {
-        match self {
-            VBoxError::NotInstalled { .. } => Some(NOT_INSTALLED_HINT.into()),
-            VBoxError::Broken { .. } => Some(
-                "reinstall VirtualBox; on Linux, `sudo /sbin/vboxconfig` rebuilds its kernel modules"
-                    .into(),
-            ),
-            VBoxError::NoHwVirt { .. } => Some(
-                "enable virtualization (Intel VT-x / AMD-V, sometimes called SVM) in the BIOS/UEFI setup; on Windows also turn Hyper-V off (`bcdedit /set hypervisorlaunchtype off`, then reboot); inside a VM, enable nested virtualization on the outer hypervisor"
-                    .into(),
-            ),
-            VBoxError::KernelDriver { .. } => Some(
-                "on Linux run `sudo /sbin/vboxconfig` (it needs the kernel headers; with Secure Boot the modules must be signed); on macOS allow Oracle's system extension under System Settings → Privacy & Security, then reboot"
-                    .into(),
-            ),
-            VBoxError::ForeignVm { name } => Some(format!(
-                "rename or remove that VM in VirtualBox (`VBoxManage unregistervm {name}`), or give the lab another name"
-            )),
-            VBoxError::NoOvf { .. } => Some(
-                "add a box made for VirtualBox (`labctl box add` of a virtualbox .box), or use the qemu provider"
-                    .into(),
-            ),
-            VBoxError::UnsupportedVersion { .. } => Some(
-                "install the current VirtualBox 7.1 (or 7.0.x after 7.0.0, or 6.1.50) from https://www.virtualbox.org/wiki/Downloads, or use the qemu provider"
-                    .into(),
-            ),
-            VBoxError::ArchMismatch { .. } => Some(
-                "use an arm64 box made for VirtualBox, or the qemu provider (QEMU can emulate x86, slowly)"
-                    .into(),
-            ),
-            VBoxError::BadSnapshotName { .. } => {
-                Some("pick a name of letters, digits, `-`, `_`, `.` and spaces".into())
-            }
-            VBoxError::NetworkNotUp { .. } => {
-                Some("`labctl up` sets the lab's networks up before starting machines".into())
-            }
-            VBoxError::HostOnlyRange(e) => Some(format!(
-                "`echo '{}' | sudo tee -a /etc/vbox/networks.conf`; see https://www.virtualbox.org/manual/ch06.html#network_hostonly",
-                e.conf_line()
-            )),
-            VBoxError::Tool(ToolError::Timeout { .. }) => Some(
-                "VirtualBox did not answer; check for a stuck VBoxSVC process or a dialog in the VirtualBox window"
-                    .into(),
-            ),
-            _ => None,
-        }
-    }
-
     /// A failed command's stderr (or stdout when stderr was empty).
     pub fn output(&self) -> Option<&str> {
         match self {
