@@ -2,7 +2,7 @@
 # class-twohost.sh - `labctl class up` of 2 students' labs (labs/smoke, 1 worker each) on two
 # libvirt hosts reached over SSH (`qemu+ssh://`), against `labctl up` of the same two labs one
 # after the other on one of those hosts. Both "hosts" are simulated on this machine exactly as
-# in crates/labctl/tests/e2e_twohost.rs: each is a mount + network namespace with its own
+# in crates/labctl/tests/e2e_twohost.rs: each is a PID + mount + network namespace with its own
 # libvirtd and sshd (crates/labctl/tests/data/twohost-host.sh), joined by a veth pair to a
 # client namespace in which labctl runs; nothing is added to this machine's own network
 # namespace. Same hardware on both sides: it measures labctl's parallelism across hosts and
@@ -49,11 +49,17 @@ cleanup() {
         for l in "$T/seq1" "$T/seq2"; do in_client "$LABCTL" destroy -f --lab "$l" >/dev/null 2>&1; done
     fi
     for h in "${HOSTS[@]}"; do
-        for d in $(nsenter -t "$h" -m -n virsh -c qemu:///system list --name 2>/dev/null); do
-            nsenter -t "$h" -m -n virsh -c qemu:///system destroy "$d" >/dev/null 2>&1
-        done
+        # The host's PID 1 (unshare's child): virsh runs in its PID namespace too (its /proc).
+        init=$(cut -d' ' -f1 "/proc/$h/task/$h/children" 2>/dev/null)
+        if [[ -n $init ]]; then
+            for d in $(nsenter -t "$init" -p -m -n virsh -c qemu:///system list --name 2>/dev/null); do
+                nsenter -t "$init" -p -m -n virsh -c qemu:///system destroy "$d" >/dev/null 2>&1
+            done
+        fi
         left=$(others_in_netns "$h")
-        kill "$h" 2>/dev/null
+        # SIGKILL: unshare --fork ignores SIGTERM; its death kills the namespace's PID 1 and so
+        # every process in it (--kill-child).
+        kill -9 "$h" 2>/dev/null
         for p in $left; do kill -9 "$p" 2>/dev/null; done
     done
     if [[ -n $CLIENT ]]; then
@@ -109,7 +115,10 @@ X11Forwarding no
 PrintMotd no
 EOF
     echo "$A $(cut -d' ' -f1-2 "$H/ssh_host_ed25519_key.pub")" >>"$T/client/known_hosts"
-    unshare --mount --net --propagation private sh "$HOST_SH" "$H" "$A" </dev/null >"$H/host.log" 2>&1 &
+    # A PID namespace too: if this script is killed, unshare's child (PID 1 there) dies and
+    # the kernel kills QEMU, which libvirt daemonizes out of this script's process group.
+    unshare --pid --fork --kill-child --mount-proc --mount --net --propagation private \
+        sh "$HOST_SH" "$H" "$A" </dev/null >"$H/host.log" 2>&1 &
     pid=$!
     HOSTS+=("$pid")
     wait_unshared "$pid"

@@ -2,7 +2,9 @@
 //! libvirt hypervisor hosts that labctl reaches only over SSH (`qemu+ssh://`), both simulated
 //! on this machine.
 //!
-//! Each host is a mount and network namespace the test makes (`unshare --mount --net`) with
+//! Each host is a PID, mount and network namespace the test makes (`unshare --pid --fork
+//! --kill-child --mount-proc --mount --net`: if the test is killed, by SIGKILL too, unshare's
+//! child, the namespace's PID 1, dies and the kernel kills QEMU with it) with
 //! its own libvirtd (own state, runtime, log and config directories, as in e2e_libvirt.rs) and
 //! its own sshd, started inside that namespace so that libvirt's `virt-ssh-helper` and labctl's
 //! `ssh -W` relays reach that namespace's daemon and guests. labctl runs in a third network
@@ -22,13 +24,14 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{Lab, alive, have_box, read_pid};
+use common::{Lab, alive, have_box};
 
-/// Runs inside `unshare --mount --net --propagation private` for one host: waits for the
+/// Runs inside `unshare --pid --fork --kill-child --mount-proc --mount --net --propagation
+/// private` for one host (PID 1 of its PID namespace): waits for the
 /// veth address the test gives it, puts a tmpfs over /run (sshd's privsep directory
 /// /run/sshd and libvirt's sockets are this namespace's own; nothing is created in the host's
 /// /run), binds private copies of libvirt's directories, starts sshd, then the daemon in the
-/// foreground (its PID is the unshare child's). The qemu.conf knobs are e2e_libvirt.rs's.
+/// background, waiting for it (and reaping QEMU). The qemu.conf knobs are e2e_libvirt.rs's.
 const HOST_SCRIPT: &str = include_str!("data/twohost-host.sh");
 
 fn run(cmd: &mut Command) -> Output {
@@ -224,7 +227,17 @@ impl HyperHost {
         std::fs::write(dir.join("host.sh"), HOST_SCRIPT).expect("host.sh");
         let log = std::fs::File::create(dir.join("host.log")).expect("log");
         let daemon = Command::new("unshare")
-            .args(["--mount", "--net", "--propagation", "private", "sh"])
+            .args([
+                "--pid",
+                "--fork",
+                "--kill-child",
+                "--mount-proc",
+                "--mount",
+                "--net",
+                "--propagation",
+                "private",
+                "sh",
+            ])
             .arg(dir.join("host.sh"))
             .arg(&dir)
             .arg(&addr)
@@ -290,36 +303,53 @@ impl HyperHost {
         h
     }
 
+    /// unshare's PID: it is in the host's mount and network namespaces (not its PID
+    /// namespace), so `nsenter -t PID -n` and `ip link … netns PID` reach the host.
     fn pid(&self) -> u32 {
         self.daemon.id()
     }
 
-    /// `virsh -c qemu:///system` inside the host's namespaces (for cleanup, not over SSH).
-    fn local_virsh(&self, args: &[&str]) -> Output {
+    /// PID 1 of the host's PID namespace (unshare's child), as this machine numbers it.
+    fn init_pid(&self) -> Option<u32> {
+        let p = self.pid();
+        std::fs::read_to_string(format!("/proc/{p}/task/{p}/children"))
+            .ok()?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    }
+
+    /// `virsh -c qemu:///system` inside the host's namespaces, its PID namespace too (its
+    /// /proc is that namespace's), for cleanup, not over SSH.
+    fn local_virsh(&self, args: &[&str]) -> Option<Output> {
         Command::new("nsenter")
-            .args(["-t", &self.pid().to_string(), "-m", "-n"])
+            .args(["-t", &self.init_pid()?.to_string(), "-p", "-m", "-n"])
             .args(["virsh", "-c", "qemu:///system"])
             .args(args)
             .output()
-            .expect("nsenter virsh")
+            .ok()
     }
 }
 
 impl Drop for HyperHost {
     fn drop(&mut self) {
         let out = self.local_virsh(&["list", "--name"]);
-        for name in String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-        {
-            let _ = self.local_virsh(&["destroy", name]);
+        for name in out.iter().flat_map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .into_owned()
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        }) {
+            let _ = self.local_virsh(&["destroy", &name]);
         }
-        let sshd = read_pid(&self.dir.join("sshd.pid"));
+        // sshd.pid holds sshd's PID in the host's PID namespace, not this machine's: it is
+        // not used; SIGKILL to unshare kills the namespace's PID 1, and with it every process
+        // in the namespace (sshd, libvirtd, QEMU). The ones seen now are killed by PID too.
         let left = others_in_netns(self.pid());
-        if let Some(p) = sshd {
-            kill9(p);
-        }
         let _ = self.daemon.kill();
         let _ = self.daemon.wait();
         for pid in left {
@@ -577,11 +607,20 @@ fn twohost_class_over_qemu_ssh() {
     assert!(!class_dir.join(".labctl/class-state.json").exists());
     drop(guard);
     drop(lab);
-    let pids: Vec<u32> = hosts.iter().map(HyperHost::pid).collect();
+    // unshare and every process of the hosts' namespaces (sshd, libvirtd, any QEMU): gone
+    // once the hosts are dropped (SIGKILL to unshare ends its PID namespace).
+    let pids: Vec<u32> = hosts
+        .iter()
+        .flat_map(|h| std::iter::once(h.pid()).chain(others_in_netns(h.pid())))
+        .collect();
     drop(hosts);
     drop(client);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pids.iter().any(|p| alive(*p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
     for p in pids {
-        assert!(!alive(p), "libvirtd {p} still runs");
+        assert!(!alive(p), "{p} of a host's namespace still runs");
     }
     eprintln!("two-host test took {:.1}s", started.elapsed().as_secs_f64());
 }

@@ -1,7 +1,10 @@
 #!/bin/sh
 # One simulated hypervisor host of the two-host test (crates/labctl/tests/e2e_twohost.rs)
 # and benchmark (scripts/bench/class-twohost.sh): run as
-#   unshare --mount --net --propagation private sh twohost-host.sh DIR ADDRESS
+#   unshare --pid --fork --kill-child --mount-proc --mount --net --propagation private \
+#     sh twohost-host.sh DIR ADDRESS
+# (this shell is PID 1 of the host's PID namespace: when unshare dies, even by SIGKILL, the
+# kernel kills every process in it, QEMU included, which libvirt daemonizes with setsid)
 # DIR holds sshd_config and receives libvirt's private directories; ADDRESS is the veth
 # address the caller gives this namespace.
 set -eu
@@ -35,4 +38,7 @@ dynamic_ownership = 0
 EOC
 mount --bind "$T/etc" /etc/libvirt
 /usr/sbin/sshd -D -f "$T/sshd_config" -E "$T/sshd.log" &
-exec /usr/sbin/libvirtd --pid-file "$T/libvirtd.pid"
+/usr/sbin/libvirtd --pid-file "$T/libvirtd.pid" &
+# Not exec: as PID 1 this shell reaps the QEMU processes libvirt orphans (dash's wait reaps
+# any child); libvirtd as PID 1 would leave them zombies, which it takes for still running.
+wait $!
