@@ -329,8 +329,11 @@ impl Cmd {
         let (ours, theirs) = UnixStream::pair().map_err(|e| self.spawn_err(e))?;
         let theirs_out = theirs.try_clone().map_err(|e| self.spawn_err(e))?;
         tracing::debug!(command = %self.display(), "spawn relay");
-        let mut child = self
-            .command()
+        let mut command = self.command();
+        // Its own process group, as `spawn_detached`'s: Ctrl-C at the terminal reaches labctl,
+        // which stops its sessions and drops the relay, not the relay under a live session.
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let mut child = command
             .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
             .stdout(Stdio::from(std::os::fd::OwnedFd::from(theirs_out)))
             .stderr(Stdio::piped())
@@ -490,6 +493,34 @@ mod tests {
             !std::path::Path::new(&format!("/proc/{pid}")).exists(),
             "the relay is still there"
         );
+    }
+
+    /// The relay leads its own process group (as `spawn_detached`'s children), so a Ctrl-C
+    /// sent to labctl's terminal process group does not reach it.
+    #[cfg(unix)]
+    #[test]
+    fn a_stdio_proxy_has_its_own_process_group() {
+        use std::io::Read;
+        // /proc/self/stat of `cat` itself: field 5 (after the `(comm)`) is its process group.
+        let (mut s, proxy) = Cmd::new("cat")
+            .arg("/proc/self/stat")
+            .spawn_stdio_proxy()
+            .expect("cat runs");
+        let mut stat = String::new();
+        s.read_to_string(&mut stat).expect("read");
+        let after = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or_default();
+        let pgrp: u32 = after
+            .split_whitespace()
+            .nth(2)
+            .and_then(|f| f.parse().ok())
+            .unwrap_or_else(|| panic!("no process group in {stat:?}"));
+        assert_eq!(pgrp, proxy.pid(), "{stat}");
+        let ours = std::fs::read_to_string("/proc/self/stat").expect("our stat");
+        let our_pgrp: u32 = ours
+            .rsplit_once(") ")
+            .and_then(|(_, r)| r.split_whitespace().nth(2)?.parse().ok())
+            .expect("our process group");
+        assert_ne!(pgrp, our_pgrp);
     }
 
     #[cfg(unix)]
