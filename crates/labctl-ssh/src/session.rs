@@ -114,6 +114,15 @@ pub enum SshError {
     },
     #[error("{node}: interrupted")]
     Cancelled { node: String },
+    /// The jump host refused the relay's own login or its host key (`ssh -W` ended with
+    /// `Permission denied` or `Host key verification failed`): retrying will not help.
+    #[error("{node}: the jump host {via} refused the relay to {addr}: {message}")]
+    Relay {
+        node: String,
+        addr: SocketAddr,
+        via: String,
+        message: String,
+    },
 }
 
 fn tail(t: &str) -> String {
@@ -275,7 +284,14 @@ impl Session {
             // full SSH handshake would then hang until its timeout. A short banner probe costs
             // the guest nothing until sshd answers; only then comes the real handshake, with a
             // timeout generous enough for a loaded host.
-            let last = match banner_probe(target, Duration::from_secs(3)) {
+            // Through a relay the probe also covers the jump host's TCP connect, key exchange
+            // and login.
+            let probe = if target.via.is_some() {
+                Duration::from_secs(15)
+            } else {
+                Duration::from_secs(3)
+            };
+            let last = match banner_probe(target, probe) {
                 // The probe's connection goes on to the handshake: under TCG each connection
                 // costs sshd a fork and re-exec of seconds, so it is not thrown away.
                 Ok(conn) => match Session::connect_over(target, conn, Duration::from_secs(20)) {
@@ -292,6 +308,15 @@ impl Session {
                     }
                 },
                 Err(e) => match &target.via {
+                    // The jump host said no to the relay's login or host key: final.
+                    Some(v) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                        return Err(SshError::Relay {
+                            node: target.node.clone(),
+                            addr: target.addr,
+                            via: v.label.clone(),
+                            message: e.to_string(),
+                        });
+                    }
                     Some(v) => format!("{} via {}: {e}", target.addr, v.label),
                     None => format!("{}: {e}", target.addr),
                 },
@@ -565,10 +590,21 @@ fn banner_probe(target: &Target, timeout: Duration) -> std::io::Result<Conn> {
     match wait_banner(&conn, timeout) {
         Ok(()) => Ok(conn),
         Err(e) => match conn.relay_failure() {
+            Some(why) if relay_refused(&why) => Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                why,
+            )),
             Some(why) => Err(std::io::Error::other(why)),
             None => Err(e),
         },
     }
+}
+
+/// Whether an ended relay's report (its exit status and stderr) says the jump host refused
+/// its login or its host key: OpenSSH's messages, with its exit status 255.
+fn relay_refused(why: &str) -> bool {
+    why.contains("exit status 255")
+        && (why.contains("Permission denied") || why.contains("Host key verification failed"))
 }
 
 fn wait_banner(conn: &Conn, timeout: Duration) -> std::io::Result<()> {
@@ -725,9 +761,44 @@ mod tests {
         );
         let e = banner_probe(&t, Duration::from_secs(2)).unwrap_err();
         assert!(e.to_string().contains("Permission denied"), "{e}");
+        assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied, "{e}");
         // A relay that is still running leaves the probe's own error.
         let t = tunnelled(&[b"HTTP/1.1 400 Bad Request\r\n"], None);
         let e = banner_probe(&t, Duration::from_secs(2)).unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::InvalidData, "{e}");
+    }
+
+    /// A jump host that refuses the relay's login or host key ends the wait at once with a
+    /// typed error; a relay that ended for another reason is retried until the deadline.
+    #[test]
+    fn a_refused_relay_is_final_and_other_relay_failures_are_retried() {
+        let never = AtomicBool::new(false);
+        for why in [
+            "`ssh -W 127.0.0.1:61010 …` ended (exit status 255): root@10.254.1.2: Permission denied (publickey).",
+            "`ssh -W 127.0.0.1:61010 …` ended (exit status 255): Host key verification failed.",
+        ] {
+            let t = tunnelled(&[], Some(why));
+            let started = Instant::now();
+            let e = match Session::wait_ready(&t, Duration::from_secs(30), &never, &|| Ok(())) {
+                Err(e) => e,
+                Ok(_) => panic!("logged in through a refused relay"),
+            };
+            assert!(
+                matches!(&e, SshError::Relay { via, .. } if via == "root@10.254.1.2"),
+                "{e:?}"
+            );
+            assert!(started.elapsed() < Duration::from_secs(10), "{e}");
+        }
+        let t = tunnelled(
+            &[],
+            Some(
+                "`ssh -W 127.0.0.1:61010 …` ended (exit status 255): ssh: connect to host 10.254.1.2 port 22: Connection refused",
+            ),
+        );
+        let e = match Session::wait_ready(&t, Duration::from_millis(300), &never, &|| Ok(())) {
+            Err(e) => e,
+            Ok(_) => panic!("logged in through a failed relay"),
+        };
+        assert!(matches!(e, SshError::NotReady { .. }), "{e:?}");
     }
 }
