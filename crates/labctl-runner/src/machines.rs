@@ -329,6 +329,27 @@ pub(crate) fn lab_uri(lab: &Lab, env: &Env) -> Option<String> {
 mod tests {
     use super::*;
 
+    /// `--uri`/`LABCTL_URI` wins over the recorded URI for the driver and the route alike.
+    #[test]
+    fn the_effective_uri_is_the_environments_else_the_recorded_one() {
+        let paths = LabPaths::new(std::path::Path::new("/lab"), "lv");
+        let mut st = LabState::new("lv", &paths, Provider::Libvirt, "labctl/debian-12");
+        st.uri = Some("qemu+ssh://root@h1/system".into());
+        let mut env = Env {
+            data_dir: "/d".into(),
+            cache_dir: "/c".into(),
+            switch_command: Vec::new(),
+            uri: None,
+            relay_command: Vec::new(),
+            bundle_server_command: Vec::new(),
+        };
+        assert_eq!(effective_uri(&env, &st), Some("qemu+ssh://root@h1/system"));
+        env.uri = Some("qemu+ssh://root@h2/system".into());
+        assert_eq!(effective_uri(&env, &st), Some("qemu+ssh://root@h2/system"));
+        st.uri = None;
+        assert_eq!(effective_uri(&env, &st), Some("qemu+ssh://root@h2/system"));
+    }
+
     #[test]
     fn macs_are_stable_unicast_and_distinct() {
         let a = mac("k8s-1a2b3c4d", 0, 0);

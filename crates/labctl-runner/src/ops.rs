@@ -456,13 +456,19 @@ pub fn read_guest_file(
             down.push((node.clone(), status));
             continue;
         }
-        let read =
-            crate::reset::session(paths, &st, node, Duration::from_secs(30)).and_then(|sess| {
-                Ok(sess.run(
-                    &format!("{}{command}", crate::provision::as_root(&n.user)),
-                    Duration::from_secs(30),
-                )?)
-            });
+        let read = crate::reset::session(
+            paths,
+            &st,
+            crate::machines::effective_uri(env, &st),
+            node,
+            Duration::from_secs(30),
+        )
+        .and_then(|sess| {
+            Ok(sess.run(
+                &format!("{}{command}", crate::provision::as_root(&n.user)),
+                Duration::from_secs(30),
+            )?)
+        });
         match read {
             Ok(text) => return Ok((node.clone(), text)),
             Err(e) => last = Some((node.clone(), e.to_string())),

@@ -11,7 +11,7 @@ use labctl_ssh::{Session, Target};
 
 use crate::events::{EventKind, Notice, Reporter, emit, emit_lab, ms};
 use crate::guest::{Connect, Guest, Ssh};
-use crate::machines::{Env, driver_for_state, opener};
+use crate::machines::{Env, driver_for_state, effective_uri, opener};
 use crate::provision::as_root;
 use crate::state::{Golden, LabLock, LabPaths, LabState, load_values, values_hash};
 use crate::up::{OpenDriver, Selection, UpOptions, UpSummary, up_with};
@@ -125,12 +125,13 @@ pub fn snapshot(
     let _lock = LabLock::acquire(paths)?;
     let mut st = LabState::load_checked(paths, env)?.ok_or(RunnerError::NotUp)?;
     let driver = driver_for_state(&st, env)?;
+    let uri = effective_uri(env, &st).map(str::to_string);
     let names = st.select(nodes)?;
     crate::ops::check_nodes(&*driver, &st, &names, crate::ops::Need::Created)?;
     let started = Instant::now();
     let out = snapshot_locked(&*driver, &st, &names, cmd)?;
     if let SnapshotCmd::Restore(_) = cmd {
-        fix_clocks(&Ssh, paths, &st, &names, &*reporter)?;
+        fix_clocks(&Ssh, paths, &st, uri.as_deref(), &names, &*reporter)?;
     }
     if let (SnapshotCmd::Delete(name), Some(g)) = (cmd, &st.golden)
         && *name == g.name
@@ -153,11 +154,17 @@ pub fn snapshot(
 }
 
 /// The SSH target of a node of a lab that is up (through its hypervisor host when remote).
-fn node_target(paths: &LabPaths, st: &LabState, node: &str) -> Result<Target, RunnerError> {
+/// `uri` is the lab's effective libvirt URI (`machines::effective_uri`), as its driver's.
+fn node_target(
+    paths: &LabPaths,
+    st: &LabState,
+    uri: Option<&str>,
+    node: &str,
+) -> Result<Target, RunnerError> {
     let n = &st.nodes[node];
     Ok(crate::route::target(
         node,
-        &crate::route::route(st.provider.as_str(), st.uri.as_deref(), n.machine.ssh.host)?,
+        &crate::route::route(st.provider.as_str(), uri, n.machine.ssh.host)?,
         &n.user,
         vec![paths.key()],
         paths.host_key_check(node, false),
@@ -167,10 +174,11 @@ fn node_target(paths: &LabPaths, st: &LabState, node: &str) -> Result<Target, Ru
 pub(crate) fn session(
     paths: &LabPaths,
     st: &LabState,
+    uri: Option<&str>,
     node: &str,
     deadline: Duration,
 ) -> Result<Session, RunnerError> {
-    let target = node_target(paths, st, node)?;
+    let target = node_target(paths, st, uri, node)?;
     let never = AtomicBool::new(false);
     Ok(Session::wait_ready(&target, deadline, &never, &|| Ok(()))?)
 }
@@ -180,10 +188,11 @@ fn login(
     connect: &dyn Connect,
     paths: &LabPaths,
     st: &LabState,
+    uri: Option<&str>,
     node: &str,
     deadline: Duration,
 ) -> Result<Box<dyn Guest>, RunnerError> {
-    let target = node_target(paths, st, node)?;
+    let target = node_target(paths, st, uri, node)?;
     let never = AtomicBool::new(false);
     Ok(connect.wait_ready(&target, deadline, &never, &|| Ok(()))?)
 }
@@ -193,11 +202,12 @@ fn fix_clocks(
     connect: &dyn Connect,
     paths: &LabPaths,
     st: &LabState,
+    uri: Option<&str>,
     names: &[String],
     reporter: &dyn Reporter,
 ) -> Result<(), RunnerError> {
     each(NodesOp::SetClock, names, |n| {
-        let s = login(connect, paths, st, n, Duration::from_secs(120))?;
+        let s = login(connect, paths, st, uri, n, Duration::from_secs(120))?;
         let epoch = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -269,6 +279,7 @@ fn run_hook(
     lab: &Lab,
     paths: &LabPaths,
     st: &LabState,
+    uri: Option<&str>,
     node: &str,
     hook: &labctl_spec::Hook,
     what: &str,
@@ -304,7 +315,7 @@ fn run_hook(
             if !st.nodes.contains_key(on) {
                 continue;
             }
-            let result = login(connect, paths, st, on, login_for)
+            let result = login(connect, paths, st, uri, on, login_for)
                 .and_then(|sess| Ok(sess.run(&wrapped(on), Duration::from_secs(60))?));
             match result {
                 Ok(_) => return Ok(()),
@@ -341,11 +352,16 @@ pub(crate) fn hook_nodes(lab: &Lab, hook: &labctl_spec::Hook, node: &str) -> Vec
 }
 
 /// Run the node's role `check`, if it declares one, and say that it passed.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "three call sites, all arguments named"
+)]
 fn run_check(
     connect: &dyn Connect,
     lab: &Lab,
     paths: &LabPaths,
     st: &LabState,
+    uri: Option<&str>,
     node: &str,
     deadline: Duration,
     reporter: &dyn Reporter,
@@ -355,7 +371,7 @@ fn run_check(
         .and_then(|sn| lab.role(&sn.role))
         .and_then(|r| r.check.clone());
     if let Some(hook) = hook {
-        run_hook(connect, lab, paths, st, node, &hook, "check", deadline)?;
+        run_hook(connect, lab, paths, st, uri, node, &hook, "check", deadline)?;
         emit(
             reporter,
             node,
@@ -421,6 +437,7 @@ pub(crate) fn reset_with(
         let lock = LabLock::acquire(&paths)?;
         let st = LabState::load_checked(&paths, env)?.ok_or(RunnerError::NotUp)?;
         let driver = driver_for(st.provider, st.uri.as_deref())?;
+        let uri = effective_uri(env, &st).map(str::to_string);
         let names = if opts.all {
             st.select(&[])?
         } else {
@@ -459,7 +476,7 @@ pub(crate) fn reset_with(
             &names,
             &SnapshotCmd::Restore(golden.name.clone()),
         )?;
-        fix_clocks(connect, &paths, &st, &names, &*reporter)?;
+        fix_clocks(connect, &paths, &st, uri.as_deref(), &names, &*reporter)?;
         drop(lock);
         for n in &names {
             run_check(
@@ -467,6 +484,7 @@ pub(crate) fn reset_with(
                 lab,
                 &paths,
                 &st,
+                uri.as_deref(),
                 n,
                 Duration::from_secs(180),
                 &*reporter,
@@ -484,6 +502,7 @@ pub(crate) fn reset_with(
         let lock = LabLock::acquire(&paths)?;
         let mut st = LabState::load_checked(&paths, env)?.ok_or(RunnerError::NotUp)?;
         let driver = driver_for(st.provider, st.uri.as_deref())?;
+        let uri = effective_uri(env, &st).map(str::to_string);
         let names = if opts.all {
             st.select(&[])?
         } else {
@@ -518,6 +537,7 @@ pub(crate) fn reset_with(
                     lab,
                     &paths,
                     &st,
+                    uri.as_deref(),
                     n,
                     &hook,
                     "forget",
@@ -572,6 +592,7 @@ pub(crate) fn reset_with(
         return Ok(summary);
     }
     let st = LabState::load_checked(&paths, env)?.ok_or(RunnerError::NotUp)?;
+    let uri = effective_uri(env, &st).map(str::to_string);
     let names = if opts.all {
         st.select(&[])?
     } else {
@@ -583,6 +604,7 @@ pub(crate) fn reset_with(
             lab,
             &paths,
             &st,
+            uri.as_deref(),
             n,
             Duration::from_secs(600),
             &*reporter,
