@@ -19,7 +19,7 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-step "Windows type-check (every Unix-only call behind cfg(unix); skipped without the target)"
+step "Windows type-check (every Unix-only call behind cfg(unix); required under CI, skipped elsewhere without the target)"
 bash scripts/check-windows.sh
 step "tests (unit, CLI, end-to-end with real guests)"
 profile=default
