@@ -7,7 +7,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Instant;
 
 use common::{Lab, alive, read_pid};
@@ -35,18 +35,7 @@ impl ClassGuard<'_> {
 impl Drop for ClassGuard<'_> {
     fn drop(&mut self) {
         let pids = self.pids();
-        let _ = self
-            .lab
-            .cmd(&[
-                "class",
-                "destroy",
-                "-f",
-                "--class",
-                self.class.to_str().unwrap_or(""),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        self.lab.destroy_class_quietly(&self.class);
         for pid in pids {
             if alive(pid) {
                 let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();

@@ -114,18 +114,7 @@ impl Daemon {
     }
 
     fn names(&self, args: &[&str]) -> Vec<String> {
-        let out = self.virsh(args);
-        assert!(
-            out.status.success(),
-            "virsh {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(str::to_string)
-            .collect()
+        common::output_lines(&self.virsh(args), &format!("virsh {args:?}"))
     }
 
     /// PIDs in the daemon's network namespace other than the daemon.

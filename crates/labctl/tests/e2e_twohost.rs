@@ -162,18 +162,7 @@ impl Client {
             .expect("nsenter virsh")
     }
     fn names(&self, uri: &str, args: &[&str]) -> Vec<String> {
-        let out = self.virsh(uri, args);
-        assert!(
-            out.status.success(),
-            "virsh -c {uri} {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(str::to_string)
-            .collect()
+        common::output_lines(&self.virsh(uri, args), &format!("virsh -c {uri} {args:?}"))
     }
 }
 
@@ -384,18 +373,7 @@ struct ClassGuard<'a> {
 
 impl Drop for ClassGuard<'_> {
     fn drop(&mut self) {
-        let _ = self
-            .lab
-            .cmd(&[
-                "class",
-                "destroy",
-                "-f",
-                "--class",
-                self.class.to_str().unwrap_or(""),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        self.lab.destroy_class_quietly(&self.class);
     }
 }
 

@@ -131,6 +131,22 @@ impl Lab {
         lab
     }
 
+    /// `class destroy -f` of a class, quietly and ignoring the outcome: for guards that clean
+    /// up after a failed assertion.
+    pub fn destroy_class_quietly(&self, class: &Path) {
+        let _ = self
+            .cmd(&[
+                "class",
+                "destroy",
+                "-f",
+                "--class",
+                class.to_str().unwrap_or(""),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = match self.wrap.split_first() {
             None => Command::new(env!("CARGO_BIN_EXE_labctl")),
@@ -336,4 +352,20 @@ impl RecordedLab<'_> {
         std::fs::write(state.join("state.json"), st.to_string()).expect("state");
         own
     }
+}
+
+/// The non-empty lines of a successful command's stdout (`virsh … --name` lists); a failure
+/// fails the test with `what` and the command's stderr.
+pub fn output_lines(out: &Output, what: &str) -> Vec<String> {
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
 }
